@@ -1,0 +1,41 @@
+//! The ledger engine: a deterministic, in-memory state machine for T+0 clearing and settlement.
+//!
+//! One writer thread owns an [`Engine`] and feeds it [`Command`]s in sequence order;
+//! [`Engine::apply`] returns an [`Outcome`] and appends double-entry postings and lifecycle
+//! changes to caller-owned [`Effects`]. The engine reads no clock, randomness, files or
+//! sockets: time arrives inside each command, so replaying the same commands rebuilds the
+//! same state, down to [`Engine::state_hash`].
+//!
+//! Balances are `i128` minor units of the account's currency; amounts arrive as exact
+//! decimals ([`Amount`]) and are converted without rounding or rejected.
+
+#![warn(missing_docs)]
+
+mod account;
+mod admin;
+mod batch;
+mod command;
+mod currency;
+mod engine;
+mod hash;
+pub mod limits;
+mod mem;
+mod ops;
+mod outcome;
+mod state;
+mod txtable;
+mod types;
+
+pub use command::{Command, CommandBody, TxKind};
+pub use currency::{format_minor, to_minor, CurrencyDef, BUILTIN_CURRENCIES};
+pub use engine::{postings_balance, AccountView, CurrencyTotals, Engine, EngineConfig, TxView};
+pub use hash::{DigestSink, Sink, SinkExt};
+pub use outcome::{BalanceView, Balances, Bucket, Effects, Entry, Outcome, ResultCode};
+pub use state::STATE_ENCODING_VERSION;
+pub use types::{
+    AccountId, AccountKind, AccountLimits, AccountNo, AccountStatus, Amount, CurrencyCode,
+    CurrencyId, KeyError, TxId, TxState,
+};
+
+#[cfg(test)]
+mod tests;

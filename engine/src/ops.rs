@@ -1,0 +1,457 @@
+//! Money-moving commands. Each handler checks everything first and only then mutates, with
+//! nothing left that can fail: both sides of a movement change, or neither does.
+
+use crate::command::TxKind;
+use crate::currency::to_minor;
+use crate::engine::{in_range, Applied, Engine, Hold};
+use crate::outcome::{Balances, Bucket, Effects, ResultCode};
+use crate::txtable::Loc;
+use crate::types::{AccountId, AccountKind, AccountNo, Amount, TxId, TxState};
+
+impl Engine {
+    /// Looks up both accounts of a movement and checks they differ and share a currency.
+    fn pair(
+        &self,
+        debit_no: &AccountNo,
+        credit_no: &AccountNo,
+    ) -> Result<(AccountId, AccountId), ResultCode> {
+        let debit = self.find_account(debit_no)?;
+        let credit = self.find_account(credit_no)?;
+        if debit == credit {
+            return Err(ResultCode::SameAccount);
+        }
+        if self.acct(debit).currency != self.acct(credit).currency {
+            return Err(ResultCode::CurrencyMismatch);
+        }
+        Ok((debit, credit))
+    }
+
+    fn amount_minor(&self, id: AccountId, amount: Amount) -> Result<i128, ResultCode> {
+        to_minor(amount, self.scale(self.acct(id).currency))
+    }
+
+    fn channel(&self, id: AccountId) -> Result<(), ResultCode> {
+        match self.acct(id).kind {
+            AccountKind::System | AccountKind::Risk => Ok(()),
+            AccountKind::User => Err(ResultCode::NotChannelAccount),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn transfer(
+        &mut self,
+        tx_id: TxId,
+        from: &AccountNo,
+        to: &AccountNo,
+        amount: Amount,
+        out: &mut Balances,
+        fx: &mut Effects,
+    ) -> Result<Applied, ResultCode> {
+        let (dr, cr) = self.pair(from, to)?;
+        let amount_minor = self.amount_minor(dr, amount)?;
+        self.check_debit(dr, amount_minor)?;
+        self.check_credit(cr)?;
+        let dr_available = self.available_after_debit(dr, amount_minor)?;
+        let cr_available = in_range(self.acct(cr).available_minor + amount_minor)?;
+        let dr_ledger = in_range(self.acct(dr).ledger_minor - amount_minor)?;
+        let cr_ledger = in_range(self.acct(cr).ledger_minor + amount_minor)?;
+        // Nothing below can fail. An internal transfer is final at once: `ledger` moves too.
+        self.count_debit(dr, amount_minor);
+        let debit = self.acct_mut(dr);
+        debit.available_minor = dr_available;
+        debit.ledger_minor = dr_ledger;
+        let credit = self.acct_mut(cr);
+        credit.available_minor = cr_available;
+        credit.ledger_minor = cr_ledger;
+        Self::post(fx, tx_id, dr, Bucket::Available, -amount_minor);
+        Self::post(fx, tx_id, cr, Bucket::Available, amount_minor);
+        Self::post(fx, tx_id, dr, Bucket::Ledger, -amount_minor);
+        Self::post(fx, tx_id, cr, Bucket::Ledger, amount_minor);
+        fx.transitions.push((tx_id, TxState::Settled));
+        out.push(self.view(dr));
+        out.push(self.view(cr));
+        Ok(Applied::movement(TxState::Settled, amount_minor, dr, cr))
+    }
+
+    pub(crate) fn deposit(
+        &mut self,
+        tx_id: TxId,
+        account_no: &AccountNo,
+        channel_no: &AccountNo,
+        amount: Amount,
+        out: &mut Balances,
+        fx: &mut Effects,
+    ) -> Result<Applied, ResultCode> {
+        let (channel, user) = self.pair(channel_no, account_no)?;
+        self.channel(channel)?;
+        let amount_minor = self.amount_minor(user, amount)?;
+        self.check_credit(user)?;
+        self.check_credit(channel)?; // a debit-frozen channel still mirrors arriving money
+        let user_available = in_range(self.acct(user).available_minor + amount_minor)?;
+        let channel_available = self.available_after_debit(channel, amount_minor)?;
+        // Nothing below can fail. T+0: usable at once; `ledger` waits for settlement.
+        self.acct_mut(user).available_minor = user_available;
+        self.acct_mut(channel).available_minor = channel_available;
+        Self::post(fx, tx_id, channel, Bucket::Available, -amount_minor);
+        Self::post(fx, tx_id, user, Bucket::Available, amount_minor);
+        fx.transitions.push((tx_id, TxState::PendingSettlement));
+        out.push(self.view(user));
+        out.push(self.view(channel));
+        Ok(Applied::movement(TxState::PendingSettlement, amount_minor, channel, user))
+    }
+
+    pub(crate) fn withdraw(
+        &mut self,
+        tx_id: TxId,
+        account_no: &AccountNo,
+        channel_no: &AccountNo,
+        amount: Amount,
+        out: &mut Balances,
+        fx: &mut Effects,
+    ) -> Result<Applied, ResultCode> {
+        let (user, channel) = self.pair(account_no, channel_no)?;
+        self.channel(channel)?;
+        let amount_minor = self.amount_minor(user, amount)?;
+        self.check_debit(user, amount_minor)?;
+        self.check_credit(channel)?;
+        let user_available = self.available_after_debit(user, amount_minor)?;
+        let user_frozen = in_range(self.acct(user).frozen_minor + amount_minor)?;
+        // Nothing below can fail. The money is held until the channel confirms.
+        self.count_debit(user, amount_minor);
+        let account = self.acct_mut(user);
+        account.available_minor = user_available;
+        account.frozen_minor = user_frozen;
+        Self::post(fx, tx_id, user, Bucket::Available, -amount_minor);
+        Self::post(fx, tx_id, user, Bucket::Frozen, amount_minor);
+        fx.transitions.push((tx_id, TxState::PendingSettlement));
+        out.push(self.view(user));
+        out.push(self.view(channel));
+        Ok(Applied::movement(TxState::PendingSettlement, amount_minor, user, channel))
+    }
+
+    pub(crate) fn freeze(
+        &mut self,
+        tx_id: TxId,
+        account_no: &AccountNo,
+        amount: Amount,
+        expires_ns: Option<u64>,
+        out: &mut Balances,
+        fx: &mut Effects,
+    ) -> Result<Applied, ResultCode> {
+        let id = self.find_account(account_no)?;
+        let amount_minor = self.amount_minor(id, amount)?;
+        self.check_debit(id, amount_minor)?;
+        if expires_ns.is_some_and(|expires_ns| expires_ns <= self.now_ns) {
+            return Err(ResultCode::ExpiryInPast);
+        }
+        let available = self.available_after_debit(id, amount_minor)?;
+        let frozen = in_range(self.acct(id).frozen_minor + amount_minor)?;
+        // Nothing below can fail.
+        self.count_debit(id, amount_minor);
+        let account = self.acct_mut(id);
+        account.available_minor = available;
+        account.frozen_minor = frozen;
+        let hold = Hold {
+            account: id,
+            remaining_minor: amount_minor,
+            captured_minor: 0,
+            expires_ns,
+            day: self.day(),
+        };
+        self.holds.insert(tx_id, hold);
+        if let Some(expires_ns) = expires_ns {
+            self.expiries.insert((expires_ns, tx_id));
+        }
+        Self::post(fx, tx_id, id, Bucket::Available, -amount_minor);
+        Self::post(fx, tx_id, id, Bucket::Frozen, amount_minor);
+        fx.transitions.push((tx_id, TxState::Frozen));
+        out.push(self.view(id));
+        Ok(Applied::movement(TxState::Frozen, amount_minor, id, id))
+    }
+
+    /// The active hold `hold_id`, or why there is none.
+    fn active_hold(&self, hold_id: TxId) -> Result<Hold, ResultCode> {
+        let Some(loc) = self.txs.find(hold_id) else {
+            return Err(ResultCode::HoldNotFound);
+        };
+        let record = self.txs.get(loc);
+        if record.kind != TxKind::Freeze || record.result != ResultCode::Ok {
+            return Err(ResultCode::HoldNotFound);
+        }
+        self.holds.get(&hold_id).copied().ok_or(ResultCode::HoldReleased)
+    }
+
+    pub(crate) fn unfreeze(
+        &mut self,
+        hold_id: TxId,
+        out: &mut Balances,
+        fx: &mut Effects,
+    ) -> Result<Applied, ResultCode> {
+        let hold = self.active_hold(hold_id)?;
+        // Nothing below can fail.
+        let account = self.release_hold(hold_id, fx);
+        out.push(self.view(account));
+        Ok(Applied { amount_minor: hold.remaining_minor, debit: account.0, ..Applied::admin() }
+            .linked(hold_id))
+    }
+
+    pub(crate) fn capture(
+        &mut self,
+        tx_id: TxId,
+        hold_id: TxId,
+        to: &AccountNo,
+        amount: Amount,
+        out: &mut Balances,
+        fx: &mut Effects,
+    ) -> Result<Applied, ResultCode> {
+        let hold = self.active_hold(hold_id)?;
+        let (payer, payee) = (hold.account, self.find_account(to)?);
+        if payer == payee {
+            return Err(ResultCode::SameAccount);
+        }
+        if self.acct(payer).currency != self.acct(payee).currency {
+            return Err(ResultCode::CurrencyMismatch);
+        }
+        let amount_minor = self.amount_minor(payer, amount)?;
+        if amount_minor > hold.remaining_minor {
+            return Err(ResultCode::HoldInsufficient);
+        }
+        // The hold already passed the risk checks; a debit freeze since then still stops it.
+        if self.acct(payer).status != crate::types::AccountStatus::Active {
+            return Err(ResultCode::AccountDebitFrozen);
+        }
+        self.check_credit(payee)?;
+        let payee_available = in_range(self.acct(payee).available_minor + amount_minor)?;
+        let payer_ledger = in_range(self.acct(payer).ledger_minor - amount_minor)?;
+        let payee_ledger = in_range(self.acct(payee).ledger_minor + amount_minor)?;
+        // Nothing below can fail.
+        let debit = self.acct_mut(payer);
+        debit.frozen_minor -= amount_minor;
+        debit.ledger_minor = payer_ledger;
+        let credit = self.acct_mut(payee);
+        credit.available_minor = payee_available;
+        credit.ledger_minor = payee_ledger;
+        Self::post(fx, tx_id, payer, Bucket::Frozen, -amount_minor);
+        Self::post(fx, tx_id, payee, Bucket::Available, amount_minor);
+        Self::post(fx, tx_id, payer, Bucket::Ledger, -amount_minor);
+        Self::post(fx, tx_id, payee, Bucket::Ledger, amount_minor);
+        let active = self.holds.get_mut(&hold_id).expect("active_hold checked it");
+        active.remaining_minor -= amount_minor;
+        active.captured_minor += amount_minor;
+        if active.remaining_minor == 0 {
+            self.release_hold(hold_id, fx);
+        }
+        fx.transitions.push((tx_id, TxState::Settled));
+        out.push(self.view(payer));
+        out.push(self.view(payee));
+        Ok(Applied::movement(TxState::Settled, amount_minor, payer, payee).linked(hold_id))
+    }
+
+    /// The target of a settlement command, checked to be a deposit or withdrawal that may move
+    /// from its current state to `to`.
+    fn settlement_target(&self, target: TxId, to: TxState) -> Result<Loc, ResultCode> {
+        let loc = self.txs.find(target).ok_or(ResultCode::TxNotFound)?;
+        let record = self.txs.get(loc);
+        let external = matches!(record.kind, TxKind::Deposit | TxKind::Withdraw);
+        let legal = record.state.is_some_and(|state| state.can_become(to));
+        if !external || !legal {
+            return Err(ResultCode::IllegalTransition);
+        }
+        Ok(loc)
+    }
+
+    fn target_accounts(&self, loc: Loc) -> (AccountId, AccountId, i128, TxKind) {
+        let record = self.txs.get(loc);
+        (AccountId(record.debit), AccountId(record.credit), record.amount_minor(), record.kind)
+    }
+
+    fn enter_target(&mut self, target: TxId, loc: Loc, state: TxState, fx: &mut Effects) {
+        self.txs.get_mut(loc).enter(state);
+        fx.transitions.push((target, state));
+        self.forget_if_finished(loc);
+    }
+
+    pub(crate) fn settle_begin(
+        &mut self,
+        target: TxId,
+        out: &mut Balances,
+        fx: &mut Effects,
+    ) -> Result<Applied, ResultCode> {
+        let loc = self.settlement_target(target, TxState::Settling)?;
+        let (debit, credit, _, _) = self.target_accounts(loc);
+        self.enter_target(target, loc, TxState::Settling, fx);
+        out.push(self.view(debit));
+        out.push(self.view(credit));
+        Ok(Applied { debit: debit.0, credit: credit.0, ..Applied::admin() }.linked(target))
+    }
+
+    pub(crate) fn settle_confirm(
+        &mut self,
+        target: TxId,
+        out: &mut Balances,
+        fx: &mut Effects,
+    ) -> Result<Applied, ResultCode> {
+        let loc = self.settlement_target(target, TxState::Settled)?;
+        let (debit, credit, amount_minor, kind) = self.target_accounts(loc);
+        let debit_ledger = in_range(self.acct(debit).ledger_minor - amount_minor)?;
+        let credit_ledger = in_range(self.acct(credit).ledger_minor + amount_minor)?;
+        if kind == TxKind::Withdraw {
+            // The held money leaves the customer for the channel.
+            let channel_available = in_range(self.acct(credit).available_minor + amount_minor)?;
+            let user = self.acct_mut(debit);
+            user.frozen_minor -= amount_minor;
+            assert!(user.frozen_minor >= 0, "withdrawal settled more than was frozen");
+            self.acct_mut(credit).available_minor = channel_available;
+            Self::post(fx, target, debit, Bucket::Frozen, -amount_minor);
+            Self::post(fx, target, credit, Bucket::Available, amount_minor);
+        }
+        // Nothing below can fail: `ledger` catches up with what was made available.
+        self.acct_mut(debit).ledger_minor = debit_ledger;
+        self.acct_mut(credit).ledger_minor = credit_ledger;
+        Self::post(fx, target, debit, Bucket::Ledger, -amount_minor);
+        Self::post(fx, target, credit, Bucket::Ledger, amount_minor);
+        self.enter_target(target, loc, TxState::Settled, fx);
+        out.push(self.view(debit));
+        out.push(self.view(credit));
+        Ok(Applied { debit: debit.0, credit: credit.0, ..Applied::admin() }.linked(target))
+    }
+
+    pub(crate) fn settle_fail(
+        &mut self,
+        target: TxId,
+        out: &mut Balances,
+        fx: &mut Effects,
+    ) -> Result<Applied, ResultCode> {
+        let loc = self.settlement_target(target, TxState::Failed)?;
+        let (debit, credit, amount_minor, kind) = self.target_accounts(loc);
+        match kind {
+            TxKind::Withdraw => {
+                // Release the hold back to the customer.
+                let available = in_range(self.acct(debit).available_minor + amount_minor)?;
+                let user = self.acct_mut(debit);
+                user.frozen_minor -= amount_minor;
+                user.available_minor = available;
+                assert!(user.frozen_minor >= 0, "withdrawal released more than was frozen");
+                Self::post(fx, target, debit, Bucket::Frozen, -amount_minor);
+                Self::post(fx, target, debit, Bucket::Available, amount_minor);
+                out.push(self.view(debit));
+                out.push(self.view(credit));
+            }
+            TxKind::Deposit => self.fail_deposit(target, debit, credit, amount_minor, out, fx)?,
+            _ => unreachable!("settlement_target admits deposits and withdrawals only"),
+        }
+        self.enter_target(target, loc, TxState::Failed, fx);
+        Ok(Applied { debit: debit.0, credit: credit.0, ..Applied::admin() }.linked(target))
+    }
+
+    /// A deposit the channel never paid: take back what the customer still has; the rest,
+    /// already spent downstream, becomes a receivable on the currency's risk account.
+    fn fail_deposit(
+        &mut self,
+        target: TxId,
+        channel: AccountId,
+        user: AccountId,
+        amount_minor: i128,
+        out: &mut Balances,
+        fx: &mut Effects,
+    ) -> Result<(), ResultCode> {
+        let customer = self.acct(user);
+        let clawback_minor = match customer.kind {
+            AccountKind::User => amount_minor.min(customer.available_minor.max(0)),
+            AccountKind::System | AccountKind::Risk => amount_minor,
+        };
+        let shortfall_minor = amount_minor - clawback_minor;
+        let risk = if shortfall_minor > 0 {
+            let risk = self.risk_accounts[customer.currency.0 as usize];
+            Some(risk.ok_or(ResultCode::RiskAccountMissing)?)
+        } else {
+            None
+        };
+        let user_available = self.available_after_debit(user, clawback_minor)?;
+        let channel_available = in_range(self.acct(channel).available_minor + amount_minor)?;
+        let risk_available = match risk {
+            Some(risk) => Some(in_range(self.acct(risk).available_minor - shortfall_minor)?),
+            None => None,
+        };
+        // Nothing below can fail.
+        self.acct_mut(user).available_minor = user_available;
+        self.acct_mut(channel).available_minor = channel_available;
+        Self::post(fx, target, channel, Bucket::Available, amount_minor);
+        if clawback_minor > 0 {
+            Self::post(fx, target, user, Bucket::Available, -clawback_minor);
+        }
+        out.push(self.view(user));
+        out.push(self.view(channel));
+        if let (Some(risk), Some(risk_available)) = (risk, risk_available) {
+            self.acct_mut(risk).available_minor = risk_available;
+            Self::post(fx, target, risk, Bucket::Available, -shortfall_minor);
+            out.push(self.view(risk));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn refund(
+        &mut self,
+        tx_id: TxId,
+        original: TxId,
+        amount: Amount,
+        out: &mut Balances,
+        fx: &mut Effects,
+    ) -> Result<Applied, ResultCode> {
+        let loc = self.txs.find(original).ok_or(ResultCode::TxNotFound)?;
+        let record = *self.txs.get(loc);
+        match record.kind {
+            TxKind::Transfer | TxKind::Capture | TxKind::Deposit | TxKind::Withdraw => {}
+            TxKind::DefineCurrency
+            | TxKind::OpenAccount
+            | TxKind::SetAccountStatus
+            | TxKind::SetAccountLimits
+            | TxKind::Freeze
+            | TxKind::Unfreeze
+            | TxKind::SettleBegin
+            | TxKind::SettleConfirm
+            | TxKind::SettleFail
+            | TxKind::Refund => return Err(ResultCode::NotRefundable),
+        }
+        if !matches!(record.state, Some(TxState::Settled | TxState::Reversed)) {
+            return Err(ResultCode::IllegalTransition);
+        }
+        // The compensation runs the original movement backwards.
+        let (dr, cr) = (AccountId(record.credit), AccountId(record.debit));
+        let amount_minor = self.amount_minor(dr, amount)?;
+        let refunded_before = self.refunded.get(&original).copied().unwrap_or(0);
+        if refunded_before + amount_minor > record.amount_minor() {
+            return Err(ResultCode::RefundExceedsOriginal);
+        }
+        match self.acct(dr).status {
+            crate::types::AccountStatus::Active => {}
+            crate::types::AccountStatus::DebitFrozen => return Err(ResultCode::AccountDebitFrozen),
+            crate::types::AccountStatus::Closed => return Err(ResultCode::AccountClosed),
+        }
+        self.check_credit(cr)?;
+        let dr_available = self.available_after_debit(dr, amount_minor)?;
+        let cr_available = in_range(self.acct(cr).available_minor + amount_minor)?;
+        let dr_ledger = in_range(self.acct(dr).ledger_minor - amount_minor)?;
+        let cr_ledger = in_range(self.acct(cr).ledger_minor + amount_minor)?;
+        // Nothing below can fail.
+        let debit = self.acct_mut(dr);
+        debit.available_minor = dr_available;
+        debit.ledger_minor = dr_ledger;
+        let credit = self.acct_mut(cr);
+        credit.available_minor = cr_available;
+        credit.ledger_minor = cr_ledger;
+        Self::post(fx, tx_id, dr, Bucket::Available, -amount_minor);
+        Self::post(fx, tx_id, cr, Bucket::Available, amount_minor);
+        Self::post(fx, tx_id, dr, Bucket::Ledger, -amount_minor);
+        Self::post(fx, tx_id, cr, Bucket::Ledger, amount_minor);
+        self.refunded.insert(original, refunded_before + amount_minor);
+        if record.state == Some(TxState::Settled) {
+            self.txs.get_mut(loc).enter(TxState::Reversed);
+            fx.transitions.push((original, TxState::Reversed));
+        }
+        fx.transitions.push((tx_id, TxState::Settled));
+        out.push(self.view(dr));
+        out.push(self.view(cr));
+        Ok(Applied::movement(TxState::Settled, amount_minor, dr, cr).linked(original))
+    }
+}

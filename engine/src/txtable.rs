@@ -1,0 +1,379 @@
+//! The transaction table: what the engine remembers about every `tx_id` — for idempotency,
+//! lifecycle transitions of multi-step transactions, refunds and queries.
+//!
+//! Records live in a ring of `retained` entries (oldest overwritten first) indexed by an
+//! open-addressing, linear-probing hash table sized at start to twice the ring (load ≤ 0.5):
+//! no allocation after start, O(1) insert and lookup. A record evicted from the ring while its
+//! transaction is still open (pending settlement, an active hold) moves to a slab instead of
+//! being forgotten, keeping its index slot, so open transactions are never lost; it is
+//! forgotten when it finishes (it is older than the window by then). Should many open
+//! transactions pile up, the index doubles before it passes 3/4 full.
+
+use crate::batch::prefetch;
+use crate::command::TxKind;
+use crate::hash::hash_u128;
+use crate::outcome::ResultCode;
+use crate::types::{TxId, TxState};
+
+/// "No account" in a record's account fields.
+pub(crate) const NO_ACCOUNT: u32 = u32::MAX;
+
+/// What is remembered per `tx_id`: 64 bytes, one cache line.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) struct TxRecord {
+    id_lo: u64,
+    id_hi: u64,
+    amount_lo: u64,
+    amount_hi: u64,
+    /// The transaction this one acts on (hold of a capture or unfreeze, original of a refund,
+    /// target of a settlement command); meaningful when `has_link()`.
+    link_lo: u64,
+    link_hi: u64,
+    /// The account debited by the original movement (or `NO_ACCOUNT`).
+    pub debit: u32,
+    /// The account credited by the original movement (or `NO_ACCOUNT`).
+    pub credit: u32,
+    pub fingerprint: u32,
+    pub kind: TxKind,
+    pub state: Option<TxState>,
+    pub result: ResultCode,
+    /// Bit `s` is set when state `s` was reached: the history, in lifecycle order.
+    pub visited: u8,
+}
+
+const _: () = assert!(std::mem::size_of::<TxRecord>() == 64);
+
+impl TxRecord {
+    pub fn new(tx_id: TxId, kind: TxKind, result: ResultCode) -> TxRecord {
+        TxRecord {
+            id_lo: tx_id.0 as u64,
+            id_hi: (tx_id.0 >> 64) as u64,
+            amount_lo: 0,
+            amount_hi: 0,
+            link_lo: 0,
+            link_hi: 0,
+            debit: NO_ACCOUNT,
+            credit: NO_ACCOUNT,
+            fingerprint: 0,
+            kind,
+            state: None,
+            result,
+            visited: 0,
+        }
+    }
+
+    pub fn tx_id(&self) -> TxId {
+        TxId((self.id_hi as u128) << 64 | self.id_lo as u128)
+    }
+
+    pub fn amount_minor(&self) -> i128 {
+        ((self.amount_hi as u128) << 64 | self.amount_lo as u128) as i128
+    }
+
+    pub fn set_amount_minor(&mut self, amount_minor: i128) {
+        self.amount_lo = amount_minor as u64;
+        self.amount_hi = ((amount_minor as u128) >> 64) as u64;
+    }
+
+    /// The linked transaction, for the kinds that act on another one (and succeeded).
+    pub fn link(&self) -> Option<TxId> {
+        let linked_kind = matches!(
+            self.kind,
+            TxKind::Capture
+                | TxKind::Unfreeze
+                | TxKind::SettleBegin
+                | TxKind::SettleConfirm
+                | TxKind::SettleFail
+                | TxKind::Refund
+        );
+        (linked_kind && self.result == ResultCode::Ok)
+            .then_some(TxId((self.link_hi as u128) << 64 | self.link_lo as u128))
+    }
+
+    pub fn set_link(&mut self, link: TxId) {
+        self.link_lo = link.0 as u64;
+        self.link_hi = (link.0 >> 64) as u64;
+    }
+
+    /// Moves to `state`, which the caller has checked to be a legal transition.
+    pub fn enter(&mut self, state: TxState) {
+        if let Some(from) = self.state {
+            assert!(from.can_become(state), "illegal transition {from:?} -> {state:?}");
+        }
+        self.state = Some(state);
+        self.visited |= 1 << state as u8;
+    }
+
+    /// Walks the linear lifecycle from `Created` to `last` (one command doing several steps).
+    pub fn walk_to(&mut self, last: TxState) {
+        for state in TxState::ALL.into_iter().take_while(|s| *s <= last) {
+            if self.state != Some(state) {
+                self.enter(state);
+            }
+        }
+    }
+}
+
+/// Where a record is.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Loc {
+    /// Position in the ring.
+    Ring(u32),
+    /// Index in the pinned slab.
+    Pinned(u32),
+}
+
+/// Index slot values: `tag << 32 | loc`, where `loc` is `ring position + 1` or
+/// `PINNED_BIT | slab index`; 0 is an empty slot.
+const PINNED_BIT: u32 = 1 << 31;
+const _: () = assert!(crate::limits::TX_RETAINED_MAX < PINNED_BIT);
+
+/// A record that left the ring (the caller drops side data of forgotten ones).
+pub(crate) struct Evicted {
+    pub record: TxRecord,
+    pub pinned: bool,
+}
+
+pub(crate) struct TxTable {
+    slots: Vec<u64>,
+    shift: u32,
+    ring: Vec<TxRecord>,
+    retained: u32,
+    next: u32,
+    /// Open transactions that outlived the ring; `None` entries are free (listed in
+    /// `pinned_free`). Positions never influence results.
+    pinned: Vec<Option<TxRecord>>,
+    pinned_free: Vec<u32>,
+    pinned_len: u32,
+    seed: u64,
+}
+
+impl TxTable {
+    pub fn new(retained: u32, seed: u64) -> TxTable {
+        assert!(
+            (1..=crate::limits::TX_RETAINED_MAX).contains(&retained),
+            "tx_retained out of range"
+        );
+        let slot_count = (retained as usize * 2).next_power_of_two().max(16);
+        let slots: Vec<u64> = vec![0; slot_count];
+        let ring: Vec<TxRecord> = Vec::with_capacity(retained as usize);
+        crate::mem::advise_huge_pages(slots.as_ptr(), slots.len());
+        crate::mem::advise_huge_pages(ring.as_ptr(), ring.capacity());
+        TxTable {
+            // Zeroed allocations are mapped lazily by the OS: untouched slots cost nothing.
+            slots,
+            shift: 64 - slot_count.trailing_zeros(),
+            ring,
+            retained,
+            next: 0,
+            pinned: Vec::new(),
+            pinned_free: Vec::new(),
+            pinned_len: 0,
+            seed,
+        }
+    }
+
+    #[inline]
+    fn hash(&self, tx_id: TxId) -> u64 {
+        hash_u128(tx_id.0, self.seed)
+    }
+
+    #[inline]
+    fn home(&self, tag: u64) -> usize {
+        // The tag is the hash's top 32 bits, and the home slot is the top `64 - shift` of them.
+        ((tag << 32) >> self.shift) as usize
+    }
+
+    #[inline]
+    fn loc_of(slot: u64) -> Loc {
+        let raw = slot as u32;
+        if raw & PINNED_BIT != 0 {
+            Loc::Pinned(raw & !PINNED_BIT)
+        } else {
+            Loc::Ring(raw - 1)
+        }
+    }
+
+    #[inline]
+    fn slot_of(tag: u64, loc: Loc) -> u64 {
+        let raw = match loc {
+            Loc::Ring(pos) => pos + 1,
+            Loc::Pinned(index) => PINNED_BIT | index,
+        };
+        tag << 32 | raw as u64
+    }
+
+    /// Prefetch hint for the home slot of `tx_id`.
+    #[inline]
+    pub fn prefetch_slot(&self, tx_id: TxId) {
+        prefetch(&self.slots[self.home(self.hash(tx_id) >> 32)]);
+    }
+
+    /// Prefetch hint for the index slot of the record `ahead` inserts from now will evict.
+    #[inline]
+    pub fn prefetch_eviction(&self, ahead: u32) {
+        let pos = (self.next as u64 + ahead as u64) % self.retained as u64;
+        if let Some(record) = self.ring.get(pos as usize) {
+            prefetch(&self.slots[self.home(self.hash(record.tx_id()) >> 32)]);
+        }
+    }
+
+    /// Finds the index slot holding `tx_id`.
+    #[inline]
+    fn find_slot(&self, tx_id: TxId) -> Option<usize> {
+        let tag = self.hash(tx_id) >> 32;
+        let mask = self.slots.len() - 1;
+        let mut pos = self.home(tag);
+        loop {
+            let slot = self.slots[pos];
+            if slot == 0 {
+                return None;
+            }
+            if slot >> 32 == tag && self.get(Self::loc_of(slot)).tx_id() == tx_id {
+                return Some(pos);
+            }
+            pos = (pos + 1) & mask;
+        }
+    }
+
+    #[inline]
+    pub fn find(&self, tx_id: TxId) -> Option<Loc> {
+        self.find_slot(tx_id).map(|slot| Self::loc_of(self.slots[slot]))
+    }
+
+    pub fn get(&self, loc: Loc) -> &TxRecord {
+        match loc {
+            Loc::Ring(pos) => &self.ring[pos as usize],
+            Loc::Pinned(index) => {
+                self.pinned[index as usize].as_ref().expect("index slots point at live records")
+            }
+        }
+    }
+
+    pub fn get_mut(&mut self, loc: Loc) -> &mut TxRecord {
+        match loc {
+            Loc::Ring(pos) => &mut self.ring[pos as usize],
+            Loc::Pinned(index) => {
+                self.pinned[index as usize].as_mut().expect("index slots point at live records")
+            }
+        }
+    }
+
+    /// Remembers a new record (its `tx_id` must be absent). Returns what left the ring, if any.
+    pub fn insert(&mut self, record: TxRecord) -> Option<Evicted> {
+        debug_assert!(self.find(record.tx_id()).is_none());
+        if (self.ring.len() + self.pinned_len as usize + 1) * 4 > self.slots.len() * 3 {
+            self.grow();
+        }
+        let pos = self.next;
+        let evicted = if (pos as usize) < self.ring.len() {
+            let old = self.ring[pos as usize];
+            let slot = self.find_slot(old.tx_id()).expect("every ring record is indexed");
+            let pinned = old.state.is_some_and(TxState::is_open);
+            if pinned {
+                // Still open: keep it (same slot, new place) until it finishes.
+                let index = match self.pinned_free.pop() {
+                    Some(index) => index,
+                    None => {
+                        self.pinned.push(None);
+                        (self.pinned.len() - 1) as u32
+                    }
+                };
+                self.pinned[index as usize] = Some(old);
+                self.pinned_len += 1;
+                self.slots[slot] = Self::slot_of(self.slots[slot] >> 32, Loc::Pinned(index));
+            } else {
+                self.remove_slot(slot);
+            }
+            self.ring[pos as usize] = record;
+            Some(Evicted { record: old, pinned })
+        } else {
+            self.ring.push(record);
+            None
+        };
+        self.next = if pos + 1 == self.retained { 0 } else { pos + 1 };
+        let tag = self.hash(record.tx_id()) >> 32;
+        self.place(Self::slot_of(tag, Loc::Ring(pos)));
+        evicted
+    }
+
+    fn place(&mut self, slot_value: u64) {
+        let mask = self.slots.len() - 1;
+        let mut slot = self.home(slot_value >> 32);
+        while self.slots[slot] != 0 {
+            slot = (slot + 1) & mask;
+        }
+        self.slots[slot] = slot_value;
+    }
+
+    /// Forgets a pinned record whose transaction has finished: it is older than the retention
+    /// window, and was only kept because it was open.
+    pub fn forget_if_finished(&mut self, loc: Loc) -> Option<TxRecord> {
+        let Loc::Pinned(index) = loc else { return None };
+        let record = *self.get(loc);
+        if record.state.is_some_and(TxState::is_open) {
+            return None;
+        }
+        let slot = self.find_slot(record.tx_id()).expect("pinned records are indexed");
+        self.remove_slot(slot);
+        self.pinned[index as usize] = None;
+        self.pinned_free.push(index);
+        self.pinned_len -= 1;
+        Some(record)
+    }
+
+    /// Doubles the index (only when many open transactions outlive the window).
+    fn grow(&mut self) {
+        let old = std::mem::replace(&mut self.slots, vec![0; 0]);
+        self.slots = vec![0; old.len() * 2];
+        crate::mem::advise_huge_pages(self.slots.as_ptr(), self.slots.len());
+        self.shift -= 1;
+        for slot in old.into_iter().filter(|&slot| slot != 0) {
+            self.place(slot);
+        }
+    }
+
+    /// Backward-shift deletion: keeps every probe chain unbroken without tombstones.
+    fn remove_slot(&mut self, mut hole: usize) {
+        let mask = self.slots.len() - 1;
+        let mut pos = hole;
+        loop {
+            pos = (pos + 1) & mask;
+            let slot = self.slots[pos];
+            if slot == 0 {
+                break;
+            }
+            let home = self.home(slot >> 32);
+            // Move the entry back into the hole unless that would put it before its home.
+            if (pos.wrapping_sub(home) & mask) >= (pos.wrapping_sub(hole) & mask) {
+                self.slots[hole] = slot;
+                hole = pos;
+            }
+        }
+        self.slots[hole] = 0;
+    }
+
+    /// Records in canonical order: pinned ones by `tx_id`, then the ring from oldest to newest.
+    pub fn iter_canonical(&self) -> impl Iterator<Item = &TxRecord> {
+        let mut pinned: Vec<&TxRecord> = self.pinned.iter().flatten().collect();
+        pinned.sort_unstable_by_key(|record| record.tx_id());
+        let split = if self.ring.len() < self.retained as usize { 0 } else { self.next as usize };
+        let (newer, older) = self.ring.split_at(split);
+        pinned.into_iter().chain(older.iter()).chain(newer.iter())
+    }
+
+    pub fn len(&self) -> usize {
+        self.ring.len() + self.pinned_len as usize
+    }
+
+    pub fn pinned_len(&self) -> usize {
+        self.pinned_len as usize
+    }
+
+    /// Bytes of memory held when full (index plus ring plus pinned slab).
+    pub fn memory_bytes(&self) -> usize {
+        self.slots.len() * std::mem::size_of::<u64>()
+            + self.ring.capacity() * std::mem::size_of::<TxRecord>()
+            + self.pinned.capacity() * std::mem::size_of::<Option<TxRecord>>()
+    }
+}
