@@ -1,0 +1,483 @@
+//! The writer: recovery at open, appends straight into the mapped segment, group-commit flushes,
+//! segment rollover and explicit archival.
+//!
+//! Durability contract: a record is acknowledged only once a `flush` that returned its sequence
+//! number (or more) has succeeded. Everything the writer does keeps three facts true:
+//! bytes past `write_offset` in the active segment are zero, every segment but the last was synced
+//! in full before the next one was created, and a failed sync poisons the journal for good.
+
+use std::fs::{self, File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{fence, Ordering};
+
+use memmap2::MmapMut;
+
+use crate::error::{Defect, JournalError};
+use crate::format::{
+    self, scan_segment, SegmentHeader, Stop, RECORD_HEADER_LEN_BYTES, SEGMENT_HEADER_LEN_BYTES,
+    SEGMENT_LEN_ALIGN_BYTES, SEGMENT_LEN_BYTES_DEFAULT, SEGMENT_LEN_BYTES_MAX,
+    SEGMENT_LEN_BYTES_MIN,
+};
+use crate::segment::{self, list_segments, SegmentInfo, TEMP_SUFFIX};
+
+/// Whether `flush` makes records durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SyncMode {
+    /// `flush` syncs the dirty range of the active segment, and rollover syncs the segment it
+    /// seals. The only mode in which an acknowledged record survives a power failure.
+    #[default]
+    Fsync,
+    /// No sync on flush or rollover: a power failure may lose or tear any record, and recovery
+    /// may then refuse the journal. Unsafe; for benchmarks only.
+    None,
+}
+
+/// How the journal writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalOptions {
+    /// Size of new segment files: a multiple of 4096 in
+    /// [`SEGMENT_LEN_BYTES_MIN`]`..=`[`SEGMENT_LEN_BYTES_MAX`]. Existing segments keep their size.
+    pub segment_len_bytes: u64,
+    /// Whether flushes sync.
+    pub sync_mode: SyncMode,
+}
+
+impl Default for JournalOptions {
+    fn default() -> Self {
+        JournalOptions { segment_len_bytes: SEGMENT_LEN_BYTES_DEFAULT, sync_mode: SyncMode::Fsync }
+    }
+}
+
+impl JournalOptions {
+    fn validate(&self) -> Result<(), JournalError> {
+        let len = self.segment_len_bytes;
+        if !(SEGMENT_LEN_BYTES_MIN..=SEGMENT_LEN_BYTES_MAX).contains(&len) {
+            return Err(JournalError::InvalidOptions("segment_len_bytes is out of range"));
+        }
+        if len % SEGMENT_LEN_ALIGN_BYTES != 0 {
+            return Err(JournalError::InvalidOptions(
+                "segment_len_bytes is not a multiple of 4096",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// What [`Journal::open`] found and repaired; the caller logs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recovery {
+    /// Segment files in the journal (including one created by this open).
+    pub segment_count: u64,
+    /// Valid records found.
+    pub record_count: u64,
+    /// Sequence number of the first record, if any.
+    pub first_seq: Option<u64>,
+    /// Sequence number of the last record, if any.
+    pub last_seq: Option<u64>,
+    /// Where appends continue.
+    pub next_seq: u64,
+    /// The torn last record that was zeroed, if there was one.
+    pub torn_tail: Option<TornTail>,
+    /// Temporary segment files left by a crash during segment creation, now removed.
+    pub removed_temp_files: Vec<PathBuf>,
+}
+
+/// A torn last record: a write that a crash interrupted before it was acknowledged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TornTail {
+    /// The segment.
+    pub path: PathBuf,
+    /// Offset of the torn record inside the segment.
+    pub offset: u64,
+    /// The sequence number the record would have had (it is reused by the next append).
+    pub seq: u64,
+    /// Bytes of the segment that the record claimed.
+    pub len_bytes: u64,
+    /// What was wrong with it.
+    pub defect: Defect,
+}
+
+/// The segment appends go to.
+struct Active {
+    path: PathBuf,
+    map: MmapMut,
+    segment_len_bytes: u64,
+    /// Where the next record goes; every byte from here to the segment end is zero.
+    write_offset: u64,
+    /// Bytes before this offset are durable.
+    synced_offset: u64,
+}
+
+/// The single writer of a journal directory (enforced with an exclusive `flock`).
+pub struct Journal {
+    dir: PathBuf,
+    /// Holds the writer lock; also used to sync the directory.
+    dir_file: File,
+    options: JournalOptions,
+    active: Active,
+    next_seq: u64,
+    durable_seq: u64,
+    poisoned: bool,
+}
+
+impl std::fmt::Debug for Journal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Journal")
+            .field("dir", &self.dir)
+            .field("segment", &self.active.path)
+            .field("write_offset", &self.active.write_offset)
+            .field("next_seq", &self.next_seq)
+            .field("durable_seq", &self.durable_seq)
+            .field("poisoned", &self.poisoned)
+            .finish()
+    }
+}
+
+impl Journal {
+    /// Opens (creating if needed) the journal in `dir`: takes the writer lock, validates every
+    /// segment, zeroes a torn last record, syncs, and positions appends at `next_seq`.
+    /// Any corruption is an error: the caller must stop, never skip.
+    pub fn open(dir: &Path, options: JournalOptions) -> Result<(Journal, Recovery), JournalError> {
+        options.validate()?;
+        create_dir(dir)?;
+        let dir_file = File::open(dir).map_err(JournalError::io(dir))?;
+        segment::lock_dir(dir, &dir_file)?;
+        let removed_temp_files = remove_temp_files(dir, &dir_file)?;
+        let segments = list_segments(dir)?;
+        let (active, first_seq, next_seq, torn_tail) = match segments.split_last() {
+            None => {
+                let new = segment::create_segment(dir, &dir_file, 1, options.segment_len_bytes)?;
+                let active = Active {
+                    path: new.path,
+                    map: new.map,
+                    segment_len_bytes: options.segment_len_bytes,
+                    write_offset: SEGMENT_HEADER_LEN_BYTES,
+                    synced_offset: SEGMENT_HEADER_LEN_BYTES,
+                };
+                (active, 1, 1, None)
+            }
+            Some((last, sealed)) => {
+                let mut expected_first_seq = None;
+                for segment in sealed {
+                    expected_first_seq = Some(verify_sealed(segment, expected_first_seq)?);
+                }
+                let (active, next_seq, torn_tail) = open_last(last, expected_first_seq)?;
+                (active, segments[0].first_seq, next_seq, torn_tail)
+            }
+        };
+        let record_count = next_seq - first_seq;
+        let recovery = Recovery {
+            segment_count: segments.len().max(1) as u64,
+            record_count,
+            first_seq: (record_count > 0).then_some(first_seq),
+            last_seq: (record_count > 0).then_some(next_seq - 1),
+            next_seq,
+            torn_tail,
+            removed_temp_files,
+        };
+        let journal = Journal {
+            dir: dir.to_path_buf(),
+            dir_file,
+            options,
+            active,
+            next_seq,
+            durable_seq: next_seq - 1,
+            poisoned: false,
+        };
+        Ok((journal, recovery))
+    }
+
+    /// Appends one record and returns its sequence number. The payload is copied straight into
+    /// the mapping: no allocation and no syscall, except when a new segment is needed. The record
+    /// is not durable until [`Journal::flush`] returns a sequence number at least this large.
+    pub fn append(&mut self, payload: &[u8]) -> Result<u64, JournalError> {
+        let len_bytes_max = self.payload_len_bytes_max();
+        let len_bytes = u32::try_from(payload.len()).ok().filter(|&len| len <= len_bytes_max);
+        let Some(len_bytes) = len_bytes else {
+            return Err(JournalError::PayloadLen {
+                len_bytes: payload.len() as u64,
+                len_bytes_max,
+            });
+        };
+        self.append_with(len_bytes, |buf| buf.copy_from_slice(payload))
+    }
+
+    /// Appends one record of `len_bytes`, letting `fill` encode the payload directly into the
+    /// mapping. `fill` receives exactly `len_bytes` zeroed bytes; if it panics the space is zeroed
+    /// again and nothing is appended.
+    pub fn append_with(
+        &mut self,
+        len_bytes: u32,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<u64, JournalError> {
+        if self.poisoned {
+            return Err(JournalError::Poisoned);
+        }
+        let len_bytes_max = self.payload_len_bytes_max();
+        if len_bytes == 0 || len_bytes > len_bytes_max {
+            return Err(JournalError::PayloadLen {
+                len_bytes: u64::from(len_bytes),
+                len_bytes_max,
+            });
+        }
+        let record_len_bytes = format::record_len_bytes(len_bytes);
+        if self.active.write_offset + record_len_bytes > self.active.segment_len_bytes {
+            self.roll_over()?;
+        }
+        assert!(self.active.write_offset + record_len_bytes <= self.active.segment_len_bytes);
+        let seq = self.next_seq;
+        let start = self.active.write_offset as usize;
+        let record = &mut self.active.map[start..start + record_len_bytes as usize];
+        write_record(record, len_bytes, seq, fill);
+        self.active.write_offset += record_len_bytes;
+        self.next_seq += 1;
+        Ok(seq)
+    }
+
+    /// Makes every record appended so far durable with one sync of the active segment's dirty
+    /// range, and returns the durable sequence number (0 when the journal is empty). A failure
+    /// poisons the journal: the kernel may have dropped the dirty pages, so nothing is retried.
+    pub fn flush(&mut self) -> Result<u64, JournalError> {
+        if self.poisoned {
+            return Err(JournalError::Poisoned);
+        }
+        self.sync_active()?;
+        Ok(self.durable_seq)
+    }
+
+    /// The highest sequence number known durable (0 when none is).
+    pub fn durable_seq(&self) -> u64 {
+        self.durable_seq
+    }
+
+    /// The sequence number the next append will get.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// The largest payload [`Journal::append`] accepts: [`crate::PAYLOAD_LEN_BYTES_MAX`], or less
+    /// when segments are too small to hold it.
+    pub fn payload_len_bytes_max(&self) -> u32 {
+        format::payload_len_bytes_max(self.options.segment_len_bytes)
+    }
+
+    /// The journal directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Whether a failed sync has poisoned the journal.
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned
+    }
+
+    /// Deletes the segments whose records all precede `seq` (see [`crate::segments_before`]),
+    /// oldest first, syncing the directory after each so a crash leaves no gap. For an explicit
+    /// operator command once a snapshot covers `seq - 1`; never called automatically.
+    pub fn remove_segments_before(&mut self, seq: u64) -> Result<Vec<PathBuf>, JournalError> {
+        if self.poisoned {
+            return Err(JournalError::Poisoned);
+        }
+        if seq > self.durable_seq + 1 {
+            return Err(JournalError::NotDurable { seq, durable_seq: self.durable_seq });
+        }
+        let mut removed = Vec::new();
+        for segment in segment::segments_before(&self.dir, seq)? {
+            assert!(segment.path != self.active.path, "the active segment is never covered");
+            fs::remove_file(&segment.path).map_err(JournalError::io(&segment.path))?;
+            // Like every failed sync, a failed directory sync is fatal for this writer.
+            segment::sync_dir(&self.dir, &self.dir_file).inspect_err(|_| self.poisoned = true)?;
+            removed.push(segment.path);
+        }
+        Ok(removed)
+    }
+
+    /// Seals the active segment (synced in full, so only the last segment can ever hold a torn
+    /// record) and switches to a new one. If creating the new segment fails, nothing changes and
+    /// the append can be retried.
+    fn roll_over(&mut self) -> Result<(), JournalError> {
+        self.sync_active()?;
+        let segment_len_bytes = self.options.segment_len_bytes;
+        let new =
+            segment::create_segment(&self.dir, &self.dir_file, self.next_seq, segment_len_bytes)
+                .inspect_err(|error| {
+                    // The directory sync after the rename failed: the new segment may or may not
+                    // survive a crash, so stop appending to either segment.
+                    if matches!(error, JournalError::SyncFailed { .. }) {
+                        self.poisoned = true;
+                    }
+                })?;
+        self.active = Active {
+            path: new.path,
+            map: new.map,
+            segment_len_bytes,
+            write_offset: SEGMENT_HEADER_LEN_BYTES,
+            synced_offset: SEGMENT_HEADER_LEN_BYTES,
+        };
+        Ok(())
+    }
+
+    /// One sync covering the active segment's bytes appended since the last sync.
+    fn sync_active(&mut self) -> Result<(), JournalError> {
+        let active = &mut self.active;
+        if self.options.sync_mode == SyncMode::Fsync && active.write_offset > active.synced_offset {
+            if let Err(source) = sync_range(active) {
+                self.poisoned = true;
+                return Err(JournalError::SyncFailed { path: active.path.clone(), source });
+            }
+        }
+        active.synced_offset = active.write_offset;
+        self.durable_seq = self.next_seq - 1;
+        Ok(())
+    }
+}
+
+/// Writes one record into zeroed `record` (header, payload via `fill`, padding stays zero).
+/// The length word goes first and the checksum last, each behind a fence, so a reader racing
+/// the writer sees either a complete record or one whose checksum fails (a tail it stops at).
+fn write_record(record: &mut [u8], len_bytes: u32, seq: u64, fill: impl FnOnce(&mut [u8])) {
+    let header_len = RECORD_HEADER_LEN_BYTES as usize;
+    let payload_end = header_len + len_bytes as usize;
+    let mut guard = ZeroOnUnwind { bytes: record, armed: true };
+    let len_word = len_bytes.to_le_bytes();
+    guard.bytes[0..4].copy_from_slice(&len_word);
+    fence(Ordering::Release);
+    fill(&mut guard.bytes[header_len..payload_end]);
+    let seq_word = seq.to_le_bytes();
+    let crc = format::record_crc(len_word, seq_word, &guard.bytes[header_len..payload_end]);
+    fence(Ordering::Release);
+    guard.bytes[8..16].copy_from_slice(&seq_word);
+    guard.bytes[4..8].copy_from_slice(&crc.to_le_bytes());
+    guard.armed = false;
+}
+
+/// Restores the zeros past `write_offset` if the caller's `fill` panics mid-record.
+struct ZeroOnUnwind<'a> {
+    bytes: &'a mut [u8],
+    armed: bool,
+}
+
+impl Drop for ZeroOnUnwind<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.bytes.fill(0);
+        }
+    }
+}
+
+/// Syncs the dirty range of the active segment. `msync(MS_SYNC)` of the range (page-aligned by
+/// memmap2); FORMAT.md records the measurement against `fdatasync` that chose it.
+fn sync_range(active: &Active) -> std::io::Result<()> {
+    #[cfg(test)]
+    if let Some(errno) = segment::fault::SYNC_ERRNO.take() {
+        return Err(std::io::Error::from_raw_os_error(errno));
+    }
+    let start = active.synced_offset as usize;
+    let len = (active.write_offset - active.synced_offset) as usize;
+    active.map.flush_range(start, len)
+}
+
+/// Creates the journal directory; a new one is made durable in its parent.
+fn create_dir(dir: &Path) -> Result<(), JournalError> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    fs::create_dir_all(dir).map_err(JournalError::io(dir))?;
+    let parent =
+        dir.parent().filter(|parent| !parent.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let parent_file = File::open(parent).map_err(JournalError::io(parent))?;
+    segment::sync_dir(parent, &parent_file)
+}
+
+/// Removes segment files whose creation a crash interrupted (they never got their final name).
+fn remove_temp_files(dir: &Path, dir_file: &File) -> Result<Vec<PathBuf>, JournalError> {
+    let mut removed = Vec::new();
+    for entry in fs::read_dir(dir).map_err(JournalError::io(dir))? {
+        let path = entry.map_err(JournalError::io(dir))?.path();
+        if path.to_str().is_some_and(|name| name.ends_with(TEMP_SUFFIX)) {
+            fs::remove_file(&path).map_err(JournalError::io(&path))?;
+            removed.push(path);
+        }
+    }
+    if !removed.is_empty() {
+        segment::sync_dir(dir, dir_file)?;
+    }
+    Ok(removed)
+}
+
+/// Validates a segment that is followed by another one and returns the seq after its last
+/// record. It also syncs the file, in case the previous writer ran with [`SyncMode::None`].
+fn verify_sealed(
+    segment: &SegmentInfo,
+    expected_first_seq: Option<u64>,
+) -> Result<u64, JournalError> {
+    let path = &segment.path;
+    let file = File::open(path).map_err(JournalError::io(path))?;
+    let map = segment::map_read_only(path, &file)?;
+    let header = segment::check_header(path, &map, segment.first_seq, expected_first_seq)?;
+    let scan = scan_segment(&map, header, false).map_err(|bad| corrupt(path, bad))?;
+    assert_eq!(scan.stop, Stop::End, "a sealed segment either ends cleanly or is refused");
+    file.sync_data().map_err(|source| JournalError::SyncFailed { path: path.clone(), source })?;
+    Ok(scan.next_seq)
+}
+
+/// Validates the last segment, restores its full length, zeroes a torn tail, syncs, and maps it
+/// for appending. Returns the active segment, `next_seq` and the torn tail, if any.
+fn open_last(
+    segment: &SegmentInfo,
+    expected_first_seq: Option<u64>,
+) -> Result<(Active, u64, Option<TornTail>), JournalError> {
+    let path = &segment.path;
+    let file =
+        OpenOptions::new().read(true).write(true).open(path).map_err(JournalError::io(path))?;
+    let file_len_bytes = file.metadata().map_err(JournalError::io(path))?.len();
+    // Decide on the bytes physically present (past the end reads as zero), before any repair.
+    let (header, scan) = {
+        let map = segment::map_read_only(path, &file)?;
+        let header = segment::check_header(path, &map, segment.first_seq, expected_first_seq)?;
+        (header, scan_segment(&map, header, true).map_err(|bad| corrupt(path, bad))?)
+    };
+    let SegmentHeader { segment_len_bytes, .. } = header;
+    if file_len_bytes < segment_len_bytes {
+        segment::preallocate(&file, segment_len_bytes)
+            .map_err(|source| segment::space_error(path, source))?;
+    }
+    let mut map = segment::map_read_write(path, &file, segment_len_bytes)?;
+    let torn_tail = match scan.stop {
+        Stop::End => None,
+        Stop::Torn { defect, record_end } => {
+            let end = record_end.min(segment_len_bytes);
+            map[scan.end_offset as usize..end as usize].fill(0);
+            Some(TornTail {
+                path: path.clone(),
+                offset: scan.end_offset,
+                seq: scan.next_seq,
+                len_bytes: end - scan.end_offset,
+                defect,
+            })
+        }
+    };
+    // fsync, not fdatasync: a restored length is metadata. This also makes durable whatever a
+    // previous process left in the page cache before it died, before anything is appended after it.
+    file.sync_all().map_err(|source| JournalError::SyncFailed { path: path.clone(), source })?;
+    let active = Active {
+        path: path.clone(),
+        map,
+        segment_len_bytes,
+        write_offset: scan.end_offset,
+        synced_offset: scan.end_offset,
+    };
+    Ok((active, scan.next_seq, torn_tail))
+}
+
+fn corrupt(path: &Path, bad: format::BadSpot) -> JournalError {
+    JournalError::Corrupt {
+        path: path.to_path_buf(),
+        offset: bad.offset,
+        seq: bad.seq,
+        reason: bad.reason,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,548 @@
+//! Tests for the writer: round trips across segments and reopenings, torn tails at every offset,
+//! corruption, header damage, failed syncs, a full disk, archival, and a property test.
+
+use std::fs;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::error::Corruption;
+use crate::format::{read_boundary, Boundary};
+use crate::segment::fault;
+use crate::{segments_before, JournalReader, Record};
+
+const SEGMENT_LEN_BYTES: u64 = 4096;
+
+fn options() -> JournalOptions {
+    JournalOptions { segment_len_bytes: SEGMENT_LEN_BYTES, sync_mode: SyncMode::Fsync }
+}
+
+/// A payload of 1..=200 bytes whose content and length depend on `i`.
+fn payload(i: u64) -> Vec<u8> {
+    let len = 1 + (i * 37 % 200) as usize;
+    (0..len).map(|at| (i as usize * 31 + at * 7) as u8 | 1).collect()
+}
+
+fn open(dir: &Path) -> (Journal, Recovery) {
+    Journal::open(dir, options()).expect("open")
+}
+
+fn append_all(journal: &mut Journal, payloads: &[Vec<u8>]) {
+    for payload in payloads {
+        let seq = journal.append(payload).expect("append");
+        assert_eq!(seq + 1, journal.next_seq());
+    }
+}
+
+/// Reads the whole journal with a reader and checks it holds exactly `expected`, from seq 1.
+fn check_contents(dir: &Path, expected: &[Vec<u8>]) {
+    let records: Vec<Record> =
+        JournalReader::open(dir, 1).expect("reader").collect::<Result<_, _>>().expect("read");
+    assert_eq!(records.len(), expected.len());
+    for ((seq, record), payload) in (1..).zip(&records).zip(expected) {
+        assert_eq!(record.seq, seq);
+        assert_eq!(&record.payload, payload, "seq {seq}");
+    }
+}
+
+/// `(seq, offset, record_len_bytes)` of every record in a segment file.
+fn record_offsets(path: &Path, first_seq: u64) -> Vec<(u64, u64, u64)> {
+    let file = fs::read(path).expect("read segment");
+    let mut offsets = Vec::new();
+    let (mut offset, mut seq) = (SEGMENT_HEADER_LEN_BYTES, first_seq);
+    while let Boundary::Record { next_offset, .. } =
+        read_boundary(&file, file.len() as u64, offset, seq)
+    {
+        offsets.push((seq, offset, next_offset - offset));
+        (offset, seq) = (next_offset, seq + 1);
+    }
+    offsets
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).expect("mkdir");
+    for entry in fs::read_dir(from).expect("read dir") {
+        let path = entry.expect("entry").path();
+        fs::copy(&path, to.join(path.file_name().expect("name"))).expect("copy");
+    }
+}
+
+fn segment_paths(dir: &Path) -> Vec<PathBuf> {
+    list_segments(dir).expect("list").into_iter().map(|segment| segment.path).collect()
+}
+
+fn expect_corrupt(
+    result: Result<(Journal, Recovery), JournalError>,
+) -> (PathBuf, u64, u64, Corruption) {
+    match result {
+        Err(JournalError::Corrupt { path, offset, seq, reason }) => (path, offset, seq, reason),
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+}
+
+#[test]
+fn round_trip_across_segments_and_reopen() {
+    let temp = tempfile::tempdir().expect("temp dir");
+    let payloads: Vec<Vec<u8>> = (1..=400).map(payload).collect();
+    let (mut journal, recovery) = open(temp.path());
+    assert_eq!(recovery.next_seq, 1);
+    assert_eq!(recovery.record_count, 0);
+    assert_eq!(journal.durable_seq(), 0);
+    for (index, chunk) in payloads[..300].chunks(7).enumerate() {
+        append_all(&mut journal, chunk);
+        let durable = journal.flush().expect("flush");
+        assert_eq!(durable, (index * 7 + chunk.len()) as u64);
+        assert_eq!(journal.durable_seq(), durable);
+    }
+    drop(journal);
+    let segment_count = segment_paths(temp.path()).len();
+    assert!(segment_count > 5, "{segment_count} segments: rollover was not exercised");
+
+    let (mut journal, recovery) = open(temp.path());
+    let expected = Recovery {
+        segment_count: segment_count as u64,
+        record_count: 300,
+        first_seq: Some(1),
+        last_seq: Some(300),
+        next_seq: 301,
+        torn_tail: None,
+        removed_temp_files: Vec::new(),
+    };
+    assert_eq!(recovery, expected);
+    assert_eq!(journal.durable_seq(), 300);
+    append_all(&mut journal, &payloads[300..]);
+    assert_eq!(journal.flush().expect("flush"), 400);
+    check_contents(temp.path(), &payloads);
+
+    let from_middle: Vec<u64> = JournalReader::open(temp.path(), 123)
+        .expect("reader")
+        .map(|record| record.expect("record").seq)
+        .collect();
+    assert_eq!(from_middle, (123..=400).collect::<Vec<u64>>());
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Tear {
+    /// The record's bytes from the offset on were never written (still zero).
+    Zero,
+    /// The file ends at the offset (a crash before the length was restored, or an operator cut).
+    Cut,
+}
+
+/// Tears the last record of a journal at every byte offset, both ways, and checks that recovery
+/// keeps exactly the records before it (or all of them, when only zero padding was lost) and
+/// that appending continues with consecutive sequence numbers.
+fn tear_last_record_everywhere(records_in_last_segment: usize) {
+    let template = tempfile::tempdir().expect("temp dir");
+    let (mut journal, _) = open(template.path());
+    let mut payloads: Vec<Vec<u8>> = Vec::new();
+    let mut push = |journal: &mut Journal, payload: Vec<u8>| {
+        journal.append(&payload).expect("append");
+        payloads.push(payload);
+    };
+    let last_len = 37; // 16 + 37 = 53 bytes, padded to 56: offsets cover header, payload, padding.
+    let room = |journal: &Journal| journal.active.segment_len_bytes - journal.active.write_offset;
+    // Fill the first segment until not even the last record fits (every filler fits).
+    while room(&journal) >= 56 {
+        let filler = if room(&journal) > 300 { payload(journal.next_seq()) } else { vec![9] };
+        push(&mut journal, filler);
+    }
+    // 64-byte fillers: the first one starts the second segment.
+    for _ in 1..records_in_last_segment {
+        push(&mut journal, vec![8; 48]);
+    }
+    push(&mut journal, vec![0xA5; last_len]);
+    journal.flush().expect("flush");
+    drop(journal);
+
+    let segments = list_segments(template.path()).expect("list");
+    let last = segments.last().expect("two segments");
+    let offsets = record_offsets(&last.path, last.first_seq);
+    assert_eq!(offsets.len(), records_in_last_segment);
+    let &(last_seq, record_offset, record_len) = offsets.last().expect("a record");
+    assert_eq!(last_seq as usize, payloads.len());
+
+    for tear_at in record_offset..record_offset + record_len {
+        for tear in [Tear::Zero, Tear::Cut] {
+            let case = tempfile::tempdir().expect("temp dir");
+            copy_dir(template.path(), case.path());
+            let path = case.path().join(last.path.file_name().expect("name"));
+            let mut bytes = fs::read(&path).expect("read");
+            match tear {
+                Tear::Zero => {
+                    bytes[tear_at as usize..(record_offset + record_len) as usize].fill(0)
+                }
+                Tear::Cut => bytes.truncate(tear_at as usize),
+            }
+            fs::write(&path, &bytes).expect("write");
+
+            let payload_end = record_offset + RECORD_HEADER_LEN_BYTES + last_len as u64;
+            let survives = tear_at >= payload_end;
+            let kept = if survives { payloads.len() } else { payloads.len() - 1 };
+            let context = format!("tear {tear:?} at {tear_at} (record at {record_offset})");
+            let (mut journal, recovery) = open(case.path());
+            assert_eq!(recovery.record_count, kept as u64, "{context}");
+            assert_eq!(recovery.next_seq, kept as u64 + 1, "{context}");
+            let torn = recovery.torn_tail.as_ref().map(|torn| (torn.offset, torn.seq));
+            let expected_torn =
+                (!survives && tear_at > record_offset).then_some((record_offset, last_seq));
+            assert_eq!(torn, expected_torn, "{context}");
+            assert_eq!(fs::metadata(&path).expect("stat").len(), SEGMENT_LEN_BYTES, "{context}");
+
+            let mut expected = payloads[..kept].to_vec();
+            expected.push(b"after the tear".to_vec());
+            assert_eq!(journal.append(b"after the tear").expect("append"), kept as u64 + 1);
+            journal.flush().expect("flush");
+            drop(journal);
+            let (_, recovery) = open(case.path());
+            assert_eq!(recovery.torn_tail, None, "{context}");
+            assert_eq!(recovery.record_count, kept as u64 + 1, "{context}");
+            check_contents(case.path(), &expected);
+        }
+    }
+}
+
+#[test]
+fn torn_tail_at_every_offset_of_a_middle_position() {
+    tear_last_record_everywhere(3);
+}
+
+#[test]
+fn torn_tail_at_every_offset_of_a_segment_first_record() {
+    tear_last_record_everywhere(1);
+}
+
+/// A journal of three segments; returns its payloads.
+fn three_segments(dir: &Path) -> Vec<Vec<u8>> {
+    let (mut journal, _) = open(dir);
+    let mut payloads = Vec::new();
+    while segment_paths(dir).len() < 3 || payloads.len() % 10 != 0 {
+        payloads.push(payload(payloads.len() as u64 + 1));
+        journal.append(payloads.last().expect("pushed")).expect("append");
+    }
+    journal.flush().expect("flush");
+    payloads
+}
+
+#[test]
+fn flipped_byte_in_a_middle_record_is_corrupt() {
+    let temp = tempfile::tempdir().expect("temp dir");
+    three_segments(temp.path());
+    let segments = list_segments(temp.path()).expect("list");
+    // A middle record of the last segment, and the last record of a sealed segment.
+    let last = &segments[2];
+    let last_offsets = record_offsets(&last.path, last.first_seq);
+    assert!(last_offsets.len() >= 3);
+    let sealed = &segments[1];
+    let sealed_offsets = record_offsets(&sealed.path, sealed.first_seq);
+    let targets = [(last, last_offsets[1]), (sealed, *sealed_offsets.last().expect("records"))];
+    for (segment, (seq, record_offset, record_len)) in targets {
+        let original = fs::read(&segment.path).expect("read");
+        for at in record_offset..record_offset + record_len {
+            for flip in [0x01u8, 0x80] {
+                let mut bytes = original.clone();
+                bytes[at as usize] ^= flip;
+                fs::write(&segment.path, &bytes).expect("write");
+                let context = format!("{} byte {at} ^ {flip:#x}", segment.path.display());
+                let (path, offset, bad_seq, reason) =
+                    expect_corrupt(Journal::open(temp.path(), options()));
+                assert_eq!(
+                    (path, offset, bad_seq),
+                    (segment.path.clone(), record_offset, seq),
+                    "{context}: {reason}"
+                );
+                // The reader refuses the same spot.
+                let read: Result<Vec<Record>, JournalError> =
+                    JournalReader::open(temp.path(), 1).expect("reader").collect();
+                assert!(
+                    matches!(read, Err(JournalError::Corrupt { offset, .. }) if offset == record_offset),
+                    "{context}: {read:?}"
+                );
+            }
+        }
+        fs::write(&segment.path, &original).expect("restore");
+    }
+    let (_, recovery) = open(temp.path());
+    assert_eq!(recovery.torn_tail, None);
+}
+
+#[test]
+fn damaged_segment_headers_are_refused() {
+    let temp = tempfile::tempdir().expect("temp dir");
+    three_segments(temp.path());
+    let segments = list_segments(temp.path()).expect("list");
+    let middle = &segments[1];
+    let original = fs::read(&middle.path).expect("read");
+    let open_with = |damage: &dyn Fn(&mut Vec<u8>)| {
+        let mut bytes = original.clone();
+        damage(&mut bytes);
+        fs::write(&middle.path, &bytes).expect("write");
+        Journal::open(temp.path(), options())
+    };
+
+    let (path, offset, _, reason) = expect_corrupt(open_with(&|bytes| bytes[20] ^= 1));
+    assert_eq!((path, offset, reason), (middle.path.clone(), 0, Corruption::HeaderChecksum));
+    let (_, _, _, reason) = expect_corrupt(open_with(&|bytes| bytes[1] = b'?'));
+    assert_eq!(reason, Corruption::HeaderMagic);
+    let (_, _, _, reason) = expect_corrupt(open_with(&|bytes| bytes.truncate(10)));
+    assert_eq!(reason, Corruption::HeaderTruncated { len_bytes: 10 });
+    let unsupported = open_with(&|bytes| bytes[8] = 9);
+    assert!(
+        matches!(unsupported, Err(JournalError::UnsupportedVersion { version: 9, .. })),
+        "{unsupported:?}"
+    );
+    fs::write(&middle.path, &original).expect("restore");
+
+    // A segment named for another seq than its header says.
+    let renamed = temp.path().join(crate::segment::segment_file_name(middle.first_seq + 1));
+    fs::rename(&middle.path, &renamed).expect("rename");
+    let (path, _, _, reason) = expect_corrupt(Journal::open(temp.path(), options()));
+    let expected =
+        Corruption::HeaderFirstSeq { found: middle.first_seq, expected: middle.first_seq + 1 };
+    assert_eq!((path, reason), (renamed.clone(), expected));
+
+    // A missing segment.
+    fs::remove_file(&renamed).expect("remove");
+    let (path, _, _, reason) = expect_corrupt(Journal::open(temp.path(), options()));
+    let expected =
+        Corruption::SegmentGap { found: segments[2].first_seq, expected: middle.first_seq };
+    assert_eq!((path, reason), (segments[2].path.clone(), expected));
+
+    // A `.seg` file with a name that is not a segment name.
+    fs::write(temp.path().join("12.seg"), b"").expect("write");
+    let (_, _, _, reason) = expect_corrupt(Journal::open(temp.path(), options()));
+    assert_eq!(reason, Corruption::FileName);
+}
+
+#[test]
+fn failed_sync_poisons_the_journal() {
+    let temp = tempfile::tempdir().expect("temp dir");
+    let (mut journal, _) = open(temp.path());
+    journal.append(b"one").expect("append");
+    assert_eq!(journal.flush().expect("flush"), 1);
+    journal.append(b"two").expect("append");
+    fault::SYNC_ERRNO.set(Some(libc::EIO));
+    assert!(matches!(journal.flush(), Err(JournalError::SyncFailed { .. })));
+    assert!(journal.is_poisoned());
+    assert_eq!(journal.durable_seq(), 1);
+    // Never retried: the fault is gone, but the journal stays poisoned.
+    assert!(matches!(journal.flush(), Err(JournalError::Poisoned)));
+    assert!(matches!(journal.append(b"three"), Err(JournalError::Poisoned)));
+    assert_eq!(journal.durable_seq(), 1);
+}
+
+#[test]
+fn failed_sync_at_rollover_poisons_the_journal() {
+    let temp = tempfile::tempdir().expect("temp dir");
+    let (mut journal, _) = open(temp.path());
+    let big = vec![1u8; 1000];
+    journal.append(&big).expect("append");
+    journal.append(&big).expect("append");
+    journal.append(&big).expect("append");
+    fault::SYNC_ERRNO.set(Some(libc::EIO));
+    assert!(matches!(journal.append(&big), Err(JournalError::SyncFailed { .. })));
+    assert!(matches!(journal.append(b"x"), Err(JournalError::Poisoned)));
+    assert_eq!(segment_paths(temp.path()).len(), 1);
+}
+
+#[test]
+fn no_space_for_a_new_segment_is_retryable() {
+    let temp = tempfile::tempdir().expect("temp dir");
+    let (mut journal, _) = open(temp.path());
+    let big = vec![2u8; 1000];
+    let mut payloads = vec![big.clone(), big.clone(), big.clone()];
+    append_all(&mut journal, &payloads);
+    journal.flush().expect("flush");
+    fault::FALLOCATE_ERRNO.set(Some(libc::ENOSPC));
+    let full = journal.append(&big);
+    assert!(matches!(full, Err(JournalError::NoSpace { .. })), "{full:?}");
+    assert!(!journal.is_poisoned());
+    assert_eq!(journal.next_seq(), 4);
+    let names: Vec<String> = fs::read_dir(temp.path())
+        .expect("read dir")
+        .map(|entry| entry.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, vec!["00000000000000000001.seg".to_string()], "no temporary file is left");
+    // Space is back: the same append succeeds with the same seq.
+    assert_eq!(journal.append(&big).expect("append"), 4);
+    payloads.push(big);
+    assert_eq!(journal.flush().expect("flush"), 4);
+    drop(journal);
+    let (_, recovery) = open(temp.path());
+    assert_eq!((recovery.segment_count, recovery.record_count), (2, 4));
+    check_contents(temp.path(), &payloads);
+}
+
+#[test]
+fn fallocate_unsupported_falls_back_to_writing_zeros() {
+    let temp = tempfile::tempdir().expect("temp dir");
+    fault::FALLOCATE_ERRNO.set(Some(libc::EOPNOTSUPP));
+    let (mut journal, _) = open(temp.path());
+    assert_eq!(fault::FALLOCATE_ERRNO.get(), None, "the fault was consumed");
+    journal.append(b"zero-filled").expect("append");
+    journal.flush().expect("flush");
+    let path = &segment_paths(temp.path())[0];
+    assert_eq!(fs::metadata(path).expect("stat").len(), SEGMENT_LEN_BYTES);
+    check_contents(temp.path(), &[b"zero-filled".to_vec()]);
+}
+
+#[test]
+fn a_second_writer_is_locked_out() {
+    let temp = tempfile::tempdir().expect("temp dir");
+    let (journal, _) = open(temp.path());
+    assert!(matches!(Journal::open(temp.path(), options()), Err(JournalError::Locked { .. })));
+    drop(journal);
+    open(temp.path());
+}
+
+#[test]
+fn payload_limits() {
+    let temp = tempfile::tempdir().expect("temp dir");
+    let (mut journal, _) = open(temp.path());
+    let max = journal.payload_len_bytes_max();
+    assert_eq!(
+        u64::from(max),
+        SEGMENT_LEN_BYTES - SEGMENT_HEADER_LEN_BYTES - RECORD_HEADER_LEN_BYTES
+    );
+    let refused = journal.append(b"");
+    assert!(matches!(refused, Err(JournalError::PayloadLen { len_bytes: 0, .. })), "{refused:?}");
+    let too_long = vec![3u8; max as usize + 1];
+    assert!(matches!(journal.append(&too_long), Err(JournalError::PayloadLen { .. })));
+    assert!(matches!(journal.append_with(max + 1, |_| {}), Err(JournalError::PayloadLen { .. })));
+    // The largest payload fills a segment exactly, including after a partly used one.
+    let largest = vec![4u8; max as usize];
+    assert_eq!(journal.append(b"small").expect("append"), 1);
+    assert_eq!(journal.append(&largest).expect("append"), 2);
+    assert_eq!(journal.append(&largest).expect("append"), 3);
+    journal.flush().expect("flush");
+    check_contents(temp.path(), &[b"small".to_vec(), largest.clone(), largest]);
+    let default_max = format::payload_len_bytes_max(JournalOptions::default().segment_len_bytes);
+    assert_eq!(default_max, crate::PAYLOAD_LEN_BYTES_MAX);
+}
+
+#[test]
+fn append_with_encodes_in_place_and_survives_a_panicking_encoder() {
+    let temp = tempfile::tempdir().expect("temp dir");
+    let (mut journal, _) = open(temp.path());
+    let seq = journal.append_with(4, |buf| buf.copy_from_slice(b"abcd")).expect("append");
+    assert_eq!(seq, 1);
+    let panicked = catch_unwind(AssertUnwindSafe(|| {
+        journal.append_with(100, |buf| {
+            buf[..50].fill(0xEE);
+            panic!("encoder failed");
+        })
+    }));
+    assert!(panicked.is_err());
+    assert_eq!(journal.next_seq(), 2);
+    // A shorter record over the abandoned space leaves no stray bytes behind it.
+    assert_eq!(journal.append(b"ef").expect("append"), 2);
+    journal.flush().expect("flush");
+    drop(journal);
+    let (_, recovery) = open(temp.path());
+    assert_eq!((recovery.record_count, recovery.torn_tail), (2, None));
+    check_contents(temp.path(), &[b"abcd".to_vec(), b"ef".to_vec()]);
+}
+
+#[test]
+fn leftover_temporary_segment_is_removed() {
+    let temp = tempfile::tempdir().expect("temp dir");
+    let (mut journal, _) = open(temp.path());
+    journal.append(b"kept").expect("append");
+    journal.flush().expect("flush");
+    drop(journal);
+    let leftover = temp.path().join("00000000000000000002.seg.tmp");
+    fs::write(&leftover, b"half a segment").expect("write");
+    let (_, recovery) = open(temp.path());
+    assert_eq!(recovery.removed_temp_files, vec![leftover.clone()]);
+    assert!(!leftover.exists());
+    assert_eq!(recovery.record_count, 1);
+}
+
+#[test]
+fn invalid_options_are_refused() {
+    let temp = tempfile::tempdir().expect("temp dir");
+    for segment_len_bytes in [0, 4095, 4097, 2 * 4096 + 8, crate::SEGMENT_LEN_BYTES_MAX + 4096] {
+        let options = JournalOptions { segment_len_bytes, sync_mode: SyncMode::Fsync };
+        let result = Journal::open(temp.path(), options);
+        assert!(matches!(result, Err(JournalError::InvalidOptions(_))), "{segment_len_bytes}");
+    }
+}
+
+#[test]
+fn sync_mode_none_reports_appended_records_as_flushed() {
+    let temp = tempfile::tempdir().expect("temp dir");
+    let options = JournalOptions { sync_mode: SyncMode::None, ..options() };
+    let (mut journal, _) = Journal::open(temp.path(), options).expect("open");
+    journal.append(b"fast").expect("append");
+    fault::SYNC_ERRNO.set(Some(libc::EIO));
+    assert_eq!(journal.flush().expect("no sync happens"), 1);
+    fault::SYNC_ERRNO.set(None);
+}
+
+#[test]
+fn segments_are_removed_only_when_covered_and_on_request() {
+    let temp = tempfile::tempdir().expect("temp dir");
+    let payloads = three_segments(temp.path());
+    let segments = list_segments(temp.path()).expect("list");
+    let (mut journal, _) = open(temp.path());
+    let boundary = segments[2].first_seq;
+    assert_eq!(segments_before(temp.path(), boundary - 1).expect("list"), segments[..1].to_vec());
+    assert_eq!(segments_before(temp.path(), boundary).expect("list"), segments[..2].to_vec());
+    assert_eq!(segments_before(temp.path(), u64::MAX).expect("list"), segments[..2].to_vec());
+
+    let too_far = journal.remove_segments_before(journal.durable_seq() + 2);
+    assert!(matches!(too_far, Err(JournalError::NotDurable { .. })), "{too_far:?}");
+    let removed = journal.remove_segments_before(boundary).expect("remove");
+    assert_eq!(removed, vec![segments[0].path.clone(), segments[1].path.clone()]);
+    assert_eq!(segment_paths(temp.path()), vec![segments[2].path.clone()]);
+    drop(journal);
+
+    let (_, recovery) = open(temp.path());
+    assert_eq!(recovery.first_seq, Some(boundary));
+    assert_eq!(recovery.last_seq, Some(payloads.len() as u64));
+    let gone = JournalReader::open(temp.path(), 1);
+    assert!(
+        matches!(gone, Err(JournalError::SeqUnavailable { seq: 1, first_seq }) if first_seq == boundary)
+    );
+    let tail: Vec<Record> = JournalReader::open(temp.path(), boundary)
+        .expect("reader")
+        .collect::<Result<_, _>>()
+        .expect("read");
+    assert_eq!(tail.len(), payloads.len() + 1 - boundary as usize);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// Any payload sequence, flushed at any points and reopened once in the middle, reads back
+    /// exactly, with consecutive sequence numbers.
+    #[test]
+    fn random_payloads_round_trip(
+        payloads in prop::collection::vec(prop::collection::vec(any::<u8>(), 1..600), 1..120),
+        flush_every in 1usize..20,
+        reopen_at in 0usize..120,
+    ) {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let (mut journal, _) = open(temp.path());
+        for (index, payload) in payloads.iter().enumerate() {
+            if index == reopen_at {
+                journal.flush().expect("flush");
+                drop(journal);
+                let (reopened, recovery) = open(temp.path());
+                prop_assert_eq!(recovery.next_seq, index as u64 + 1);
+                journal = reopened;
+            }
+            prop_assert_eq!(journal.append(payload).expect("append"), index as u64 + 1);
+            if index % flush_every == 0 {
+                prop_assert_eq!(journal.flush().expect("flush"), index as u64 + 1);
+            }
+        }
+        journal.flush().expect("flush");
+        drop(journal);
+        check_contents(temp.path(), &payloads);
+        let (_, recovery) = open(temp.path());
+        prop_assert_eq!(recovery.record_count, payloads.len() as u64);
+    }
+}

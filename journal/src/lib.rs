@@ -1,0 +1,52 @@
+//! The journal: an append-only, checksummed, memory-mapped log of opaque records, with group
+//! commit driven by the caller, crash recovery, and a snapshot container.
+//!
+//! Records are opaque bytes: the caller encodes its commands, the journal frames them with a
+//! length, a CRC32C and a strictly consecutive sequence number (starting at 1). The byte layout,
+//! the limits and the recovery decision table are in `FORMAT.md` next to this crate.
+//!
+//! - [`Journal`] is the single writer: [`Journal::open`] recovers, [`Journal::append`] copies a
+//!   record into the mapped segment, [`Journal::flush`] makes everything appended durable with one
+//!   sync (the caller appends a batch, flushes once, then releases the batch's replies).
+//! - [`JournalReader`] reads records from a sequence number, read-only, even while a writer in
+//!   another process appends.
+//! - [`snapshot`] writes and loads `snap-<seq>.snap` files.
+//!
+//! **Invariant:** record framing never interprets a payload. **Invariant:** nothing is ever
+//! skipped: a bad record is either a torn tail (zeroed and reported) or an error.
+
+#![warn(missing_docs)]
+
+mod error;
+mod format;
+mod journal;
+mod reader;
+mod segment;
+pub mod snapshot;
+
+use std::path::{Path, PathBuf};
+
+pub use error::{Corruption, Defect, JournalError};
+pub use format::{
+    FORMAT_VERSION, PAYLOAD_LEN_BYTES_MAX, RECORD_ALIGN_BYTES, RECORD_HEADER_LEN_BYTES,
+    SEGMENT_HEADER_LEN_BYTES, SEGMENT_LEN_ALIGN_BYTES, SEGMENT_LEN_BYTES_DEFAULT,
+    SEGMENT_LEN_BYTES_MAX, SEGMENT_LEN_BYTES_MIN, SEGMENT_MAGIC,
+};
+pub use journal::{Journal, JournalOptions, Recovery, SyncMode, TornTail};
+pub use reader::{JournalReader, Record, RecordRef};
+pub use segment::{list_segments, segments_before, SegmentInfo};
+
+/// The journal's directory inside the data directory.
+pub const JOURNAL_DIR_NAME: &str = "journal";
+/// The snapshots' directory inside the data directory.
+pub const SNAPSHOT_DIR_NAME: &str = "snapshots";
+
+/// `DATA_DIR/journal`: where [`Journal::open`] and [`JournalReader::open`] look.
+pub fn journal_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join(JOURNAL_DIR_NAME)
+}
+
+/// `DATA_DIR/snapshots`: where the [`snapshot`] functions look.
+pub fn snapshot_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join(SNAPSHOT_DIR_NAME)
+}

@@ -1,0 +1,269 @@
+//! Segment files on disk: names, listing, creation with preallocation, mapping, directory sync.
+//!
+//! A segment is created as `<name>.seg.tmp`, preallocated, given its header, fsynced and only
+//! then renamed to `<name>.seg` (and the directory fsynced), so a file with a final name always
+//! has a complete, durable header and its full length of real blocks.
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use memmap2::{Mmap, MmapMut, MmapOptions};
+
+use crate::error::{Corruption, JournalError};
+use crate::format::{HeaderError, SegmentHeader, FORMAT_VERSION};
+
+/// Segment files end with this.
+pub(crate) const SEGMENT_SUFFIX: &str = ".seg";
+/// A segment being created ends with this; one left behind by a crash is removed by the writer.
+pub(crate) const TEMP_SUFFIX: &str = ".seg.tmp";
+/// Digits in a segment name: enough for any `u64`, zero-padded so lexical order = numeric order.
+const NAME_DIGITS: usize = 20;
+/// Zeros written per call when `fallocate` is not supported.
+const ZERO_FILL_CHUNK_BYTES: usize = 1 << 20;
+
+/// A segment file found in the journal directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentInfo {
+    /// The sequence number of the segment's first record (from its name).
+    pub first_seq: u64,
+    /// The segment file.
+    pub path: PathBuf,
+}
+
+/// The file name of the segment whose first record is `first_seq`.
+pub(crate) fn segment_file_name(first_seq: u64) -> String {
+    format!("{first_seq:0NAME_DIGITS$}{SEGMENT_SUFFIX}")
+}
+
+/// Lists the segments in `dir`, ordered by first sequence number. Other files are ignored, but
+/// a `.seg` file whose name is not 20 digits is refused: it would otherwise be silently skipped.
+pub fn list_segments(dir: &Path) -> Result<Vec<SegmentInfo>, JournalError> {
+    let mut segments = Vec::new();
+    for entry in fs::read_dir(dir).map_err(JournalError::io(dir))? {
+        let entry = entry.map_err(JournalError::io(dir))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let Some(stem) = name.strip_suffix(SEGMENT_SUFFIX) else { continue };
+        let path = entry.path();
+        let first_seq = (stem.len() == NAME_DIGITS && stem.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| stem.parse::<u64>().ok())
+            .flatten();
+        let Some(first_seq) = first_seq else {
+            return Err(JournalError::Corrupt {
+                path,
+                offset: 0,
+                seq: 0,
+                reason: Corruption::FileName,
+            });
+        };
+        segments.push(SegmentInfo { first_seq, path });
+    }
+    segments.sort_by_key(|segment| segment.first_seq);
+    Ok(segments)
+}
+
+/// Segments whose records all precede `seq` (the segment after them starts at or before `seq`).
+/// The last segment is never included: it is where appends go.
+pub fn segments_before(dir: &Path, seq: u64) -> Result<Vec<SegmentInfo>, JournalError> {
+    let segments = list_segments(dir)?;
+    let covered = segments.windows(2).take_while(|pair| pair[1].first_seq <= seq).count();
+    Ok(segments.into_iter().take(covered).collect())
+}
+
+/// Checks a segment's header against its name and, for all but the first segment read, against
+/// the sequence number where the previous segment ended.
+pub(crate) fn check_header(
+    path: &Path,
+    file: &[u8],
+    name_seq: u64,
+    expected_first_seq: Option<u64>,
+) -> Result<SegmentHeader, JournalError> {
+    let corrupt = |reason| JournalError::Corrupt {
+        path: path.to_path_buf(),
+        offset: 0,
+        seq: name_seq,
+        reason,
+    };
+    let header = SegmentHeader::decode(file).map_err(|error| match error {
+        HeaderError::Corrupt(reason) => corrupt(reason),
+        HeaderError::UnsupportedVersion(version) => JournalError::UnsupportedVersion {
+            path: path.to_path_buf(),
+            version,
+            supported: FORMAT_VERSION,
+        },
+    })?;
+    if header.first_seq != name_seq {
+        return Err(corrupt(Corruption::HeaderFirstSeq {
+            found: header.first_seq,
+            expected: name_seq,
+        }));
+    }
+    if let Some(expected) = expected_first_seq {
+        if name_seq != expected {
+            return Err(corrupt(Corruption::SegmentGap { found: name_seq, expected }));
+        }
+    }
+    Ok(header)
+}
+
+/// Maps a whole file read-only.
+pub(crate) fn map_read_only(path: &Path, file: &File) -> Result<Mmap, JournalError> {
+    // SAFETY: the mapping is only read. A live writer in another process may append to the file
+    // while it is mapped; readers tolerate that because they only use bytes whose checksum verified,
+    // and the writer never changes bytes of a complete record. Segment files are never truncated
+    // by the journal, so no access runs past the end of the file.
+    let map = unsafe { Mmap::map(file) }.map_err(JournalError::io(path))?;
+    // Advice is only a hint: ignoring a failure costs speed, never correctness.
+    let _ = map.advise(memmap2::Advice::Sequential);
+    Ok(map)
+}
+
+/// Maps `len_bytes` of a file read-write, prefaulting the page tables.
+pub(crate) fn map_read_write(
+    path: &Path,
+    file: &File,
+    len_bytes: u64,
+) -> Result<MmapMut, JournalError> {
+    // SAFETY: the caller holds the journal directory's writer lock, so no other process writes the
+    // file, and the file is at least `len_bytes` long (preallocated), so every access is backed.
+    unsafe { MmapOptions::new().len(len_bytes as usize).populate().map_mut(file) }
+        .map_err(JournalError::io(path))
+}
+
+/// A freshly created segment, mapped for writing.
+pub(crate) struct NewSegment {
+    pub path: PathBuf,
+    pub map: MmapMut,
+}
+
+/// Creates, preallocates, stamps, maps and durably names the segment that starts at `first_seq`.
+/// Everything that can fail (except the directory sync) happens before the rename: once a segment
+/// has its final name the writer must switch to it, or later records would leave a gap.
+/// On error nothing but (at most) a temporary file is left behind, and it is removed.
+pub(crate) fn create_segment(
+    dir: &Path,
+    dir_file: &File,
+    first_seq: u64,
+    segment_len_bytes: u64,
+) -> Result<NewSegment, JournalError> {
+    let path = dir.join(segment_file_name(first_seq));
+    let temp_path = dir.join(format!("{first_seq:0NAME_DIGITS$}{TEMP_SUFFIX}"));
+    let map = match write_temp_segment(&temp_path, first_seq, segment_len_bytes) {
+        Ok(created) => created,
+        Err(error) => {
+            // Best effort: a leftover temporary file is harmless and removed at the next open.
+            let _ = fs::remove_file(&temp_path);
+            return Err(error);
+        }
+    };
+    if let Err(source) = fs::rename(&temp_path, &path) {
+        let _ = fs::remove_file(&temp_path);
+        return Err(JournalError::Io { path, source });
+    }
+    sync_dir(dir, dir_file)?;
+    Ok(NewSegment { path, map })
+}
+
+fn write_temp_segment(
+    temp_path: &Path,
+    first_seq: u64,
+    segment_len_bytes: u64,
+) -> Result<MmapMut, JournalError> {
+    let io_error = |source| space_error(temp_path, source);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(temp_path)
+        .map_err(io_error)?;
+    preallocate(&file, segment_len_bytes).map_err(io_error)?;
+    let header = SegmentHeader { first_seq, segment_len_bytes }.encode();
+    file.write_all_at(&header, 0).map_err(io_error)?;
+    // fsync, not fdatasync: the file's size and extents must be durable before it gets its name.
+    file.sync_all().map_err(io_error)?;
+    let map = map_read_write(temp_path, &file, segment_len_bytes)?;
+    Ok(map)
+}
+
+/// `NoSpace` for `ENOSPC` (the caller may retry once space is freed), `Io` otherwise.
+pub(crate) fn space_error(path: &Path, source: io::Error) -> JournalError {
+    if source.raw_os_error() == Some(libc::ENOSPC) {
+        JournalError::NoSpace { path: path.to_path_buf(), source }
+    } else {
+        JournalError::Io { path: path.to_path_buf(), source }
+    }
+}
+
+/// Gives a file `len_bytes` of real blocks (so writes through a mapping can never hit ENOSPC).
+/// Falls back to writing zeros where the filesystem has no `fallocate`.
+pub(crate) fn preallocate(file: &File, len_bytes: u64) -> io::Result<()> {
+    match fallocate(file, len_bytes) {
+        Ok(()) => Ok(()),
+        Err(error) if error.raw_os_error() == Some(libc::EOPNOTSUPP) => zero_fill(file, len_bytes),
+        Err(error) => Err(error),
+    }
+}
+
+fn fallocate(file: &File, len_bytes: u64) -> io::Result<()> {
+    #[cfg(test)]
+    if let Some(errno) = fault::FALLOCATE_ERRNO.take() {
+        return Err(io::Error::from_raw_os_error(errno));
+    }
+    let len = libc::off_t::try_from(len_bytes)
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: plain syscall on a file descriptor we own; mode 0 allocates and extends the size.
+    let result = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, len) };
+    if result == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+fn zero_fill(file: &File, len_bytes: u64) -> io::Result<()> {
+    let zeros = vec![0u8; ZERO_FILL_CHUNK_BYTES];
+    let mut offset = file.metadata()?.len();
+    while offset < len_bytes {
+        let chunk_bytes = (len_bytes - offset).min(ZERO_FILL_CHUNK_BYTES as u64);
+        file.write_all_at(&zeros[..chunk_bytes as usize], offset)?;
+        offset += chunk_bytes;
+    }
+    Ok(())
+}
+
+/// Makes creations, renames and removals in `dir` durable.
+pub(crate) fn sync_dir(dir: &Path, dir_file: &File) -> Result<(), JournalError> {
+    dir_file
+        .sync_all()
+        .map_err(|source| JournalError::SyncFailed { path: dir.to_path_buf(), source })
+}
+
+/// Takes the exclusive writer lock on the journal directory (released when `dir_file` closes).
+pub(crate) fn lock_dir(dir: &Path, dir_file: &File) -> Result<(), JournalError> {
+    // SAFETY: plain syscall on a file descriptor we own.
+    let result = unsafe { libc::flock(dir_file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if result == 0 {
+        return Ok(());
+    }
+    let error = io::Error::last_os_error();
+    if error.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        return Err(JournalError::Locked { path: dir.to_path_buf() });
+    }
+    Err(JournalError::Io { path: dir.to_path_buf(), source: error })
+}
+
+/// Fault injection for tests: the next matching syscall fails with the stored errno.
+#[cfg(test)]
+pub(crate) mod fault {
+    use std::cell::Cell;
+
+    thread_local! {
+        /// Makes the next `fallocate` on this thread fail.
+        pub static FALLOCATE_ERRNO: Cell<Option<i32>> = const { Cell::new(None) };
+        /// Makes the next data sync of a segment on this thread fail.
+        pub static SYNC_ERRNO: Cell<Option<i32>> = const { Cell::new(None) };
+    }
+}

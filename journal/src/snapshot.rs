@@ -1,0 +1,281 @@
+//! The snapshot container: one file per snapshot, `snap-<seq, 20 digits>.snap`, holding a
+//! checksummed header and an opaque payload (the caller's encoded state as of record `seq`).
+//!
+//! Writes go to a `.tmp` file that is fsynced and renamed into place, and the directory is
+//! fsynced, so a snapshot file with its final name is complete. Loading prefers the newest
+//! snapshot and falls back to older ones when it is damaged, reporting every one it skipped:
+//! falling back is always safe because the journal replays the difference.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use crate::error::JournalError;
+
+/// Magic at the start of every snapshot file.
+pub const SNAPSHOT_MAGIC: [u8; 8] = *b"LDGRSNAP";
+/// The snapshot container version this build reads and writes.
+pub const SNAPSHOT_VERSION: u32 = 1;
+/// Size of the snapshot header.
+pub const SNAPSHOT_HEADER_LEN_BYTES: u64 = 64;
+/// The largest snapshot payload (checked on write, and on load before allocating).
+pub const SNAPSHOT_PAYLOAD_LEN_BYTES_MAX: u64 = 1 << 36;
+
+const NAME_PREFIX: &str = "snap-";
+const NAME_SUFFIX: &str = ".snap";
+const TEMP_SUFFIX: &str = ".tmp";
+const NAME_DIGITS: usize = 20;
+
+const _: () = assert!(SNAPSHOT_HEADER_LEN_BYTES == 64);
+const _: () =
+    assert!(SNAPSHOT_PAYLOAD_LEN_BYTES_MAX <= isize::MAX as u64, "a payload fits one allocation");
+
+/// A loaded, verified snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The sequence number of the last record the snapshot includes.
+    pub seq: u64,
+    /// The opaque payload.
+    pub payload: Vec<u8>,
+    /// The file it came from.
+    pub path: PathBuf,
+}
+
+/// A snapshot file found in the directory (not yet verified).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotInfo {
+    /// The sequence number from the file name.
+    pub seq: u64,
+    /// The file.
+    pub path: PathBuf,
+}
+
+/// A snapshot that [`load_newest`] skipped, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DamagedSnapshot {
+    /// The file.
+    pub path: PathBuf,
+    /// What is wrong with it.
+    pub damage: SnapshotDamage,
+}
+
+/// What is wrong with a snapshot file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SnapshotDamage {
+    /// The file could not be read.
+    #[error("cannot read: {kind}")]
+    Read {
+        /// The kind of I/O error.
+        kind: io::ErrorKind,
+    },
+    /// The file is shorter than the header.
+    #[error("file of {len_bytes} bytes is shorter than the header")]
+    Truncated {
+        /// The file length.
+        len_bytes: u64,
+    },
+    /// The header does not start with the snapshot magic.
+    #[error("bad magic")]
+    Magic,
+    /// The header carries a version this build does not read.
+    #[error("unsupported version {version}")]
+    Version {
+        /// The version found.
+        version: u32,
+    },
+    /// The header CRC32C does not match.
+    #[error("header checksum mismatch")]
+    HeaderChecksum,
+    /// The header's sequence number disagrees with the file name.
+    #[error("header says seq {found}, the name says {expected}")]
+    Seq {
+        /// The sequence number in the header.
+        found: u64,
+        /// The sequence number in the name.
+        expected: u64,
+    },
+    /// The header's payload length disagrees with the file length (or exceeds the maximum).
+    #[error("header says {header_len_bytes} payload bytes, the file holds {file_len_bytes}")]
+    Len {
+        /// The payload length in the header.
+        header_len_bytes: u64,
+        /// The payload bytes the file holds.
+        file_len_bytes: u64,
+    },
+    /// The payload CRC32C does not match.
+    #[error("payload checksum mismatch")]
+    PayloadChecksum,
+}
+
+/// The result of [`load_newest`].
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NewestSnapshot {
+    /// The newest snapshot that verified, if any.
+    pub snapshot: Option<Snapshot>,
+    /// Newer snapshots that were skipped because they are damaged (newest first); the caller logs them.
+    pub damaged: Vec<DamagedSnapshot>,
+}
+
+/// Writes the snapshot of state as of record `seq` into `dir` (created if needed) and returns
+/// its path. Durable when this returns: tmp file, fsync, rename, directory fsync.
+pub fn write(dir: &Path, seq: u64, payload: &[u8]) -> Result<PathBuf, JournalError> {
+    let len_bytes = payload.len() as u64;
+    if len_bytes > SNAPSHOT_PAYLOAD_LEN_BYTES_MAX {
+        return Err(JournalError::SnapshotTooLong {
+            len_bytes,
+            len_bytes_max: SNAPSHOT_PAYLOAD_LEN_BYTES_MAX,
+        });
+    }
+    if !dir.is_dir() {
+        fs::create_dir_all(dir).map_err(JournalError::io(dir))?;
+        let parent =
+            dir.parent().filter(|parent| !parent.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        sync_dir(parent)?;
+    }
+    let path = dir.join(format!("{NAME_PREFIX}{seq:0NAME_DIGITS$}{NAME_SUFFIX}"));
+    let temp_path = dir.join(format!("{NAME_PREFIX}{seq:0NAME_DIGITS$}{NAME_SUFFIX}{TEMP_SUFFIX}"));
+    let header = encode_header(seq, payload);
+    let written =
+        write_file(&temp_path, &header, payload).and_then(|()| fs::rename(&temp_path, &path));
+    if let Err(source) = written {
+        // Best effort: a leftover temporary file is never loaded, and the next write replaces it.
+        let _ = fs::remove_file(&temp_path);
+        return Err(JournalError::Io { path: temp_path, source });
+    }
+    sync_dir(dir)?;
+    Ok(path)
+}
+
+/// The snapshot files in `dir` by ascending sequence number (an absent directory has none).
+/// Files are not verified; temporary and unrelated files are ignored.
+pub fn list(dir: &Path) -> Result<Vec<SnapshotInfo>, JournalError> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => return Err(JournalError::Io { path: dir.to_path_buf(), source }),
+    };
+    let mut snapshots = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(JournalError::io(dir))?;
+        let name = entry.file_name();
+        let seq = name.to_str().and_then(parse_name);
+        if let Some(seq) = seq {
+            snapshots.push(SnapshotInfo { seq, path: entry.path() });
+        }
+    }
+    snapshots.sort_by_key(|snapshot| snapshot.seq);
+    Ok(snapshots)
+}
+
+/// Loads the newest snapshot in `dir` that verifies, skipping (and reporting) damaged newer ones.
+pub fn load_newest(dir: &Path) -> Result<NewestSnapshot, JournalError> {
+    let mut newest = NewestSnapshot::default();
+    for info in list(dir)?.into_iter().rev() {
+        match load(&info) {
+            Ok(snapshot) => {
+                newest.snapshot = Some(snapshot);
+                break;
+            }
+            Err(damage) => newest.damaged.push(DamagedSnapshot { path: info.path, damage }),
+        }
+    }
+    Ok(newest)
+}
+
+/// Reads and verifies one snapshot file.
+pub fn load(info: &SnapshotInfo) -> Result<Snapshot, SnapshotDamage> {
+    let read_error = |error: io::Error| SnapshotDamage::Read { kind: error.kind() };
+    let mut file = File::open(&info.path).map_err(read_error)?;
+    let file_len_bytes = file.metadata().map_err(read_error)?.len();
+    if file_len_bytes < SNAPSHOT_HEADER_LEN_BYTES {
+        return Err(SnapshotDamage::Truncated { len_bytes: file_len_bytes });
+    }
+    let mut header = [0u8; SNAPSHOT_HEADER_LEN_BYTES as usize];
+    file.read_exact(&mut header).map_err(read_error)?;
+    let decoded = decode_header(&header, info.seq, file_len_bytes - SNAPSHOT_HEADER_LEN_BYTES)?;
+    // The length was checked against the file and the maximum before this allocation.
+    let mut payload = vec![0u8; decoded.payload_len_bytes as usize];
+    file.read_exact(&mut payload).map_err(read_error)?;
+    if crc32c::crc32c(&payload) != decoded.payload_crc {
+        return Err(SnapshotDamage::PayloadChecksum);
+    }
+    Ok(Snapshot { seq: info.seq, payload, path: info.path.clone() })
+}
+
+struct DecodedHeader {
+    payload_crc: u32,
+    payload_len_bytes: u64,
+}
+
+/// The 64 header bytes: magic, version, reserved, seq, payload length, payload CRC, reserved,
+/// header CRC.
+fn encode_header(seq: u64, payload: &[u8]) -> [u8; SNAPSHOT_HEADER_LEN_BYTES as usize] {
+    let mut out = [0u8; SNAPSHOT_HEADER_LEN_BYTES as usize];
+    out[0..8].copy_from_slice(&SNAPSHOT_MAGIC);
+    out[8..12].copy_from_slice(&SNAPSHOT_VERSION.to_le_bytes());
+    out[16..24].copy_from_slice(&seq.to_le_bytes());
+    out[24..32].copy_from_slice(&(payload.len() as u64).to_le_bytes());
+    out[32..36].copy_from_slice(&crc32c::crc32c(payload).to_le_bytes());
+    let crc = crc32c::crc32c(&out[0..60]);
+    out[60..64].copy_from_slice(&crc.to_le_bytes());
+    out
+}
+
+fn decode_header(
+    header: &[u8; SNAPSHOT_HEADER_LEN_BYTES as usize],
+    name_seq: u64,
+    file_payload_len_bytes: u64,
+) -> Result<DecodedHeader, SnapshotDamage> {
+    let u32_at = |at: usize| {
+        u32::from_le_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
+    };
+    let u64_at = |at: usize| u64::from(u32_at(at)) | (u64::from(u32_at(at + 4)) << 32);
+    if header[0..8] != SNAPSHOT_MAGIC {
+        return Err(SnapshotDamage::Magic);
+    }
+    let version = u32_at(8);
+    if version != SNAPSHOT_VERSION {
+        return Err(SnapshotDamage::Version { version });
+    }
+    if crc32c::crc32c(&header[0..60]) != u32_at(60) {
+        return Err(SnapshotDamage::HeaderChecksum);
+    }
+    let seq = u64_at(16);
+    if seq != name_seq {
+        return Err(SnapshotDamage::Seq { found: seq, expected: name_seq });
+    }
+    let payload_len_bytes = u64_at(24);
+    if payload_len_bytes != file_payload_len_bytes
+        || payload_len_bytes > SNAPSHOT_PAYLOAD_LEN_BYTES_MAX
+    {
+        return Err(SnapshotDamage::Len {
+            header_len_bytes: payload_len_bytes,
+            file_len_bytes: file_payload_len_bytes,
+        });
+    }
+    Ok(DecodedHeader { payload_crc: u32_at(32), payload_len_bytes })
+}
+
+fn write_file(path: &Path, header: &[u8], payload: &[u8]) -> io::Result<()> {
+    let mut file = OpenOptions::new().write(true).create(true).truncate(true).open(path)?;
+    file.write_all(header)?;
+    file.write_all(payload)?;
+    file.sync_all()
+}
+
+fn sync_dir(dir: &Path) -> Result<(), JournalError> {
+    let dir_file = File::open(dir).map_err(JournalError::io(dir))?;
+    dir_file.sync_all().map_err(JournalError::io(dir))
+}
+
+/// `snap-<20 digits>.snap` → the sequence number.
+fn parse_name(name: &str) -> Option<u64> {
+    let digits = name.strip_prefix(NAME_PREFIX)?.strip_suffix(NAME_SUFFIX)?;
+    if digits.len() != NAME_DIGITS || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,91 @@
+//! Tests for the snapshot container: round trip, and falling back past every kind of damage.
+
+use std::fs;
+
+use super::*;
+
+fn name(seq: u64) -> String {
+    format!("snap-{seq:020}.snap")
+}
+
+/// Writes snapshots 10 and 20, damages 20, and checks that loading falls back to 10.
+fn check(damage: impl FnOnce(&Path), expect: SnapshotDamage) {
+    let temp = tempfile::tempdir().expect("temp dir");
+    write(temp.path(), 10, b"ten").expect("write");
+    let newest = write(temp.path(), 20, b"twenty").expect("write");
+    damage(&newest);
+    let loaded = load_newest(temp.path()).expect("load");
+    let snapshot = loaded.snapshot.expect("the older snapshot loads");
+    assert_eq!((snapshot.seq, snapshot.payload), (10, b"ten".to_vec()));
+    assert_eq!(loaded.damaged, vec![DamagedSnapshot { path: newest, damage: expect }]);
+}
+
+fn edit(path: &Path, change: impl FnOnce(&mut Vec<u8>)) {
+    let mut bytes = fs::read(path).expect("read");
+    change(&mut bytes);
+    fs::write(path, bytes).expect("write");
+}
+
+#[test]
+fn write_list_and_load() {
+    let temp = tempfile::tempdir().expect("temp dir");
+    let dir = temp.path().join("snapshots");
+    assert_eq!(list(&dir).expect("list"), Vec::new());
+    assert_eq!(load_newest(&dir).expect("load"), NewestSnapshot::default());
+    let first = write(&dir, 7, b"seven").expect("write");
+    assert_eq!(first, dir.join(name(7)));
+    write(&dir, 1_000, &vec![5u8; 100_000]).expect("write");
+    write(&dir, 300, b"").expect("write");
+    fs::write(dir.join(format!("{}.tmp", name(5_000))), b"unfinished").expect("write");
+    fs::write(dir.join("notes.txt"), b"ignored").expect("write");
+    let seqs: Vec<u64> = list(&dir).expect("list").iter().map(|info| info.seq).collect();
+    assert_eq!(seqs, vec![7, 300, 1_000]);
+    let loaded = load_newest(&dir).expect("load");
+    assert_eq!(loaded.damaged, Vec::new());
+    let snapshot = loaded.snapshot.expect("snapshot");
+    assert_eq!((snapshot.seq, snapshot.payload), (1_000, vec![5u8; 100_000]));
+    // Rewriting a seq replaces the file atomically.
+    write(&dir, 1_000, b"again").expect("write");
+    let snapshot = load_newest(&dir).expect("load").snapshot.expect("snapshot");
+    assert_eq!(snapshot.payload, b"again".to_vec());
+}
+
+#[test]
+fn damaged_newest_falls_back_to_the_previous() {
+    check(|path| edit(path, |bytes| bytes[66] ^= 1), SnapshotDamage::PayloadChecksum);
+    check(|path| edit(path, |bytes| bytes[17] ^= 1), SnapshotDamage::HeaderChecksum);
+    check(|path| edit(path, |bytes| bytes[3] = b'?'), SnapshotDamage::Magic);
+    check(|path| edit(path, |bytes| bytes[8] = 2), SnapshotDamage::Version { version: 2 });
+    check(
+        |path| edit(path, |bytes| bytes.truncate(40)),
+        SnapshotDamage::Truncated { len_bytes: 40 },
+    );
+    check(
+        |path| edit(path, |bytes| bytes.truncate(67)),
+        SnapshotDamage::Len { header_len_bytes: 6, file_len_bytes: 3 },
+    );
+    check(
+        |path| edit(path, |bytes| bytes.push(0)),
+        SnapshotDamage::Len { header_len_bytes: 6, file_len_bytes: 7 },
+    );
+    check(
+        // Snapshot 10's bytes under snapshot 20's name.
+        |path| {
+            fs::write(path, fs::read(path.with_file_name(name(10))).expect("read")).expect("write")
+        },
+        SnapshotDamage::Seq { found: 10, expected: 20 },
+    );
+}
+
+#[test]
+fn all_damaged_loads_nothing_and_reports_each() {
+    let temp = tempfile::tempdir().expect("temp dir");
+    let older = write(temp.path(), 1, b"one").expect("write");
+    let newer = write(temp.path(), 2, b"two").expect("write");
+    edit(&older, |bytes| bytes[64] ^= 1);
+    edit(&newer, |bytes| bytes[64] ^= 1);
+    let loaded = load_newest(temp.path()).expect("load");
+    assert_eq!(loaded.snapshot, None);
+    let damaged: Vec<&Path> = loaded.damaged.iter().map(|damaged| damaged.path.as_path()).collect();
+    assert_eq!(damaged, vec![newer.as_path(), older.as_path()]);
+}
