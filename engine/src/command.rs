@@ -7,7 +7,7 @@ use crate::types::{
 };
 
 /// One command, as sequenced and journaled.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug, bincode::Encode, bincode::Decode)]
 pub struct Command {
     /// Unique id of this command; re-sending it is idempotent.
     pub tx_id: TxId,
@@ -18,7 +18,7 @@ pub struct Command {
 }
 
 /// What a command asks for.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug, bincode::Encode, bincode::Decode)]
 pub enum CommandBody {
     /// Add a currency with its number of decimals (0 to 8).
     DefineCurrency {

@@ -14,6 +14,7 @@
 mod account;
 mod admin;
 mod batch;
+mod codec;
 mod command;
 mod currency;
 mod engine;
@@ -26,6 +27,9 @@ mod state;
 mod txtable;
 mod types;
 
+pub use codec::{
+    decode_command, encode_command, CommandDecodeError, COMMAND_CODEC, COMMAND_LEN_BYTES_MAX,
+};
 pub use command::{Command, CommandBody, TxKind};
 pub use currency::{format_minor, to_minor, CurrencyDef, BUILTIN_CURRENCIES};
 pub use engine::{postings_balance, AccountView, CurrencyTotals, Engine, EngineConfig, TxView};

@@ -92,3 +92,282 @@ impl Engine {
         digest.finish()
     }
 }
+
+/// Why bytes are not a valid state encoding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateDecodeError {
+    /// Byte offset where decoding stopped.
+    pub offset: usize,
+    /// What was wrong there.
+    pub reason: String,
+}
+
+impl std::fmt::Display for StateDecodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "invalid state encoding at byte {}: {}", self.offset, self.reason)
+    }
+}
+
+impl std::error::Error for StateDecodeError {}
+
+/// A bounds-checked little-endian reader.
+struct Reader<'a> {
+    bytes: &'a [u8],
+    offset: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn fail<T>(&self, reason: impl Into<String>) -> Result<T, StateDecodeError> {
+        Err(StateDecodeError { offset: self.offset, reason: reason.into() })
+    }
+
+    fn take(&mut self, len: usize) -> Result<&'a [u8], StateDecodeError> {
+        let Some(slice) = self.bytes.get(self.offset..self.offset + len) else {
+            return self.fail("truncated");
+        };
+        self.offset += len;
+        Ok(slice)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], StateDecodeError> {
+        let slice = self.take(N)?;
+        let mut out = [0u8; N];
+        out.copy_from_slice(slice);
+        Ok(out)
+    }
+
+    fn u8(&mut self) -> Result<u8, StateDecodeError> {
+        Ok(self.array::<1>()?[0])
+    }
+    fn u32(&mut self) -> Result<u32, StateDecodeError> {
+        Ok(u32::from_le_bytes(self.array()?))
+    }
+    fn u64(&mut self) -> Result<u64, StateDecodeError> {
+        Ok(u64::from_le_bytes(self.array()?))
+    }
+    fn u128(&mut self) -> Result<u128, StateDecodeError> {
+        Ok(u128::from_le_bytes(self.array()?))
+    }
+    fn i128(&mut self) -> Result<i128, StateDecodeError> {
+        Ok(i128::from_le_bytes(self.array()?))
+    }
+
+    /// A count, refused when the remaining bytes cannot hold `count` items of `item_len`.
+    fn count(&mut self, item_len: usize) -> Result<usize, StateDecodeError> {
+        let count = self.u64()? as usize;
+        if count.saturating_mul(item_len) > self.bytes.len() - self.offset {
+            return self.fail(format!("count {count} larger than the rest of the input"));
+        }
+        Ok(count)
+    }
+
+    fn count32(&mut self, item_len: usize) -> Result<usize, StateDecodeError> {
+        let count = self.u32()? as usize;
+        if count.saturating_mul(item_len) > self.bytes.len() - self.offset {
+            return self.fail(format!("count {count} larger than the rest of the input"));
+        }
+        Ok(count)
+    }
+}
+
+impl Engine {
+    /// Rebuilds an engine from `encode_state` output (a snapshot payload). The result answers
+    /// every future command exactly like the engine that was encoded, and has the same
+    /// `state_hash`. Damaged input is an error, never a panic.
+    pub fn decode_state(bytes: &[u8]) -> Result<Engine, StateDecodeError> {
+        use crate::account::Account;
+        use crate::command::TxKind;
+        use crate::currency::CurrencyDef;
+        use crate::engine::{EngineConfig, Hold};
+        use crate::limits::{ACCOUNTS_MAX, CURRENCIES_MAX, CURRENCY_SCALE_MAX, TX_RETAINED_MAX};
+        use crate::outcome::ResultCode;
+        use crate::txtable::TxRecord;
+        use crate::types::{
+            AccountId, AccountKind, AccountNo, AccountStatus, CurrencyCode, CurrencyId, TxState,
+        };
+
+        let mut r = Reader { bytes, offset: 0 };
+        if r.take(8)? != b"LEDGSTAT" {
+            return r.fail("not a ledger state (bad magic)");
+        }
+        let version = r.u32()?;
+        if version != STATE_ENCODING_VERSION {
+            return r.fail(format!("state encoding version {version} is not supported"));
+        }
+        let tx_retained = r.u32()?;
+        if !(1..=TX_RETAINED_MAX).contains(&tx_retained) {
+            return r.fail(format!("tx_retained {tx_retained} out of range"));
+        }
+        let config = EngineConfig { tx_retained, hash_seed: r.u64()? };
+        let mut engine = Engine::new(config);
+        engine.now_ns = r.u64()?;
+
+        let currency_count = r.count32(13)?;
+        if currency_count > CURRENCIES_MAX as usize {
+            return r.fail("too many currencies");
+        }
+        engine.currencies.clear();
+        engine.risk_accounts.clear();
+        let mut risk_ids = Vec::with_capacity(currency_count);
+        for _ in 0..currency_count {
+            let raw = r.array::<8>()?;
+            let len = raw.iter().position(|&b| b == 0).unwrap_or(8);
+            let Some(code) =
+                std::str::from_utf8(&raw[..len]).ok().and_then(|t| CurrencyCode::new(t).ok())
+            else {
+                return r.fail("invalid currency code");
+            };
+            let scale = r.u8()?;
+            if scale > CURRENCY_SCALE_MAX {
+                return r.fail("invalid currency scale");
+            }
+            engine.currencies.push(CurrencyDef { code, scale });
+            risk_ids.push(r.u32()?);
+        }
+
+        let account_count = r.count32(147)?;
+        if account_count > ACCOUNTS_MAX as usize {
+            return r.fail("too many accounts");
+        }
+        engine.accounts.reserve_exact(account_count);
+        for index in 0..account_count {
+            let available_minor = r.i128()?;
+            let frozen_minor = r.i128()?;
+            let ledger_minor = r.i128()?;
+            let debit_day_used_minor = r.i128()?;
+            let tx_amount_max_minor = r.i128()?;
+            let daily_debit_max_minor = r.i128()?;
+            let user_id = r.u64()?;
+            let len = r.u8()? as usize;
+            let padded = r.array::<32>()?;
+            let Some(account_no) = padded.get(..len).and_then(|key| AccountNo::new(key).ok())
+            else {
+                return r.fail("invalid account_no");
+            };
+            let debit_day = r.u32()?;
+            let currency = r.u32()?;
+            if currency as usize >= currency_count {
+                return r.fail("account currency out of range");
+            }
+            let status = match r.u8()? {
+                0 => AccountStatus::Active,
+                1 => AccountStatus::DebitFrozen,
+                2 => AccountStatus::Closed,
+                other => return r.fail(format!("account status {other}")),
+            };
+            let kind = match r.u8()? {
+                0 => AccountKind::User,
+                1 => AccountKind::System,
+                2 => AccountKind::Risk,
+                other => return r.fail(format!("account kind {other}")),
+            };
+            if engine.account_index.find(&account_no, &engine.accounts).is_some() {
+                return r.fail(format!("duplicate account {account_no}"));
+            }
+            engine.accounts.push(Account {
+                available_minor,
+                frozen_minor,
+                ledger_minor,
+                account_no,
+                status,
+                kind,
+                currency: CurrencyId(currency as u16),
+                debit_day,
+                user_id,
+                tx_amount_max_minor,
+                daily_debit_max_minor,
+                debit_day_used_minor,
+            });
+            engine.account_index.insert(&account_no, AccountId(index as u32));
+        }
+        for risk in risk_ids {
+            let risk = (risk != u32::MAX).then_some(AccountId(risk));
+            if risk.is_some_and(|id| id.0 as usize >= account_count) {
+                return r.fail("risk account out of range");
+            }
+            engine.risk_accounts.push(risk);
+        }
+
+        let account_ok =
+            |id: u32| id == crate::txtable::NO_ACCOUNT || (id as usize) < account_count;
+        let tx_count = r.count(64)?;
+        for _ in 0..tx_count {
+            let tx_id = TxId(r.u128()?);
+            let amount_minor = r.i128()?;
+            let debit = r.u32()?;
+            let credit = r.u32()?;
+            let link = TxId(r.u128()?);
+            let fingerprint = r.u32()?;
+            let Some(kind) = TxKind::from_u8(r.u8()?) else { return r.fail("transaction kind") };
+            let state = match r.u8()? {
+                u8::MAX => None,
+                raw => match TxState::from_u8(raw) {
+                    Some(state) => Some(state),
+                    None => return r.fail("transaction state"),
+                },
+            };
+            let Some(result) = ResultCode::from_u8(r.u8()?) else {
+                return r.fail("result code");
+            };
+            let visited = r.u8()?;
+            if !account_ok(debit) || !account_ok(credit) {
+                return r.fail("transaction account out of range");
+            }
+            if engine.txs.find(tx_id).is_some() {
+                return r.fail(format!("duplicate tx_id {:#x}", tx_id.0));
+            }
+            let mut record = TxRecord::new(tx_id, kind, result);
+            record.set_amount_minor(amount_minor);
+            record.debit = debit;
+            record.credit = credit;
+            record.set_link(link);
+            record.fingerprint = fingerprint;
+            record.state = state;
+            record.visited = visited;
+            if let Some(evicted) = engine.txs.insert(record) {
+                if !evicted.pinned {
+                    return r.fail("more finished transactions than the retention window");
+                }
+            }
+        }
+
+        let hold_count = r.count(65)?;
+        for _ in 0..hold_count {
+            let hold_id = TxId(r.u128()?);
+            let account = r.u32()?;
+            let remaining_minor = r.i128()?;
+            let captured_minor = r.i128()?;
+            let has_expiry = r.u8()?;
+            let expires_ns = r.u64()?;
+            let day = r.u32()?;
+            if account as usize >= account_count || has_expiry > 1 {
+                return r.fail("invalid hold");
+            }
+            let expires_ns = (has_expiry == 1).then_some(expires_ns);
+            let hold = Hold {
+                account: AccountId(account),
+                remaining_minor,
+                captured_minor,
+                expires_ns,
+                day,
+            };
+            if engine.holds.insert(hold_id, hold).is_some() {
+                return r.fail("duplicate hold");
+            }
+            if let Some(expires_ns) = expires_ns {
+                engine.expiries.insert((expires_ns, hold_id));
+            }
+        }
+
+        let refund_count = r.count(32)?;
+        for _ in 0..refund_count {
+            let tx_id = TxId(r.u128()?);
+            let refunded_minor = r.i128()?;
+            engine.refunded.insert(tx_id, refunded_minor);
+        }
+        if r.offset != bytes.len() {
+            return r.fail("trailing bytes");
+        }
+        Ok(engine)
+    }
+}

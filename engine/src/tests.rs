@@ -103,6 +103,10 @@ impl Harness {
     pub fn run_as(&mut self, tx_id: TxId, body: CommandBody) -> Outcome {
         self.now_ns += 1_000;
         let command = Command { tx_id, timestamp_ns: self.now_ns, body };
+        let mut encoded = Vec::new();
+        crate::encode_command(&command, &mut encoded);
+        assert!(encoded.len() <= crate::COMMAND_LEN_BYTES_MAX);
+        assert_eq!(crate::decode_command(&encoded), Ok(command), "codec round trip");
         self.fx.clear();
         let hash_before = self.engine.state_hash();
         let outcome = self.engine.apply(&command, &mut self.fx);
@@ -688,4 +692,98 @@ fn every_result_code_has_a_name_and_round_trips() {
     for (index, kind) in TxKind::ALL.iter().enumerate() {
         assert_eq!(TxKind::from_u8(index as u8), Some(*kind));
     }
+}
+
+#[test]
+fn state_survives_encode_and_decode() {
+    let mut h = Harness::with_config(EngineConfig { tx_retained: 8, hash_seed: 99 });
+    for (account, kind) in [
+        ("alice", AccountKind::User),
+        ("bob", AccountKind::User),
+        ("bank", AccountKind::System),
+        ("risk", AccountKind::Risk),
+    ] {
+        h.ok(open(account, "USD", kind));
+    }
+    let pending = h.fresh_tx();
+    h.run_as(pending, deposit("alice", "bank", "100"));
+    h.ok(CommandBody::DefineCurrency { code: cur("XAU"), scale: 4 });
+    let pay = h.fresh_tx();
+    h.run_as(pay, transfer("alice", "bob", "10"));
+    h.ok(CommandBody::Refund { original: pay, amount: amt("4") });
+    let hold = h.fresh_tx();
+    h.run_as(hold, freeze("alice", "20", Some(h.now_ns + 50_000)));
+    let limits = AccountLimits { tx_amount_max: Some(amt("70")), daily_debit_max: None };
+    h.ok(CommandBody::SetAccountLimits { account_no: no("bob"), limits });
+    h.rejects(transfer("bob", "alice", "1000"), ResultCode::TxLimitExceeded);
+    h.ok(transfer("alice", "bob", "1"));
+    h.ok(transfer("alice", "bob", "1"));
+    assert!(h.engine.tx_counts().1 > 0, "the scenario must pin open transactions");
+
+    let mut bytes = Vec::new();
+    h.engine.encode_state(&mut bytes);
+    let restored = Engine::decode_state(&bytes).expect("decodes");
+    assert_eq!(restored.state_hash(), h.engine.state_hash());
+    restored.check_invariants().expect("restored state is sound");
+
+    // Both answer the future identically.
+    let mut twin = Harness::with_config(h.engine.config());
+    twin.engine = restored;
+    twin.now_ns = h.now_ns;
+    twin.next_tx = h.next_tx;
+    twin.posted = h.posted.clone();
+    let mut outcomes = Vec::new();
+    for h in [&mut h, &mut twin] {
+        outcomes.push(vec![
+            h.run(CommandBody::Refund { original: pay, amount: amt("6.01") }).result,
+            h.run(CommandBody::SettleBegin { target: pending }).result,
+            h.run(CommandBody::SettleConfirm { target: pending }).result,
+            h.run(CommandBody::Capture { hold, to: no("bob"), amount: amt("5") }).result,
+            {
+                h.now_ns += 100_000; // the hold expires
+                h.run(transfer("bob", "alice", "1")).result
+            },
+        ]);
+    }
+    use ResultCode::{Ok as Done, RefundExceedsOriginal};
+    assert_eq!(outcomes[0], vec![RefundExceedsOriginal, Done, Done, Done, Done]);
+    assert_eq!(outcomes[0], outcomes[1]);
+    assert_eq!(twin.engine.state_hash(), h.engine.state_hash());
+
+    // Damaged input is an error, never a panic: every truncation and a flipped byte.
+    for len in 0..bytes.len() {
+        assert!(Engine::decode_state(&bytes[..len]).is_err(), "prefix {len} accepted");
+    }
+    let mut bad = bytes.clone();
+    bad[0] ^= 1;
+    assert!(Engine::decode_state(&bad).is_err());
+    let mut longer = bytes;
+    longer.push(0);
+    assert!(Engine::decode_state(&longer).is_err());
+}
+
+#[test]
+fn command_decoding_refuses_bad_bytes() {
+    let command =
+        Command { tx_id: TxId(5), timestamp_ns: 9, body: transfer("alice", "bob", "1.25") };
+    let mut bytes = Vec::new();
+    crate::encode_command(&command, &mut bytes);
+    for len in 0..bytes.len() {
+        assert!(crate::decode_command(&bytes[..len]).is_err());
+    }
+    let mut trailing = bytes.clone();
+    trailing.push(0);
+    assert!(crate::decode_command(&trailing).is_err());
+    // Layout: tx_id (16) | timestamp_ns (8) | variant u32 | from: len u8 + bytes | ...
+    assert_eq!(&bytes[24..28], &6u32.to_le_bytes(), "Transfer is variant 6");
+    assert_eq!(bytes[28], 5);
+    let mut bad_utf8 = bytes.clone();
+    bad_utf8[29] = 0xff;
+    assert!(crate::decode_command(&bad_utf8).is_err());
+    let mut too_long = bytes.clone();
+    too_long[28] = 33;
+    assert!(crate::decode_command(&too_long).is_err());
+    let mut bad_variant = bytes;
+    bad_variant[24] = 200;
+    assert!(crate::decode_command(&bad_variant).is_err());
 }

@@ -5,7 +5,19 @@ use std::fmt;
 use crate::limits::{ACCOUNT_NO_LEN_MAX, CURRENCY_CODE_LEN_MAX};
 
 /// A client-chosen, globally unique 128-bit transaction id. Every command carries one.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Default)]
+#[derive(
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Debug,
+    Default,
+    bincode::Encode,
+    bincode::Decode,
+)]
 pub struct TxId(pub u128);
 
 /// The engine's internal index of an account, assigned in opening order (0, 1, 2, ...).
@@ -148,7 +160,7 @@ impl fmt::Display for CurrencyCode {
 /// The engine converts it to minor units of the account's currency, and rejects it when that
 /// would need rounding (more significant decimals than the currency has), when it is not
 /// positive, or when it is too large. `rust_decimal::Decimal` maps onto it one to one.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, bincode::Encode, bincode::Decode)]
 pub struct Amount {
     /// The digits, as an integer.
     pub mantissa: i128,
@@ -164,7 +176,7 @@ impl Amount {
 }
 
 /// What an account may do.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash, bincode::Encode, bincode::Decode)]
 #[repr(u8)]
 pub enum AccountStatus {
     /// Normal operation.
@@ -176,7 +188,7 @@ pub enum AccountStatus {
 }
 
 /// What an account is for.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash, bincode::Encode, bincode::Decode)]
 #[repr(u8)]
 pub enum AccountKind {
     /// A customer's account: its `available` and `frozen` never go below zero.
@@ -271,7 +283,7 @@ impl TxState {
 }
 
 /// Optional per-account risk limits, as decimal amounts in the account's currency.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default, bincode::Encode, bincode::Decode)]
 pub struct AccountLimits {
     /// Largest single outgoing amount (transfer, withdrawal, hold).
     pub tx_amount_max: Option<Amount>,

@@ -148,6 +148,10 @@ proptest! {
         let (first, done) = run(&steps, tx_retained);
         let (second, _) = run(&steps, tx_retained);
         prop_assert_eq!(first.engine.state_hash(), second.engine.state_hash());
+        let mut bytes = Vec::new();
+        first.engine.encode_state(&mut bytes);
+        let restored = crate::Engine::decode_state(&bytes).expect("a state decodes");
+        prop_assert_eq!(restored.state_hash(), first.engine.state_hash());
         // Lifecycle: whatever is remembered went through legal transitions only.
         for (tx_id, _, _) in &done {
             if let Some(view) = first.engine.tx(*tx_id) {
