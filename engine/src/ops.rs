@@ -345,7 +345,10 @@ impl Engine {
     }
 
     /// A deposit the channel never paid: take back what the customer still has; the rest,
-    /// already spent downstream, becomes a receivable on the currency's risk account.
+    /// already spent downstream, becomes a receivable booked on the currency's risk account
+    /// (its `available` and `ledger` both go down by the shortfall, and the customer's `ledger`
+    /// is relieved of it), so once everything settles `ledger == available + frozen` holds for
+    /// every account, the customer's included.
     fn fail_deposit(
         &mut self,
         target: TxId,
@@ -368,9 +371,14 @@ impl Engine {
             None
         };
         let user_available = self.available_after_debit(user, clawback_minor)?;
+        let user_ledger = in_range(self.acct(user).ledger_minor + shortfall_minor)?;
         let channel_available = in_range(self.acct(channel).available_minor + amount_minor)?;
-        let risk_available = match risk {
-            Some(risk) => Some(in_range(self.acct(risk).available_minor - shortfall_minor)?),
+        let risk_after = match risk {
+            Some(risk) => {
+                let account = self.acct(risk);
+                let available = in_range(account.available_minor - shortfall_minor)?;
+                Some((risk, available, in_range(account.ledger_minor - shortfall_minor)?))
+            }
             None => None,
         };
         // Nothing below can fail.
@@ -380,11 +388,18 @@ impl Engine {
         if clawback_minor > 0 {
             Self::post(fx, target, user, Bucket::Available, -clawback_minor);
         }
+        if let Some((risk, risk_available, risk_ledger)) = risk_after {
+            self.acct_mut(user).ledger_minor = user_ledger;
+            let account = self.acct_mut(risk);
+            account.available_minor = risk_available;
+            account.ledger_minor = risk_ledger;
+            Self::post(fx, target, risk, Bucket::Available, -shortfall_minor);
+            Self::post(fx, target, user, Bucket::Ledger, shortfall_minor);
+            Self::post(fx, target, risk, Bucket::Ledger, -shortfall_minor);
+        }
         out.push(self.view(user));
         out.push(self.view(channel));
-        if let (Some(risk), Some(risk_available)) = (risk, risk_available) {
-            self.acct_mut(risk).available_minor = risk_available;
-            Self::post(fx, target, risk, Bucket::Available, -shortfall_minor);
+        if let Some((risk, _, _)) = risk_after {
             out.push(self.view(risk));
         }
         Ok(())

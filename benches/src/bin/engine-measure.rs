@@ -1,7 +1,10 @@
 //! Measures the engine in process: memory per account and per remembered tx_id (RSS), and
 //! apply throughput (a quick look; criterion's `engine_apply` is the reference figure).
 //!
-//! `cargo run --release -p benches --bin engine-measure -- ACCOUNTS TRANSFERS [uniform|hot]`
+//! `cargo run --release -p benches --bin engine-measure -- ACCOUNTS TRANSFERS [uniform|hot] [RETAINED]`
+//!
+//! RETAINED (the engine's `tx_retained`) defaults to TRANSFERS, so every transfer's tx_id stays
+//! remembered and the growth of RSS over the transfer phase is the cost per remembered tx_id.
 
 use std::time::Instant;
 
@@ -19,7 +22,7 @@ fn main() {
         Some("hot") => Pattern::Hot,
         _ => Pattern::Uniform,
     };
-    let retained = transfers.clamp(1, 1 << 30) as u32;
+    let retained = arg(4, transfers).clamp(1, 1 << 30) as u32;
     let rss_start = rss_bytes().unwrap_or(0);
     let mut rng = Rng::new(7);
     let mut engine = Engine::new(EngineConfig { tx_retained: retained, ..EngineConfig::default() });
@@ -28,13 +31,15 @@ fn main() {
     setup_accounts(&mut engine, accounts, 100_000_000, &mut rng);
     let setup_s = started.elapsed().as_secs_f64();
     let rss_accounts = rss_bytes().unwrap_or(0);
+    let (remembered_setup, _) = engine.tx_counts();
     // Setup remembered 4 tx_ids per account (open, deposit, settle begin and confirm).
-    let setup_txs = 4 * accounts as u64 + 1;
+    let setup_txs = (4 * accounts as u64 + 1).min(retained as u64);
     println!(
-        "accounts={accounts} setup_s={setup_s:.2} rss_accounts_mib={:.0} bytes_per_account_with_4_txs={:.0}",
+        "accounts={accounts} setup_s={setup_s:.2} setup_rss_mib={:.0} setup_bytes_per_account={:.0} (tx_retained={retained}, {remembered_setup} setup txs remembered)",
         (rss_accounts - rss_empty) as f64 / (1 << 20) as f64,
         (rss_accounts - rss_empty) as f64 / accounts as f64,
     );
+    let _ = setup_txs;
 
     const CHUNK_LEN: usize = 8_192;
     let mut pool = transfer_pool(accounts, 1 << 20, pattern, &mut rng);
@@ -43,7 +48,7 @@ fn main() {
     let mut timestamp_ns = 1_000_000u64;
     let mut cursor = 0usize;
     let started = Instant::now();
-    while done < transfers {
+    while done + CHUNK_LEN as u64 <= transfers {
         let chunk = &mut pool[cursor..cursor + CHUNK_LEN];
         cursor = (cursor + CHUNK_LEN) % (1 << 20);
         for command in chunk.iter_mut() {
@@ -60,7 +65,7 @@ fn main() {
     let seconds = started.elapsed().as_secs_f64();
     let rss_end = rss_bytes().unwrap_or(0);
     let (remembered, pinned) = engine.tx_counts();
-    let tx_growth = remembered as u64 - setup_txs.min(remembered as u64);
+    let tx_growth = (remembered - remembered_setup) as u64;
     println!(
         "pattern={pattern:?} transfers={done} seconds={seconds:.2} tps={:.0} remembered_txs={remembered} pinned={pinned} rss_total_mib={:.0} rss_start_mib={:.0} bytes_per_tx_id={:.1}",
         done as f64 / seconds,
