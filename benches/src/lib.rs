@@ -94,6 +94,47 @@ pub enum Pattern {
     Hot,
 }
 
+/// Fills `chunk` with fresh 1-cent transfers (new random tx_ids, increasing timestamps)
+/// between accounts chosen by `pattern` from `keys`. Benchmarks call it outside the timed
+/// region, so the figures are the engine's own: a real writer receives its commands decoded
+/// and cache-hot from the network.
+pub fn fill_transfers(
+    chunk: &mut Vec<Command>,
+    len: usize,
+    keys: &[AccountNo],
+    pattern: Pattern,
+    rng: &mut Rng,
+    timestamp_ns: &mut u64,
+) {
+    chunk.clear();
+    let accounts = keys.len() as u64;
+    for _ in 0..len {
+        let (from, to) = match pattern {
+            Pattern::Uniform => {
+                let from = rng.below(accounts) as usize;
+                let mut to = rng.below(accounts - 1) as usize;
+                if to >= from {
+                    to += 1;
+                }
+                (from, to)
+            }
+            Pattern::Hot => (1 + rng.below(accounts - 1) as usize, 0),
+        };
+        *timestamp_ns += 1;
+        let body = CommandBody::Transfer {
+            from: keys[from],
+            to: keys[to],
+            amount: Amount { mantissa: 1, scale: 2 },
+        };
+        chunk.push(Command { tx_id: rng.tx_id(), timestamp_ns: *timestamp_ns, body });
+    }
+}
+
+/// The keys of accounts `0..accounts`.
+pub fn account_keys(accounts: u32) -> Vec<AccountNo> {
+    (0..accounts).map(account_no).collect()
+}
+
 /// `len` transfer commands of 1 cent between accounts chosen by `pattern` (tx ids are
 /// replaced before use, so the pool can be cycled).
 pub fn transfer_pool(accounts: u32, len: usize, pattern: Pattern, rng: &mut Rng) -> Vec<Command> {

@@ -180,7 +180,7 @@ impl Engine {
         Outcome { tx_id: cmd.tx_id, result, duplicate: false, tx_state, balances }
     }
 
-    #[inline]
+    #[inline(always)]
     fn dispatch(
         &mut self,
         tx_id: TxId,
