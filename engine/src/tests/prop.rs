@@ -152,6 +152,31 @@ proptest! {
         first.engine.encode_state(&mut bytes);
         let restored = crate::Engine::decode_state(&bytes).expect("a state decodes");
         prop_assert_eq!(restored.state_hash(), first.engine.state_hash());
+        // Once nothing is pending any more, `ledger` has caught up everywhere.
+        let mut settled = first;
+        for (tx_id, _, _) in &done {
+            match settled.engine.tx(*tx_id).and_then(|tx| tx.state) {
+                Some(TxState::PendingSettlement) => {
+                    settled.ok(CommandBody::SettleBegin { target: *tx_id });
+                    settled.ok(CommandBody::SettleConfirm { target: *tx_id });
+                }
+                Some(TxState::Settling) => {
+                    settled.ok(CommandBody::SettleConfirm { target: *tx_id });
+                }
+                Some(TxState::Frozen) => {
+                    // The command's own time may expire the hold first: released either way.
+                    let result = settled.run(CommandBody::Unfreeze { hold: *tx_id }).result;
+                    prop_assert!(matches!(result, ResultCode::Ok | ResultCode::HoldReleased));
+                }
+                _ => {}
+            }
+        }
+        for index in 0..settled.engine.account_count() {
+            let view = settled.engine.account_by_id(crate::AccountId(index));
+            prop_assert_eq!(view.frozen_minor, 0);
+            prop_assert_eq!(view.ledger_minor, view.available_minor, "{}", view.account_no);
+        }
+        let first = settled;
         // Lifecycle: whatever is remembered went through legal transitions only.
         for (tx_id, _, _) in &done {
             if let Some(view) = first.engine.tx(*tx_id) {
