@@ -1,0 +1,294 @@
+//! `ledger-replay` end to end: journals written through the real journal crate (the format the
+//! runtime writes: one engine command per record, a genesis snapshot at seq 0), the real
+//! binary run on them, outputs checked against an engine fed the same commands.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command as Process, Output};
+
+use engine::{
+    encode_command, AccountKind, AccountLimits, AccountNo, Amount, Command, CommandBody,
+    CurrencyCode, Effects, Engine, EngineConfig, TxId,
+};
+use journal::{Journal, JournalOptions, SyncMode};
+
+const CONFIG: EngineConfig = EngineConfig { tx_retained: 1_024, hash_seed: 7 };
+
+fn key(text: &str) -> AccountNo {
+    AccountNo::new(text.as_bytes()).expect("valid key")
+}
+
+fn amount(text: &str) -> Amount {
+    text.parse().expect("valid amount")
+}
+
+/// A scripted workload: accounts, deposits (some settled, one failed), transfers, a hold.
+fn workload() -> Vec<Command> {
+    let usd = CurrencyCode::new("USD").expect("valid code");
+    let mut bodies = Vec::new();
+    for (account, kind) in [
+        ("alice", AccountKind::User),
+        ("bob", AccountKind::User),
+        ("carol", AccountKind::User),
+        ("bank", AccountKind::System),
+        ("risk", AccountKind::Risk),
+    ] {
+        bodies.push(CommandBody::OpenAccount {
+            account_no: key(account),
+            user_id: 1,
+            currency: usd,
+            kind,
+            limits: AccountLimits::default(),
+        });
+    }
+    let deposit = |account: &str, text: &str| CommandBody::Deposit {
+        account_no: key(account),
+        channel_no: key("bank"),
+        amount: amount(text),
+    };
+    bodies.push(deposit("alice", "500.00")); // tx 6
+    bodies.push(deposit("bob", "80.00")); // tx 7
+    bodies.push(CommandBody::SettleBegin { target: TxId(6) });
+    bodies.push(CommandBody::SettleConfirm { target: TxId(6) });
+    for round in 0..40 {
+        let (from, to) = [("alice", "bob"), ("bob", "carol"), ("carol", "alice")][round % 3];
+        bodies.push(CommandBody::Transfer { from: key(from), to: key(to), amount: amount("1.25") });
+    }
+    bodies.push(CommandBody::Freeze {
+        account_no: key("alice"),
+        amount: amount("10"),
+        expires_ns: None,
+    });
+    let hold = TxId(bodies.len() as u128);
+    bodies.push(CommandBody::Capture { hold, to: key("carol"), amount: amount("4") });
+    bodies.push(CommandBody::Transfer { from: key("bob"), to: key("carol"), amount: amount("70") });
+    bodies.push(CommandBody::SettleBegin { target: TxId(7) });
+    bodies.push(CommandBody::SettleFail { target: TxId(7) });
+    bodies.push(CommandBody::Transfer {
+        from: key("bob"),
+        to: key("carol"),
+        amount: amount("1000"),
+    });
+    bodies
+        .into_iter()
+        .enumerate()
+        .map(|(index, body)| Command {
+            tx_id: TxId(index as u128 + 1),
+            timestamp_ns: 1_000_000 * (index as u64 + 1),
+            body,
+        })
+        .collect()
+}
+
+/// Writes `commands` as a ledger data directory: genesis snapshot + journal (small segments).
+fn write_ledger(commands: &[Command]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut genesis = Vec::new();
+    Engine::new(CONFIG).encode_state(&mut genesis);
+    journal::snapshot::write(&journal::snapshot_dir(dir.path()), 0, &genesis).expect("snapshot");
+    let options = JournalOptions {
+        segment_len_bytes: journal::SEGMENT_LEN_BYTES_MIN,
+        sync_mode: SyncMode::None,
+    };
+    let (mut log, _) = Journal::open(&journal::journal_dir(dir.path()), options).expect("journal");
+    let mut payload = Vec::new();
+    for command in commands {
+        payload.clear();
+        encode_command(command, &mut payload);
+        log.append(&payload).expect("append");
+    }
+    log.flush().expect("flush");
+    dir
+}
+
+/// An engine fed the first `len` commands.
+fn engine_after(commands: &[Command], len: usize) -> Engine {
+    let mut engine = Engine::new(CONFIG);
+    let mut fx = Effects::default();
+    for command in &commands[..len] {
+        fx.clear();
+        engine.apply(command, &mut fx);
+    }
+    engine
+}
+
+fn run(args: &[&str], data_dir: &Path) -> Output {
+    let mut process = Process::new(env!("CARGO_BIN_EXE_ledger-replay"));
+    process.arg(args[0]).arg(data_dir).args(&args[1..]);
+    process.output().expect("run ledger-replay")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn segments(dir: &Path) -> Vec<PathBuf> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(journal::journal_dir(dir))
+        .expect("journal dir")
+        .map(|entry| entry.expect("entry").path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "seg"))
+        .collect();
+    paths.sort();
+    paths
+}
+
+#[test]
+fn a_sound_journal_verifies_with_the_engines_state_hash() {
+    let commands = workload();
+    let ledger = write_ledger(&commands);
+    assert!(segments(ledger.path()).len() > 1, "the workload must span segments");
+    let output = run(&["verify"], ledger.path());
+    let text = stdout(&output);
+    assert!(output.status.success(), "{text}{}", stderr(&output));
+    let expected = engine_after(&commands, commands.len()).state_hash();
+    assert!(text.contains(&format!("state_hash: {expected:032x}")), "{text}");
+    assert!(text.contains(&format!("records: {}", commands.len())), "{text}");
+    assert!(text.contains(&format!("seq range: 1..={}", commands.len())), "{text}");
+    assert!(text.contains("sum(available+frozen)=0.00 sum(ledger)=0.00"), "{text}");
+}
+
+#[test]
+fn a_corrupt_record_is_reported_at_its_file_and_offset() {
+    let commands = workload();
+    let ledger = write_ledger(&commands);
+    let first = segments(ledger.path()).remove(0);
+    let mut bytes = std::fs::read(&first).expect("read segment");
+    // Records start after the 64-byte segment header; damage the payload of an early one.
+    let offset = 64 + 3 * 64 + 40;
+    bytes[offset] ^= 0x55;
+    std::fs::write(&first, &bytes).expect("write segment");
+    let output = run(&["verify"], ledger.path());
+    assert!(!output.status.success());
+    let message = stderr(&output);
+    let file_name = first.file_name().and_then(|name| name.to_str()).expect("name");
+    assert!(message.contains(file_name), "{message}");
+    assert!(message.contains("offset"), "{message}");
+}
+
+#[test]
+fn a_torn_tail_is_reported_and_the_prefix_verifies() {
+    let commands = workload();
+    let ledger = write_ledger(&commands);
+    let last = segments(ledger.path()).pop().expect("a segment");
+    let mut bytes = std::fs::read(&last).expect("read segment");
+    // Zero the second half of the last record: a write torn by a crash.
+    let end = bytes.iter().rposition(|&b| b != 0).expect("non-empty segment");
+    for byte in &mut bytes[end - 20..=end] {
+        *byte = 0;
+    }
+    std::fs::write(&last, &bytes).expect("write segment");
+    let output = run(&["verify"], ledger.path());
+    let text = stdout(&output);
+    assert!(output.status.success(), "{text}{}", stderr(&output));
+    assert!(text.contains("torn tail"), "{text}");
+    let expected = engine_after(&commands, commands.len() - 1).state_hash();
+    assert!(text.contains(&format!("records: {}", commands.len() - 1)), "{text}");
+    assert!(text.contains(&format!("state_hash: {expected:032x}")), "{text}");
+}
+
+#[test]
+fn state_at_a_sequence_number_matches_an_engine_at_that_point() {
+    let commands = workload();
+    let ledger = write_ledger(&commands);
+    for seq in [7usize, 30, commands.len()] {
+        let output =
+            run(&["state", "--at", &seq.to_string(), "--account", "bob", "--json"], ledger.path());
+        assert!(output.status.success(), "{}", stderr(&output));
+        let engine = engine_after(&commands, seq);
+        let bob = engine.account(&key("bob")).expect("bob exists");
+        let expected = format!(
+            "\"available\":\"{}\",\"frozen\":\"{}\",\"ledger\":\"{}\"",
+            engine::format_minor(bob.available_minor, 2),
+            engine::format_minor(bob.frozen_minor, 2),
+            engine::format_minor(bob.ledger_minor, 2)
+        );
+        assert!(stdout(&output).contains(&expected), "seq {seq}: {}", stdout(&output));
+    }
+    let by_time = run(&["state", "--at-time-ns", "7000000", "--account", "bob"], ledger.path());
+    assert!(stdout(&by_time).contains("as of seq 7"), "{}", stdout(&by_time));
+}
+
+#[test]
+fn statements_and_exports_list_every_posting() {
+    let commands = workload();
+    let ledger = write_ledger(&commands);
+    let output = run(&["statement", "carol", "--format", "csv"], ledger.path());
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    let last = text.lines().last().expect("rows");
+    let carol = engine_after(&commands, commands.len()).account(&key("carol")).expect("carol");
+    let tail = format!(
+        "{},{},{}",
+        engine::format_minor(carol.available_minor, 2),
+        engine::format_minor(carol.frozen_minor, 2),
+        engine::format_minor(carol.ledger_minor, 2)
+    );
+    assert!(last.ends_with(&tail), "{last} vs {tail}");
+
+    let mut engine = Engine::new(CONFIG);
+    let mut fx = Effects::default();
+    let mut postings = 0;
+    for command in &commands {
+        fx.clear();
+        engine.apply(command, &mut fx);
+        postings += fx.entries.len();
+    }
+    for (format, header_lines) in [("csv", 1), ("jsonl", 0)] {
+        let output = run(&["export", "--format", format], ledger.path());
+        assert!(output.status.success(), "{}", stderr(&output));
+        assert_eq!(stdout(&output).lines().count(), postings + header_lines, "{format}");
+    }
+    assert!(!run(&["statement", "nobody"], ledger.path()).status.success());
+}
+
+#[test]
+fn reconcile_finds_a_balance_changed_in_a_snapshot() {
+    let commands = workload();
+    let ledger = write_ledger(&commands);
+    let clean = run(&["reconcile"], ledger.path());
+    assert!(clean.status.success(), "{}{}", stdout(&clean), stderr(&clean));
+    assert!(stdout(&clean).contains("mismatches: 0"), "{}", stdout(&clean));
+
+    // A snapshot at seq 20 with one balance altered (a valid file: the checksum is rewritten,
+    // so only reconciliation can tell).
+    let mut engine = engine_after(&commands, 20);
+    let mut payload = Vec::new();
+    engine.encode_state(&mut payload);
+    let bob = engine.account(&key("bob")).expect("bob").available_minor;
+    let needle = bob.to_le_bytes();
+    let at = payload.windows(16).position(|window| window == needle).expect("bob's balance bytes");
+    payload[at..at + 16].copy_from_slice(&(bob + 1).to_le_bytes());
+    engine = Engine::decode_state(&payload).expect("still decodes");
+    assert!(engine.check_invariants().is_err(), "the altered snapshot no longer balances");
+    journal::snapshot::write(&journal::snapshot_dir(ledger.path()), 20, &payload).expect("write");
+
+    let output = run(&["reconcile"], ledger.path());
+    let text = stdout(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(text.contains("MISMATCH snapshot: account bob available"), "{text}");
+    assert!(text.contains("mismatches: 1"), "{text}");
+}
+
+#[test]
+fn snapshot_then_tail_of_the_journal() {
+    let commands = workload();
+    let ledger = write_ledger(&commands);
+    let output = run(&["snapshot", "--at", "25"], ledger.path());
+    assert!(output.status.success(), "{}", stderr(&output));
+    let expected = engine_after(&commands, 25).state_hash();
+    assert!(stdout(&output).contains(&format!("state_hash {expected:032x}")));
+    // State at 30 now starts from that snapshot and still agrees.
+    let state = run(&["state", "--at", "30", "--json"], ledger.path());
+    assert!(state.status.success());
+    assert_eq!(stdout(&state).lines().count(), 5);
+
+    let tail =
+        run(&["tail", "--from", "1", "--idle-exit-ms", "200", "--poll-ms", "20"], ledger.path());
+    assert!(tail.status.success(), "{}", stderr(&tail));
+    let text = stdout(&tail);
+    assert_eq!(text.lines().count(), commands.len());
+    assert!(text.lines().next().is_some_and(|line| line.contains("open_account alice")), "{text}");
+}
