@@ -376,3 +376,70 @@ impl TxTable {
             + self.pinned.capacity() * std::mem::size_of::<Option<TxRecord>>()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+
+    use super::{Loc, TxRecord, TxTable};
+    use crate::command::TxKind;
+    use crate::outcome::ResultCode;
+    use crate::types::{TxId, TxState};
+
+    proptest! {
+        /// The table against a model: every remembered id is found, every forgotten one is not.
+        #[test]
+        fn table_matches_a_model(
+            ops in proptest::collection::vec((any::<u16>(), any::<bool>(), any::<u8>()), 1..400),
+            retained in 1u32..24,
+            seed in any::<u64>(),
+        ) {
+            let mut table = TxTable::new(retained, seed);
+            // id -> open?
+            let mut model: BTreeMap<u128, bool> = BTreeMap::new();
+            let mut order: Vec<u128> = Vec::new();
+            for (step, (raw, open, action)) in ops.into_iter().enumerate() {
+                let id = (raw as u128) << 64 | step as u128;
+                if action % 4 == 0 && !model.is_empty() {
+                    // Finish a random open record (as the engine does when a hold ends).
+                    let open_ids: Vec<u128> = model.iter().filter(|(_, o)| **o).map(|(i, _)| *i).collect();
+                    if let Some(&victim) = open_ids.get(action as usize % open_ids.len().max(1)) {
+                        let loc = table.find(TxId(victim)).expect("open records are remembered");
+                        table.get_mut(loc).enter(TxState::Failed);
+                        model.insert(victim, false);
+                        if let Some(forgotten) = table.forget_if_finished(loc) {
+                            prop_assert_eq!(forgotten.tx_id(), TxId(victim));
+                            prop_assert!(matches!(loc, Loc::Pinned(_)));
+                            model.remove(&victim);
+                        }
+                    }
+                    continue;
+                }
+                let mut record = TxRecord::new(TxId(id), TxKind::Freeze, ResultCode::Ok);
+                if open {
+                    record.walk_to(TxState::Frozen);
+                } else {
+                    record.walk_to(TxState::Settled);
+                }
+                if let Some(evicted) = table.insert(record) {
+                    let evicted_id = evicted.record.tx_id().0;
+                    prop_assert_eq!(evicted.pinned, model[&evicted_id]);
+                    if !evicted.pinned {
+                        model.remove(&evicted_id);
+                    }
+                }
+                model.insert(id, open);
+                order.push(id);
+                for (&known, _) in &model {
+                    prop_assert!(table.find(TxId(known)).is_some(), "lost {known:#x}");
+                }
+                prop_assert_eq!(table.len(), model.len());
+            }
+            for id in order {
+                prop_assert_eq!(table.find(TxId(id)).is_some(), model.contains_key(&id));
+            }
+        }
+    }
+}

@@ -3,8 +3,6 @@
 //! replayed engine and with a running server; a difference means a balance and its postings
 //! disagree somewhere, and is reported by account.
 
-use std::collections::BTreeMap;
-
 use engine::{AccountId, AccountNo, Bucket, CommandBody, Engine, ResultCode};
 
 use crate::Step;
@@ -25,7 +23,8 @@ pub struct ShadowAccount {
 /// Balances per account, from postings.
 #[derive(Default, Debug)]
 pub struct Shadow {
-    accounts: BTreeMap<AccountId, ShadowAccount>,
+    /// Indexed by `AccountId` (ids are dense, assigned in opening order).
+    accounts: Vec<Option<ShadowAccount>>,
 }
 
 /// One difference between the shadow ledger and another view of the same ledger.
@@ -47,7 +46,7 @@ impl Shadow {
         let mut shadow = Shadow::default();
         for index in 0..engine.account_count() {
             let view = engine.account_by_id(AccountId(index));
-            shadow.accounts.insert(
+            shadow.put(
                 view.id,
                 ShadowAccount {
                     account_no: view.account_no,
@@ -65,7 +64,7 @@ impl Shadow {
         if let CommandBody::OpenAccount { account_no, .. } = step.command.body {
             if step.outcome.result == ResultCode::Ok && !step.outcome.duplicate {
                 if let Some(view) = step.outcome.balances.as_slice().first() {
-                    self.accounts.insert(
+                    self.put(
                         view.account,
                         ShadowAccount {
                             account_no,
@@ -78,7 +77,7 @@ impl Shadow {
             }
         }
         for entry in &step.effects.entries {
-            let Some(account) = self.accounts.get_mut(&entry.account) else {
+            let Some(Some(account)) = self.accounts.get_mut(entry.account.0 as usize) else {
                 continue; // reported by `compare` as a missing account
             };
             let field = match entry.bucket {
@@ -90,14 +89,17 @@ impl Shadow {
         }
     }
 
-    /// The shadow's view of one account.
-    pub fn account(&self, id: AccountId) -> Option<&ShadowAccount> {
-        self.accounts.get(&id)
+    fn put(&mut self, id: AccountId, account: ShadowAccount) {
+        let index = id.0 as usize;
+        if self.accounts.len() <= index {
+            self.accounts.resize(index + 1, None);
+        }
+        self.accounts[index] = Some(account);
     }
 
-    /// Every account, by id.
-    pub fn accounts(&self) -> impl Iterator<Item = (&AccountId, &ShadowAccount)> {
-        self.accounts.iter()
+    /// The shadow's view of one account.
+    pub fn account(&self, id: AccountId) -> Option<&ShadowAccount> {
+        self.accounts.get(id.0 as usize).and_then(Option::as_ref)
     }
 
     /// Every difference from `engine`'s balances, account by account.
@@ -106,7 +108,7 @@ impl Shadow {
         let count = engine.account_count();
         for index in 0..count {
             let view = engine.account_by_id(AccountId(index));
-            let Some(shadow) = self.accounts.get(&view.id) else {
+            let Some(shadow) = self.account(view.id) else {
                 mismatches.push(Mismatch {
                     account_no: view.account_no.to_string(),
                     field: "account",
@@ -130,8 +132,7 @@ impl Shadow {
                 }
             }
         }
-        for (id, shadow) in self.accounts.range(AccountId(count)..) {
-            let _ = id;
+        for shadow in self.accounts.iter().skip(count as usize).flatten() {
             mismatches.push(Mismatch {
                 account_no: shadow.account_no.to_string(),
                 field: "account",
