@@ -63,9 +63,9 @@ pub struct Step<'a> {
     /// Its sequence number.
     pub seq: u64,
     /// The command it carried.
-    pub command: Command,
+    pub command: &'a Command,
     /// What the engine answered (exactly what the server answered when it was first applied).
-    pub outcome: Outcome,
+    pub outcome: &'a Outcome,
     /// Its postings and lifecycle changes.
     pub effects: &'a Effects,
     /// The engine right after the record.
@@ -90,6 +90,9 @@ pub struct Replay {
     fx: Effects,
     /// A record read ahead by `run_to_time` but not applied.
     pending: Option<(u64, Command)>,
+    /// The last command applied and its outcome (borrowed by `Step`).
+    command: Command,
+    outcome: Outcome,
 }
 
 /// `DATA_DIR/journal` and `DATA_DIR/snapshots`.
@@ -143,6 +146,12 @@ impl Replay {
             reader,
             fx: Effects::default(),
             pending: None,
+            command: Command {
+                tx_id: engine::TxId(0),
+                timestamp_ns: 0,
+                body: engine::CommandBody::SettleBegin { target: engine::TxId(0) },
+            },
+            outcome: Outcome::rejected(engine::TxId(0), engine::ResultCode::TxNotFound),
         })
     }
 
@@ -167,11 +176,18 @@ impl Replay {
             return Ok(None);
         };
         self.fx.clear();
-        let outcome = self.engine.apply(&command, &mut self.fx);
+        self.outcome = self.engine.apply(&command, &mut self.fx);
+        self.command = command;
         self.last_seq = seq;
         self.records += 1;
         self.last_timestamp_ns = command.timestamp_ns;
-        Ok(Some(Step { seq, command, outcome, effects: &self.fx, engine: &self.engine }))
+        Ok(Some(Step {
+            seq,
+            command: &self.command,
+            outcome: &self.outcome,
+            effects: &self.fx,
+            engine: &self.engine,
+        }))
     }
 
     /// Applies records up to and including `seq` (or to the end of the log).
