@@ -16,7 +16,8 @@ use journal::{Journal, JournalOptions, SyncMode};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let (Some(dir), Some(accounts), Some(transfers)) = (args.get(1), args.get(2), args.get(3)) else {
+    let (Some(dir), Some(accounts), Some(transfers)) = (args.get(1), args.get(2), args.get(3))
+    else {
         eprintln!("usage: journal-gen DATA_DIR ACCOUNTS TRANSFERS");
         std::process::exit(2);
     };
