@@ -136,7 +136,8 @@ fn run(steps: &[Step], tx_retained: u32) -> (Harness, Vec<(TxId, CommandBody, Ou
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    // 256 cases by default; PROPTEST_CASES=N runs more.
+    #![proptest_config(ProptestConfig::default())]
 
     /// Conservation, no negative customer balance, postings match balances, frozen matches
     /// holds (all checked inside `run`), retries idempotent; and two engines agree.

@@ -1,0 +1,307 @@
+//! Encoding: frames are appended to a caller-owned `Vec<u8>` (reuse it with `clear()`). Each
+//! encoder refuses what the decoder would refuse (and then leaves `out` as it found it), so an
+//! encoded frame always decodes back to the same message.
+
+use engine::{AccountView, BalanceView, CommandBody, Outcome, ResultCode, TxId, TxState, TxView};
+
+use super::decode::TX_STATE_NONE;
+use super::{check_amounts, EncodeError, ErrorCode, Message, Op, RequestId};
+use crate::auth::{is_valid_client_id, is_valid_secret};
+use crate::limits::{
+    BATCH_LEN_MAX, BODY_LEN_BYTES_MAX, COMMAND_BODY_LEN_BYTES_MAX, ERROR_MESSAGE_LEN_BYTES_MAX,
+    HEADER_LEN_BYTES, IN_FLIGHT_MAX, MAGIC, PROTOCOL_VERSION, TX_HISTORY_LEN_MAX,
+};
+
+/// Appends the frame of `message` with `request_id` to `out`.
+pub fn encode_frame(
+    request_id: RequestId,
+    message: &Message,
+    out: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
+    match message {
+        Message::Submit(commands) => encode_submit(request_id, commands, out),
+        Message::SubmitReply(outcomes) => {
+            let entries = outcomes.iter().map(|outcome| OutcomeRef {
+                tx_id: outcome.tx_id,
+                result: outcome.result,
+                duplicate: outcome.duplicate,
+                tx_state: outcome.tx_state,
+                balances: outcome.balances(),
+            });
+            submit_reply(request_id, outcomes.len(), entries, out)
+        }
+        Message::Account(account) => encode_account_reply(request_id, account.as_ref(), out),
+        Message::Tx(tx) => encode_tx_reply(request_id, tx.as_ref(), out),
+        Message::Error(error) => {
+            encode_error(request_id, error.code, &error.message, out);
+            Ok(())
+        }
+        Message::Hello(_)
+        | Message::HelloOk(_)
+        | Message::Ping { .. }
+        | Message::Pong { .. }
+        | Message::QueryAccount(_)
+        | Message::QueryTx(_) => {
+            framed(request_id, message.op(), out, |out| small_body(message, out))
+        }
+    }
+}
+
+/// The bodies of the small messages.
+fn small_body(message: &Message, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    match message {
+        Message::Hello(hello) => {
+            if !is_valid_client_id(hello.client_id.as_bytes()) {
+                return Err(EncodeError::Invalid {
+                    what: "client id: 1..=64 of A-Z a-z 0-9 . _ -",
+                });
+            }
+            let secret = hello.secret.expose();
+            if !is_valid_secret(secret) {
+                return Err(EncodeError::Invalid { what: "secret: 16..=128 printable ASCII" });
+            }
+            out.push(hello.client_id.len() as u8);
+            out.extend_from_slice(hello.client_id.as_bytes());
+            out.push(secret.len() as u8);
+            out.extend_from_slice(secret);
+        }
+        Message::HelloOk(hello_ok) => {
+            if !(1..=BATCH_LEN_MAX).contains(&hello_ok.batch_len_max)
+                || !(1..=IN_FLIGHT_MAX).contains(&hello_ok.in_flight_max)
+            {
+                return Err(EncodeError::Invalid {
+                    what: "HELLO_OK limits: batch_len_max 1..=8192, in_flight_max 1..=65536",
+                });
+            }
+            out.push(hello_ok.role as u8);
+            out.extend_from_slice(&hello_ok.batch_len_max.to_le_bytes());
+            out.extend_from_slice(&hello_ok.in_flight_max.to_le_bytes());
+        }
+        Message::Ping { payload } | Message::Pong { payload } => {
+            out.extend_from_slice(&payload.to_le_bytes());
+        }
+        Message::QueryAccount(account_no) => put_account_no(out, account_no),
+        Message::QueryTx(tx_id) => out.extend_from_slice(&tx_id.0.to_le_bytes()),
+        Message::Submit(_)
+        | Message::SubmitReply(_)
+        | Message::Account(_)
+        | Message::Tx(_)
+        | Message::Error(_) => unreachable!("encoded by their own functions"),
+    }
+    Ok(())
+}
+
+/// Appends a SUBMIT frame (the client's fast path: no `Message` needed).
+pub fn encode_submit(
+    request_id: RequestId,
+    commands: &[(TxId, CommandBody)],
+    out: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
+    check_batch_len(commands.len())?;
+    framed(request_id, Op::Submit, out, |out| {
+        out.extend_from_slice(&(commands.len() as u32).to_le_bytes());
+        for (index, (tx_id, body)) in commands.iter().enumerate() {
+            check_amounts(index as u32, body)
+                .map_err(|(index, scale)| EncodeError::MalformedAmount { index, scale })?;
+            out.extend_from_slice(&tx_id.0.to_le_bytes());
+            let len_at = out.len();
+            out.extend_from_slice(&[0, 0]);
+            bincode::encode_into_std_write(body, out, engine::COMMAND_CODEC)
+                .expect("writing into a Vec cannot fail");
+            let body_len = out.len() - len_at - 2;
+            if body_len > COMMAND_BODY_LEN_BYTES_MAX as usize {
+                return Err(EncodeError::Invalid { what: "command body above 256 bytes" });
+            }
+            out[len_at..len_at + 2].copy_from_slice(&(body_len as u16).to_le_bytes());
+        }
+        Ok(())
+    })
+}
+
+/// Appends a SUBMIT_REPLY frame straight from the engine's outcomes (the server's fast path).
+pub fn encode_submit_reply(
+    request_id: RequestId,
+    outcomes: &[Outcome],
+    out: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
+    let entries = outcomes.iter().map(|outcome| OutcomeRef {
+        tx_id: outcome.tx_id,
+        result: outcome.result,
+        duplicate: outcome.duplicate,
+        tx_state: outcome.tx_state,
+        balances: outcome.balances.as_slice(),
+    });
+    submit_reply(request_id, outcomes.len(), entries, out)
+}
+
+/// The fields of one outcome, from a `WireOutcome` or an `engine::Outcome`.
+struct OutcomeRef<'a> {
+    tx_id: TxId,
+    result: ResultCode,
+    duplicate: bool,
+    tx_state: Option<TxState>,
+    balances: &'a [BalanceView],
+}
+
+fn submit_reply<'a>(
+    request_id: RequestId,
+    len: usize,
+    outcomes: impl Iterator<Item = OutcomeRef<'a>>,
+    out: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
+    check_batch_len(len)?;
+    framed(request_id, Op::SubmitReply, out, |out| {
+        out.extend_from_slice(&(len as u32).to_le_bytes());
+        for outcome in outcomes {
+            out.extend_from_slice(&outcome.tx_id.0.to_le_bytes());
+            out.push(outcome.result as u8);
+            out.push(u8::from(outcome.duplicate));
+            out.push(tx_state_byte(outcome.tx_state));
+            out.push(outcome.balances.len() as u8);
+            for balance in outcome.balances {
+                out.extend_from_slice(&balance.account.0.to_le_bytes());
+                out.extend_from_slice(&balance.available_minor.to_le_bytes());
+                out.extend_from_slice(&balance.frozen_minor.to_le_bytes());
+                out.extend_from_slice(&balance.ledger_minor.to_le_bytes());
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Appends an ACCOUNT frame (`None`: not found).
+pub fn encode_account_reply(
+    request_id: RequestId,
+    account: Option<&AccountView>,
+    out: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
+    framed(request_id, Op::Account, out, |out| {
+        let Some(account) = account else {
+            out.push(0);
+            return Ok(());
+        };
+        out.push(1);
+        out.extend_from_slice(&account.id.0.to_le_bytes());
+        out.extend_from_slice(&account.user_id.to_le_bytes());
+        out.extend_from_slice(&account.currency.to_bytes());
+        out.push(account.scale);
+        out.push(account.kind as u8);
+        out.push(account.status as u8);
+        out.extend_from_slice(&account.available_minor.to_le_bytes());
+        out.extend_from_slice(&account.frozen_minor.to_le_bytes());
+        out.extend_from_slice(&account.ledger_minor.to_le_bytes());
+        let tx_max = account.tx_amount_max_minor;
+        let daily_max = account.daily_debit_max_minor;
+        out.push(u8::from(tx_max.is_some()) | u8::from(daily_max.is_some()) << 1);
+        out.extend_from_slice(&tx_max.unwrap_or(0).to_le_bytes());
+        out.extend_from_slice(&daily_max.unwrap_or(0).to_le_bytes());
+        put_account_no(out, &account.account_no);
+        Ok(())
+    })
+}
+
+/// Appends a TX frame (`None`: not found).
+pub fn encode_tx_reply(
+    request_id: RequestId,
+    tx: Option<&TxView>,
+    out: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
+    framed(request_id, Op::Tx, out, |out| {
+        let Some(tx) = tx else {
+            out.push(0);
+            return Ok(());
+        };
+        if tx.history.len() > TX_HISTORY_LEN_MAX as usize {
+            return Err(EncodeError::Invalid { what: "tx history longer than 8 states" });
+        }
+        out.push(1);
+        out.extend_from_slice(&tx.tx_id.0.to_le_bytes());
+        out.push(tx.kind as u8);
+        out.push(tx.result as u8);
+        out.push(tx_state_byte(tx.state));
+        out.push(u8::from(tx.linked.is_some()));
+        out.extend_from_slice(&tx.amount_minor.to_le_bytes());
+        out.extend_from_slice(&tx.refunded_minor.to_le_bytes());
+        out.extend_from_slice(&tx.held_minor.to_le_bytes());
+        out.extend_from_slice(&tx.captured_minor.to_le_bytes());
+        out.extend_from_slice(&tx.linked.map_or(0, |linked| linked.0).to_le_bytes());
+        out.push(tx.history.len() as u8);
+        out.push(tx.debit.map_or(0, |no| no.as_bytes().len() as u8));
+        out.push(tx.credit.map_or(0, |no| no.as_bytes().len() as u8));
+        out.extend(tx.history.iter().map(|state| *state as u8));
+        for account_no in [tx.debit, tx.credit].iter().flatten() {
+            out.extend_from_slice(account_no.as_bytes());
+        }
+        Ok(())
+    })
+}
+
+/// Appends an ERROR frame. A message longer than `ERROR_MESSAGE_LEN_BYTES_MAX` is cut at a
+/// character boundary; this never fails.
+pub fn encode_error(request_id: RequestId, code: ErrorCode, message: &str, out: &mut Vec<u8>) {
+    let mut len = message.len().min(ERROR_MESSAGE_LEN_BYTES_MAX as usize);
+    while !message.is_char_boundary(len) {
+        len -= 1;
+    }
+    let written = framed(request_id, Op::Error, out, |out| {
+        out.extend_from_slice(&code.as_u16().to_le_bytes());
+        out.extend_from_slice(&(len as u16).to_le_bytes());
+        out.extend_from_slice(&message.as_bytes()[..len]);
+        Ok(())
+    });
+    debug_assert!(written.is_ok(), "an ERROR frame is always small");
+}
+
+fn check_batch_len(len: usize) -> Result<(), EncodeError> {
+    if (1..=BATCH_LEN_MAX as usize).contains(&len) {
+        Ok(())
+    } else {
+        Err(EncodeError::BatchLen { len: len as u64 })
+    }
+}
+
+fn tx_state_byte(state: Option<TxState>) -> u8 {
+    state.map_or(TX_STATE_NONE, |state| state as u8)
+}
+
+fn put_account_no(out: &mut Vec<u8>, account_no: &engine::AccountNo) {
+    out.push(account_no.as_bytes().len() as u8);
+    out.extend_from_slice(account_no.as_bytes());
+}
+
+/// Writes the header, lets `body` append the body, then fills in the length and the
+/// checksum. On any error `out` is truncated back to where it was.
+fn framed(
+    request_id: RequestId,
+    op: Op,
+    out: &mut Vec<u8>,
+    body: impl FnOnce(&mut Vec<u8>) -> Result<(), EncodeError>,
+) -> Result<(), EncodeError> {
+    let start = out.len();
+    let result = (|| {
+        if request_id == RequestId::CONNECTION && op != Op::Error {
+            return Err(EncodeError::Invalid { what: "request id 0 is only for ERROR" });
+        }
+        out.extend_from_slice(&MAGIC);
+        out.push(PROTOCOL_VERSION);
+        out.push(op as u8);
+        out.extend_from_slice(&0u16.to_le_bytes());
+        out.extend_from_slice(&request_id.0.to_le_bytes());
+        out.extend_from_slice(&[0; 8]); // body length and checksum, filled in below
+        body(out)?;
+        let body_start = start + HEADER_LEN_BYTES as usize;
+        let body_len = out.len() - body_start;
+        if body_len > BODY_LEN_BYTES_MAX as usize {
+            return Err(EncodeError::FrameTooLarge { body_len_bytes: body_len as u64 });
+        }
+        out[start + 16..start + 20].copy_from_slice(&(body_len as u32).to_le_bytes());
+        let checksum =
+            crc32c::crc32c_append(crc32c::crc32c(&out[start..start + 20]), &out[body_start..]);
+        out[start + 20..start + 24].copy_from_slice(&checksum.to_le_bytes());
+        Ok(())
+    })();
+    if result.is_err() {
+        out.truncate(start);
+    }
+    result
+}
