@@ -71,8 +71,9 @@ pub trait SinkExt: Sink {
     fn bytes(&mut self, value: &[u8]) {
         self.put(value);
     }
-    /// Mantissa and scale.
+    /// Mantissa and scale, normalized (`12.50` and `12.5` write the same bytes).
     fn amount(&mut self, amount: &Amount) {
+        let amount = amount.normalized();
         self.i128(amount.mantissa);
         self.u8(amount.scale);
     }

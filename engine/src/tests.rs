@@ -442,6 +442,8 @@ fn retries_return_the_first_outcome_and_conflicts_are_refused() {
     assert!(again.duplicate);
     assert_eq!((again.result, again.tx_state), (first.result, first.tx_state));
     assert_eq!(h.bal("alice").0, 600, "a retry moved money again");
+    let written_otherwise = h.run_as(tx, transfer("alice", "bob", "4.00"));
+    assert!(written_otherwise.duplicate, "the same amount written with trailing zeros is a retry");
     let conflict = h.run_as(tx, transfer("alice", "bob", "5"));
     assert_eq!(conflict.result, ResultCode::TxIdConflict);
     assert!(!conflict.duplicate);

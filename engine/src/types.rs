@@ -173,6 +173,17 @@ impl Amount {
     pub const fn minor(mantissa: i128, scale: u8) -> Amount {
         Amount { mantissa, scale }
     }
+
+    /// The same value without trailing zero decimals (`12.50` → `12.5`): the form a command's
+    /// content fingerprint uses, so a retry that writes the amount differently is a retry.
+    pub fn normalized(self) -> Amount {
+        let (mut mantissa, mut scale) = (self.mantissa, self.scale);
+        while scale > 0 && mantissa % 10 == 0 {
+            mantissa /= 10;
+            scale -= 1;
+        }
+        Amount { mantissa, scale }
+    }
 }
 
 /// What an account may do.

@@ -22,8 +22,9 @@ use crate::limits::{
 
 /// The `tx_state` byte of an outcome or TX reply that has no lifecycle state.
 pub(crate) const TX_STATE_NONE: u8 = 0xFF;
-/// The smallest encoded `CommandBody` (a `DefineCurrency`: variant, code, scale).
-const COMMAND_BODY_LEN_BYTES_MIN: u32 = 4 + 8 + 1;
+/// The smallest encoded `CommandBody`: a `SetAccountLimits` of a one-byte account number
+/// without limits (variant u32, key length u8, one key byte, two `None` tags).
+const COMMAND_BODY_LEN_BYTES_MIN: u32 = 4 + 1 + 1 + 1 + 1;
 
 impl FrameHeader {
     /// Decodes the first 24 bytes of `bytes`: magic, version, reserved bytes and body length
