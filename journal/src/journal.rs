@@ -9,6 +9,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{fence, Ordering};
+use std::sync::Arc;
 
 use memmap2::MmapMut;
 
@@ -97,10 +98,54 @@ pub struct TornTail {
     pub defect: Defect,
 }
 
+/// A flush taken by [`Journal::begin_flush`]: its sync may run on any thread while the writer
+/// appends, and its result goes back to [`Journal::end_flush`].
+#[derive(Debug)]
+pub struct FlushJob {
+    /// The segment file to sync; `None` when there is nothing to sync (or `SyncMode::None`).
+    file: Option<Arc<File>>,
+    path: PathBuf,
+    /// The last record the job covers.
+    seq: u64,
+    /// The active segment's `write_offset` when the job was taken.
+    write_offset: u64,
+    #[cfg(test)]
+    injected_errno: Option<i32>,
+}
+
+impl FlushJob {
+    /// The highest sequence number this job makes durable.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// Whether [`FlushJob::sync`] does any I/O (false in `SyncMode::None`, or when nothing was
+    /// appended to the active segment since its last sync).
+    pub fn needs_sync(&self) -> bool {
+        self.file.is_some()
+    }
+
+    /// Makes the job's records durable with one `fdatasync` of the segment file (on Linux the
+    /// same `vfs_fsync_range` as `msync` of the range, so pages written through the mapping are
+    /// included; records appended meanwhile may be written too, which is harmless). Blocks.
+    pub fn sync(&self) -> std::io::Result<()> {
+        #[cfg(test)]
+        if let Some(errno) = self.injected_errno {
+            return Err(std::io::Error::from_raw_os_error(errno));
+        }
+        match &self.file {
+            Some(file) => file.sync_data(),
+            None => Ok(()),
+        }
+    }
+}
+
 /// The segment appends go to.
 struct Active {
     path: PathBuf,
     map: MmapMut,
+    /// The segment file, shared with [`FlushJob`]s that sync it from another thread.
+    file: Arc<File>,
     segment_len_bytes: u64,
     /// Where the next record goes; every byte from here to the segment end is zero.
     write_offset: u64,
@@ -150,6 +195,7 @@ impl Journal {
                 let active = Active {
                     path: new.path,
                     map: new.map,
+                    file: Arc::new(new.file),
                     segment_len_bytes: options.segment_len_bytes,
                     write_offset: SEGMENT_HEADER_LEN_BYTES,
                     synced_offset: SEGMENT_HEADER_LEN_BYTES,
@@ -245,6 +291,49 @@ impl Journal {
         Ok(self.durable_seq)
     }
 
+    /// Starts a flush of every record appended so far whose sync can run on another thread
+    /// ([`FlushJob::sync`]) while this writer goes on appending; [`Journal::end_flush`] records
+    /// its result. Records appended after this call are not covered by the job. The same
+    /// durability contract as [`Journal::flush`]: acknowledge only what `end_flush` returned.
+    pub fn begin_flush(&mut self) -> Result<FlushJob, JournalError> {
+        if self.poisoned {
+            return Err(JournalError::Poisoned);
+        }
+        let active = &self.active;
+        let needs_sync =
+            self.options.sync_mode == SyncMode::Fsync && active.write_offset > active.synced_offset;
+        Ok(FlushJob {
+            file: needs_sync.then(|| active.file.clone()),
+            path: active.path.clone(),
+            seq: self.next_seq - 1,
+            write_offset: active.write_offset,
+            #[cfg(test)]
+            injected_errno: if needs_sync { segment::fault::SYNC_ERRNO.take() } else { None },
+        })
+    }
+
+    /// Records the result of a job's [`FlushJob::sync`] and returns the durable sequence number.
+    /// A failed sync poisons the journal, exactly like a failed [`Journal::flush`].
+    pub fn end_flush(
+        &mut self,
+        job: FlushJob,
+        result: std::io::Result<()>,
+    ) -> Result<u64, JournalError> {
+        if let Err(source) = result {
+            self.poisoned = true;
+            return Err(JournalError::SyncFailed { path: job.path, source });
+        }
+        if self.poisoned {
+            return Err(JournalError::Poisoned);
+        }
+        // After a rollover the job's segment is sealed (and was synced in full by the rollover).
+        if job.path == self.active.path {
+            self.active.synced_offset = self.active.synced_offset.max(job.write_offset);
+        }
+        self.durable_seq = self.durable_seq.max(job.seq);
+        Ok(self.durable_seq)
+    }
+
     /// The highest sequence number known durable (0 when none is).
     pub fn durable_seq(&self) -> u64 {
         self.durable_seq
@@ -310,6 +399,7 @@ impl Journal {
         self.active = Active {
             path: new.path,
             map: new.map,
+            file: Arc::new(new.file),
             segment_len_bytes,
             write_offset: SEGMENT_HEADER_LEN_BYTES,
             synced_offset: SEGMENT_HEADER_LEN_BYTES,
@@ -463,6 +553,7 @@ fn open_last(
     let active = Active {
         path: path.clone(),
         map,
+        file: Arc::new(file),
         segment_len_bytes,
         write_offset: scan.end_offset,
         synced_offset: scan.end_offset,

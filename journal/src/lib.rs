@@ -7,10 +7,16 @@
 //!
 //! - [`Journal`] is the single writer: [`Journal::open`] recovers, [`Journal::append`] copies a
 //!   record into the mapped segment, [`Journal::flush`] makes everything appended durable with one
-//!   sync (the caller appends a batch, flushes once, then releases the batch's replies).
+//!   sync (the caller appends a batch, flushes once, then releases the batch's replies);
+//!   [`Journal::begin_flush`] / [`FlushJob::sync`] / [`Journal::end_flush`] split that flush so
+//!   its sync runs on another thread while the writer appends the next batch.
 //! - [`JournalReader`] reads records from a sequence number, read-only, even while a writer in
 //!   another process appends.
 //! - [`snapshot`] writes and loads `snap-<seq>.snap` files.
+//! - [`runtime`] makes the engine durable: a bounded input ring, one pinned writer thread that
+//!   sequences, journals, applies and group-commits commands, replies released only once durable,
+//!   a snapshot follower, and recovery at startup. It is the only part of this crate that knows
+//!   what a payload is (an `engine::Command`); the framing below it stays payload-agnostic.
 //!
 //! **Invariant:** record framing never interprets a payload. **Invariant:** nothing is ever
 //! skipped: a bad record is either a torn tail (zeroed and reported) or an error.
@@ -21,6 +27,7 @@ mod error;
 mod format;
 mod journal;
 mod reader;
+pub mod runtime;
 mod segment;
 pub mod snapshot;
 
@@ -32,7 +39,7 @@ pub use format::{
     SEGMENT_HEADER_LEN_BYTES, SEGMENT_LEN_ALIGN_BYTES, SEGMENT_LEN_BYTES_DEFAULT,
     SEGMENT_LEN_BYTES_MAX, SEGMENT_LEN_BYTES_MIN, SEGMENT_MAGIC,
 };
-pub use journal::{Journal, JournalOptions, Recovery, SyncMode, TornTail};
+pub use journal::{FlushJob, Journal, JournalOptions, Recovery, SyncMode, TornTail};
 pub use reader::{JournalReader, Record, RecordRef};
 pub use segment::{list_segments, segments_before, SegmentInfo};
 

@@ -137,6 +137,8 @@ pub(crate) fn map_read_write(
 pub(crate) struct NewSegment {
     pub path: PathBuf,
     pub map: MmapMut,
+    /// The open file (read-write), kept for syncs that run outside the writer.
+    pub file: File,
 }
 
 /// Creates, preallocates, stamps, maps and durably names the segment that starts at `first_seq`.
@@ -151,7 +153,7 @@ pub(crate) fn create_segment(
 ) -> Result<NewSegment, JournalError> {
     let path = dir.join(segment_file_name(first_seq));
     let temp_path = dir.join(format!("{first_seq:0NAME_DIGITS$}{TEMP_SUFFIX}"));
-    let map = match write_temp_segment(&temp_path, first_seq, segment_len_bytes) {
+    let (map, file) = match write_temp_segment(&temp_path, first_seq, segment_len_bytes) {
         Ok(created) => created,
         Err(error) => {
             // Best effort: a leftover temporary file is harmless and removed at the next open.
@@ -164,14 +166,14 @@ pub(crate) fn create_segment(
         return Err(JournalError::Io { path, source });
     }
     sync_dir(dir, dir_file)?;
-    Ok(NewSegment { path, map })
+    Ok(NewSegment { path, map, file })
 }
 
 fn write_temp_segment(
     temp_path: &Path,
     first_seq: u64,
     segment_len_bytes: u64,
-) -> Result<MmapMut, JournalError> {
+) -> Result<(MmapMut, File), JournalError> {
     let io_error = |source| space_error(temp_path, source);
     let file = OpenOptions::new()
         .read(true)
@@ -185,7 +187,7 @@ fn write_temp_segment(
     // fsync, not fdatasync: the file's size and extents must be durable before it gets its name.
     file.sync_all().map_err(io_error)?;
     let map = map_read_write(temp_path, &file, segment_len_bytes)?;
-    Ok(map)
+    Ok((map, file))
 }
 
 /// `NoSpace` for `ENOSPC` (the caller may retry once space is freed), `Io` otherwise.

@@ -546,3 +546,67 @@ proptest! {
         prop_assert_eq!(recovery.record_count, payloads.len() as u64);
     }
 }
+
+#[test]
+fn split_flush_syncs_on_another_thread_what_was_appended_before_it() {
+    let temp = tempfile::tempdir().expect("temp dir");
+    let (mut journal, _) = open(temp.path());
+    journal.append(b"one").expect("append");
+    journal.append(b"two").expect("append");
+    let job = journal.begin_flush().expect("begin");
+    assert_eq!((job.seq(), job.needs_sync()), (2, true));
+    let syncing = std::thread::spawn(move || {
+        let result = job.sync();
+        (job, result)
+    });
+    // The writer goes on appending while the job syncs; the job does not cover this record.
+    journal.append(b"three").expect("append");
+    let (job, result) = syncing.join().expect("sync thread");
+    assert_eq!(journal.end_flush(job, result).expect("end"), 2);
+    assert_eq!(journal.durable_seq(), 2);
+    let job = journal.begin_flush().expect("begin");
+    assert_eq!(job.seq(), 3);
+    let result = job.sync();
+    assert_eq!(journal.end_flush(job, result).expect("end"), 3);
+    // Nothing new: the next job has nothing to sync.
+    let job = journal.begin_flush().expect("begin");
+    assert!(!job.needs_sync());
+    let result = job.sync();
+    assert_eq!(journal.end_flush(job, result).expect("end"), 3);
+    drop(journal);
+    check_contents(temp.path(), &[b"one".to_vec(), b"two".to_vec(), b"three".to_vec()]);
+}
+
+#[test]
+fn split_flush_across_a_rollover_and_its_failure_poisons() {
+    let temp = tempfile::tempdir().expect("temp dir");
+    let (mut journal, _) = open(temp.path());
+    let big = vec![1u8; 1000];
+    journal.append(&big).expect("append");
+    let job = journal.begin_flush().expect("begin");
+    // A 4 KiB segment holds three: the fourth rolls over, syncing the sealed segment in full.
+    for _ in 0..4 {
+        journal.append(&big).expect("append");
+    }
+    assert_eq!(segment_paths(temp.path()).len(), 2);
+    let result = job.sync();
+    assert_eq!(journal.end_flush(job, result).expect("end"), 3, "the rollover synced seqs 1..=3");
+    let job = journal.begin_flush().expect("begin");
+    let result = job.sync();
+    assert_eq!(journal.end_flush(job, result).expect("end"), 5);
+
+    journal.append(b"lost").expect("append");
+    fault::SYNC_ERRNO.set(Some(libc::EIO));
+    let job = journal.begin_flush().expect("begin");
+    let result = std::thread::spawn(move || {
+        let result = job.sync();
+        (job, result)
+    })
+    .join()
+    .expect("sync thread");
+    assert!(matches!(journal.end_flush(result.0, result.1), Err(JournalError::SyncFailed { .. })));
+    assert!(journal.is_poisoned());
+    assert_eq!(journal.durable_seq(), 5);
+    assert!(matches!(journal.begin_flush(), Err(JournalError::Poisoned)));
+    assert!(matches!(journal.append(b"x"), Err(JournalError::Poisoned)));
+}
