@@ -15,8 +15,10 @@
 #![warn(missing_docs)]
 
 pub mod auth;
+pub mod cli;
 pub mod client;
 pub mod limits;
+pub mod server;
 pub mod wire;
 
 pub use auth::{ClientCredentials, Credentials, CredentialsError, Role, Secret};
