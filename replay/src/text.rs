@@ -7,9 +7,10 @@ pub fn amount(amount: &Amount) -> String {
     format_minor(amount.mantissa, amount.scale)
 }
 
-/// A transaction id as 32 hex digits (the CLI also accepts decimal and UUID forms).
+/// A transaction id in UUID form (`8-4-4-4-12` hex digits), as the `ledger` CLI prints it.
 pub fn tx_id(tx_id: TxId) -> String {
-    format!("{:032x}", tx_id.0)
+    let hex = format!("{:032x}", tx_id.0);
+    format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..])
 }
 
 /// A JSON string literal.

@@ -432,3 +432,86 @@ fn a_first_start_creates_admin_credentials() {
     assert_eq!(one(&mut admin, 1, currency).0, ResultCode::Ok);
     let _ = AccountNo::new(b"x");
 }
+
+/// Runs the real `ledger` CLI against `server`; returns (exit code, stdout, stderr).
+fn cli(server: &Ledgerd, args: &[&str]) -> (i32, String, String) {
+    let credentials = server.data_dir().join("credentials");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_ledger"))
+        .arg("--addr")
+        .arg(server.addr.to_string())
+        .arg("--credentials")
+        .arg(&credentials)
+        .args(args)
+        .output()
+        .expect("run ledger");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_session_with_the_cli() {
+    let server = Ledgerd::start_fresh(&[]);
+    for (account, kind) in [("alice", "user"), ("bob", "user"), ("bank", "system")] {
+        let (code, out, err) = cli(
+            &server,
+            &["account", "open", account, "--user", "1", "--currency", "USD", "--kind", kind],
+        );
+        assert_eq!(code, 0, "{out}{err}");
+    }
+    let (code, out, err) = cli(&server, &["deposit", "alice", "100", "--tx-id", "1"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, _) =
+        cli(&server, &["--json", "transfer", "alice", "bob", "30.5", "--tx-id", "2"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("\"result\":\"ok\""), "{out}");
+    assert!(out.contains("\"available\":\"69.50\""), "{out}");
+    // Re-sent: a duplicate, exit 0; written with another amount: a conflict, exit 1.
+    let (code, out, _) =
+        cli(&server, &["transfer", "alice", "bob", "30.50", "--tx-id", "2", "--json"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("\"duplicate\":true"), "{out}");
+    let (code, _, err) = cli(&server, &["transfer", "alice", "bob", "31", "--tx-id", "2"]);
+    assert_eq!(code, 1, "{err}");
+    // A rejection says why, in words, and exits non-zero.
+    let (code, _, err) = cli(&server, &["transfer", "bob", "alice", "1000", "--tx-id", "3"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("insufficient available funds"), "{err}");
+    // Holds.
+    let (code, out, err) = cli(&server, &["freeze", "alice", "20", "--tx-id", "4"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let hold = "00000000-0000-0000-0000-000000000004";
+    let (code, out, err) = cli(&server, &["capture", hold, "bob", "5", "--tx-id", "5"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = cli(&server, &["unfreeze", hold, "--tx-id", "6"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, _) = cli(&server, &["balance", "alice", "--json"]);
+    assert_eq!(code, 0);
+    for field in [
+        "\"available\":\"64.50\"",
+        "\"frozen\":\"0.00\"",
+        "\"ledger\":\"-35.50\"",
+        "\"currency\":\"USD\"",
+    ] {
+        assert!(out.contains(field), "{field} in {out}");
+    }
+    let (code, out, _) = cli(&server, &["--json", "tx", "1"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("\"state\":\"pending_settlement\""), "{out}");
+    let (code, _, _) = cli(&server, &["balance", "nobody"]);
+    assert_eq!(code, 1);
+    // A wrong credentials file is a connection-level failure (exit 3), nothing sent.
+    let bad = server.data_dir().join("bad-credentials");
+    std::fs::write(&bad, "admin admin wrong-secret-0123456789abcdef\n").expect("write");
+    std::fs::set_permissions(&bad, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .expect("chmod");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_ledger"))
+        .args(["--addr", &server.addr.to_string(), "--credentials"])
+        .arg(&bad)
+        .args(["balance", "alice"])
+        .output()
+        .expect("run ledger");
+    assert_eq!(output.status.code(), Some(3));
+}

@@ -354,7 +354,7 @@ fn statement(
         }
         Format::Table => writeln!(
             out,
-            "{:>10} {:<32} {:<14} {:<9} {:>16} {:>16} {:>16} {:>16}",
+            "{:>10} {:<36} {:<14} {:<9} {:>16} {:>16} {:>16} {:>16}",
             "seq", "tx_id", "kind", "bucket", "delta", "available", "frozen", "ledger"
         )?,
         Format::Jsonl => {}

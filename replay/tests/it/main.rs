@@ -292,3 +292,59 @@ fn snapshot_then_tail_of_the_journal() {
     assert_eq!(text.lines().count(), commands.len());
     assert!(text.lines().next().is_some_and(|line| line.contains("open_account alice")), "{text}");
 }
+
+/// A journal written by the server's own runtime (what `ledgerd` runs), audited afterwards:
+/// it verifies with the runtime's final state hash, and `state --at` agrees with what the
+/// runtime answered at each point.
+#[test]
+fn a_runtime_journal_verifies_and_state_at_matches_the_served_answers() {
+    use journal::runtime::{NewCommand, Query, QueryAnswer, Runtime, RuntimeOptions};
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let options = RuntimeOptions {
+        sync_mode: SyncMode::None,
+        segment_len_bytes: 64 * 1024,
+        engine_config: CONFIG,
+        pin_core: None,
+        snapshot_every_records: Some(20),
+        ..RuntimeOptions::default()
+    };
+    let (runtime, _) = Runtime::start(dir.path(), options).expect("start the runtime");
+    let handle = runtime.handle();
+    let mut served = Vec::new();
+    for batch in workload().chunks(7) {
+        let commands = batch
+            .iter()
+            .map(|command| NewCommand { tx_id: command.tx_id, body: command.body })
+            .collect();
+        let executed = handle.execute(commands).expect("execute");
+        let answer = handle.query(Query::Account(key("bob"))).expect("query");
+        let QueryAnswer::Account(bob) = answer else { panic!("an account answer") };
+        served.push((executed.last_seq, bob));
+    }
+    let report = runtime.shutdown().expect("clean shutdown");
+
+    let output = run(&["verify"], dir.path());
+    let text = stdout(&output);
+    assert!(output.status.success(), "{text}{}", stderr(&output));
+    assert!(text.contains(&format!("state_hash: {:032x}", report.state_hash)), "{text}");
+    for (seq, bob) in served {
+        let output =
+            run(&["state", "--at", &seq.to_string(), "--account", "bob", "--json"], dir.path());
+        assert!(output.status.success(), "{}", stderr(&output));
+        match bob {
+            Some(bob) => {
+                let expected = format!(
+                    "\"available\":\"{}\",\"frozen\":\"{}\",\"ledger\":\"{}\"",
+                    engine::format_minor(bob.available_minor, 2),
+                    engine::format_minor(bob.frozen_minor, 2),
+                    engine::format_minor(bob.ledger_minor, 2)
+                );
+                assert!(stdout(&output).contains(&expected), "seq {seq}: {}", stdout(&output));
+            }
+            None => panic!("bob exists from the first batch on"),
+        }
+    }
+    let reconciled = run(&["reconcile"], dir.path());
+    assert!(reconciled.status.success(), "{}", stdout(&reconciled));
+}
