@@ -102,6 +102,42 @@ impl Shadow {
         self.accounts.get(id.0 as usize).and_then(Option::as_ref)
     }
 
+    /// Every difference from balances reported by someone else (a running server), for the
+    /// accounts the shadow knows; `lookup` answers `None` for an account it does not have.
+    pub fn compare_with(
+        &self,
+        mut lookup: impl FnMut(&AccountNo) -> Option<(i128, i128, i128)>,
+    ) -> Vec<Mismatch> {
+        let mut mismatches = Vec::new();
+        for shadow in self.accounts.iter().flatten() {
+            let account_no = shadow.account_no.to_string();
+            let Some((available, frozen, ledger)) = lookup(&shadow.account_no) else {
+                mismatches.push(Mismatch {
+                    account_no,
+                    field: "account",
+                    shadow_minor: 1,
+                    other_minor: 0,
+                });
+                continue;
+            };
+            for (field, mine, theirs) in [
+                ("available", shadow.available_minor, available),
+                ("frozen", shadow.frozen_minor, frozen),
+                ("ledger", shadow.ledger_minor, ledger),
+            ] {
+                if mine != theirs {
+                    mismatches.push(Mismatch {
+                        account_no: account_no.clone(),
+                        field,
+                        shadow_minor: mine,
+                        other_minor: theirs,
+                    });
+                }
+            }
+        }
+        mismatches
+    }
+
     /// Every difference from `engine`'s balances, account by account.
     pub fn compare(&self, engine: &Engine) -> Vec<Mismatch> {
         let mut mismatches = Vec::new();

@@ -85,6 +85,14 @@ enum Cmd {
     Reconcile {
         /// The ledger's data directory.
         data_dir: PathBuf,
+        /// Also compare with a running `ledgerd` (its balances of every account the journal
+        /// knows). Run it on a quiet server: commands that land between the journal read and
+        /// the queries show up as mismatches.
+        #[arg(long)]
+        addr: Option<String>,
+        /// Credentials for `--addr` (default: $LEDGER_CREDENTIALS, else ./data/credentials).
+        #[arg(long)]
+        credentials: Option<PathBuf>,
     },
     /// Follow a live journal, printing commands as they are appended.
     Tail {
@@ -127,7 +135,9 @@ fn main() -> ExitCode {
             statement(&data_dir, &account_no, from, to, format)
         }
         Cmd::Export { data_dir, format } => export(&data_dir, format),
-        Cmd::Reconcile { data_dir } => reconcile(&data_dir),
+        Cmd::Reconcile { data_dir, addr, credentials } => {
+            reconcile(&data_dir, addr.as_deref(), credentials.as_deref())
+        }
         Cmd::Tail { data_dir, from, poll_ms, idle_exit_ms } => {
             tail(&data_dir, from, poll_ms, idle_exit_ms)
         }
@@ -474,7 +484,7 @@ fn export(data_dir: &Path, format: ExportFormat) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn reconcile(data_dir: &Path) -> Result<ExitCode> {
+fn reconcile(data_dir: &Path, addr: Option<&str>, credentials: Option<&Path>) -> Result<ExitCode> {
     let mut replay = open(data_dir, Start::Oldest)?;
     let mut shadow = Shadow::from_engine(&replay.engine);
     let newest = journal::snapshot::load_newest(&journal::snapshot_dir(data_dir))
@@ -525,6 +535,25 @@ fn reconcile(data_dir: &Path) -> Result<ExitCode> {
     }
     let found = report("engine", shadow.compare(&replay.engine));
     println!("replayed engine at seq {}: {found} mismatches", replay.last_seq);
+    if let Some(addr) = addr {
+        let credentials = gateway::auth::ClientCredentials::from_env_or_default(credentials)
+            .context("credentials for --addr")?;
+        let mut client = gateway::client::Client::connect(addr, &credentials, Default::default())
+            .with_context(|| format!("connect to {addr}"))?;
+        let mut failure = None;
+        let mismatches = shadow.compare_with(|account_no| match client.account(account_no) {
+            Ok(view) => view.map(|v| (v.available_minor, v.frozen_minor, v.ledger_minor)),
+            Err(error) => {
+                failure.get_or_insert(error.to_string());
+                None
+            }
+        });
+        if let Some(error) = failure {
+            bail!("query {addr}: {error}");
+        }
+        let found = report("server", mismatches);
+        println!("server {addr}: {found} mismatches");
+    }
     println!("accounts: {}, mismatches: {total}", replay.engine.account_count());
     Ok(if total == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }

@@ -348,3 +348,67 @@ fn a_runtime_journal_verifies_and_state_at_matches_the_served_answers() {
     let reconciled = run(&["reconcile"], dir.path());
     assert!(reconciled.status.success(), "{}", stdout(&reconciled));
 }
+
+/// A journal written through the real server (the runtime behind `gateway::server`, clients
+/// over TCP, as in `ledgerd`) verifies, and reconciles against that server while it runs.
+#[test]
+fn a_served_ledger_verifies_and_reconciles_against_the_running_server() {
+    use gateway::auth::{ClientCredentials, Credentials, Secret};
+    use gateway::client::Client;
+    use gateway::server::{Server, ServerOptions};
+    use journal::runtime::{Runtime, RuntimeOptions};
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).expect("data dir");
+    let credentials_path = data.join("credentials");
+    std::fs::write(&credentials_path, "admin admin reconcile-secret-0123456789abcdef\n")
+        .expect("write");
+    std::fs::set_permissions(
+        &credentials_path,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .expect("chmod");
+    let options = RuntimeOptions {
+        segment_len_bytes: 64 * 1024,
+        engine_config: CONFIG,
+        pin_core: None,
+        snapshot_every_records: Some(25),
+        ..RuntimeOptions::default()
+    };
+    let (runtime, _) = Runtime::start(&data, options).expect("start the runtime");
+    let server_options = ServerOptions {
+        listen: "127.0.0.1:0".parse().expect("address"),
+        metrics_listen: None,
+        batch_len_max: 1_024,
+        in_flight_max: 64,
+        write_timeout_ms: 10_000,
+    };
+    let credentials = Credentials::load(&credentials_path).expect("credentials");
+    let server = Server::start(server_options, credentials, runtime.handle()).expect("serve");
+    let secret = Secret::new(b"reconcile-secret-0123456789abcdef").expect("secret");
+    let client_credentials = ClientCredentials::new("admin", secret).expect("client credentials");
+    let mut client = Client::connect(server.local_addr(), &client_credentials, Default::default())
+        .expect("connect");
+    for batch in workload().chunks(9) {
+        let commands: Vec<_> = batch.iter().map(|command| (command.tx_id, command.body)).collect();
+        client.submit(commands).expect("submit");
+    }
+
+    let output = run(&["verify"], &data);
+    assert!(output.status.success(), "{}{}", stdout(&output), stderr(&output));
+    let addr = server.local_addr().to_string();
+    let credentials_arg = credentials_path.to_string_lossy().into_owned();
+    let output = run(&["reconcile", "--addr", &addr, "--credentials", &credentials_arg], &data);
+    let text = stdout(&output);
+    assert!(output.status.success(), "{text}{}", stderr(&output));
+    assert!(text.contains(&format!("server {addr}: 0 mismatches")), "{text}");
+    // The served balances are what the journal says they are.
+    let engine = engine_after(&workload(), workload().len());
+    let carol = client.account(&key("carol")).expect("query").expect("carol");
+    assert_eq!(Some(carol), engine.account(&key("carol")));
+
+    drop(client);
+    server.shutdown();
+    runtime.shutdown().expect("clean shutdown");
+}
