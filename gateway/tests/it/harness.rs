@@ -175,6 +175,14 @@ impl Ledgerd {
         line[at..at + 32].to_string()
     }
 
+    /// The server process's resident memory, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let pid = self.child.as_ref().expect("running").id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+        let line = status.lines().find(|line| line.starts_with("VmRSS:")).expect("VmRSS");
+        line.split_whitespace().nth(1).and_then(|kib| kib.parse().ok()).expect("a number")
+    }
+
     /// The Prometheus text.
     pub fn metrics(&self) -> String {
         use std::io::{Read, Write};

@@ -515,3 +515,42 @@ fn a_session_with_the_cli() {
         .expect("run ledger");
     assert_eq!(output.status.code(), Some(3));
 }
+
+#[test]
+fn a_stuck_client_blocks_nobody_and_costs_bounded_memory() {
+    let server = Ledgerd::start_fresh(&[]);
+    let mut admin = client(&server, "admin");
+    setup_accounts(&mut admin);
+    let rss_before = server.rss_kib();
+
+    // A client that pipelines thousands of requests and never reads a reply.
+    let mut stuck = Raw::hello(&server, "writer");
+    stuck.0.set_write_timeout(Some(Duration::from_millis(200))).expect("timeout");
+    let mut frame = Vec::new();
+    let mut sent = 0u64;
+    for index in 0..300_000u128 {
+        frame.clear();
+        let submit = Message::Submit(vec![(TxId(1 << 100 | index), deposit("carol", "0.01"))]);
+        encode_frame(RequestId(10 + index as u64), &submit, &mut frame).expect("encode");
+        if stuck.0.write_all(&frame).is_err() {
+            break; // the server stopped reading us: backpressure reached the socket
+        }
+        sent += 1;
+    }
+    assert!(sent < 300_000, "the server must stop reading a client that does not read");
+
+    // Everyone else is served as usual meanwhile.
+    let mut writer = client(&server, "writer");
+    for index in 0..200u128 {
+        // Carol may already hold some of the stuck client's deposits (those it executed before
+        // it stopped reading him): either answer is fine, a hang is not.
+        let (result, _) = one(&mut writer, 5_000 + index, transfer("carol", "alice", "0.01"));
+        assert!(matches!(result, ResultCode::Ok | ResultCode::InsufficientFunds), "{result:?}");
+    }
+    assert!(writer.ping().is_ok());
+    let rss_after = server.rss_kib();
+    assert!(
+        rss_after < rss_before + 256 * 1024,
+        "server memory grew from {rss_before} to {rss_after} KiB"
+    );
+}
