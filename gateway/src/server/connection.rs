@@ -225,35 +225,23 @@ fn read_loop(mut stream: &TcpStream, producer: Producer, direct: &Shared, contex
                 // Blocks while this connection's window or the input ring is full: the socket
                 // is not read meanwhile (backpressure reaches the client through TCP).
                 if let Err(refused) = producer.submit(request_id.0, commands) {
-                    let (code, close) = refusal(&refused.error);
-                    let frame = error_frame(request_id, code, &refused.error.to_string(), metrics);
-                    if close {
-                        close_with(direct, frame);
+                    if answer_refusal(direct, request_id, &refused.error, metrics) {
                         return;
                     }
-                    send_direct(direct, frame);
                 }
             }
             Message::QueryAccount(account_no) => {
                 if let Err(error) = producer.query(request_id.0, Query::Account(account_no)) {
-                    let (code, close) = refusal(&error);
-                    let frame = error_frame(request_id, code, &error.to_string(), metrics);
-                    if close {
-                        close_with(direct, frame);
+                    if answer_refusal(direct, request_id, &error, metrics) {
                         return;
                     }
-                    send_direct(direct, frame);
                 }
             }
             Message::QueryTx(tx_id) => {
                 if let Err(error) = producer.query(request_id.0, Query::Tx(tx_id)) {
-                    let (code, close) = refusal(&error);
-                    let frame = error_frame(request_id, code, &error.to_string(), metrics);
-                    if close {
-                        close_with(direct, frame);
+                    if answer_refusal(direct, request_id, &error, metrics) {
                         return;
                     }
-                    send_direct(direct, frame);
                 }
             }
             Message::HelloOk(_)
@@ -272,6 +260,23 @@ fn read_loop(mut stream: &TcpStream, producer: Producer, direct: &Shared, contex
             }
         }
     }
+}
+
+/// Answers a request the runtime refused; true when the connection must close.
+fn answer_refusal(
+    direct: &Shared,
+    request_id: RequestId,
+    error: &RequestError,
+    metrics: &Metrics,
+) -> bool {
+    let (code, close) = refusal(error);
+    let frame = error_frame(request_id, code, &error.to_string(), metrics);
+    if close {
+        close_with(direct, frame);
+    } else {
+        send_direct(direct, frame);
+    }
+    close
 }
 
 /// The ERROR code for a runtime refusal, and whether the connection closes after it.
