@@ -19,6 +19,11 @@ pub(crate) struct Account {
     pub account_no: AccountNo,
     pub status: AccountStatus,
     pub kind: AccountKind,
+    /// Whether the account has an entry in `Engine::exposures` (unsettled deposits or an
+    /// exposure limit): the hot path reads this byte (padding before) instead of the map.
+    pub exposure_tracked: bool,
+    /// Whether the account is T+1 (has an entry in `Engine::t1_accounts`).
+    pub t1: bool,
     pub currency: CurrencyId,
     /// UTC day number (`timestamp_ns / NS_PER_DAY`) that `debit_day_used_minor` belongs to.
     pub debit_day: u32,

@@ -31,16 +31,23 @@ impl Engine {
         }
         self.currencies.push(CurrencyDef { code, scale });
         self.risk_accounts.push(None);
+        self.fees.push([crate::clearing::FeeRule::NONE; crate::clearing::FEE_KINDS]);
         Ok(Applied::admin())
     }
 
-    /// Converts optional limit amounts to minor units (`LIMIT_NONE` when absent).
-    fn limits_minor(limits: &AccountLimits, scale: u8) -> Result<(i128, i128), ResultCode> {
+    /// Converts optional limit amounts to minor units (`LIMIT_NONE` when absent): per
+    /// transaction, daily, exposure.
+    fn limits_minor(limits: &AccountLimits, scale: u8) -> Result<(i128, i128, i128), ResultCode> {
         let convert = |limit: Option<crate::types::Amount>| match limit {
             Some(amount) => to_minor(amount, scale),
             None => Ok(LIMIT_NONE),
         };
-        Ok((convert(limits.tx_amount_max)?, convert(limits.daily_debit_max)?))
+        // An exposure limit of zero is meaningful: unsettled money may not be spent at all.
+        let exposure_max_minor = match limits.exposure_max {
+            Some(amount) if amount.mantissa == 0 => 0,
+            other => convert(other)?,
+        };
+        Ok((convert(limits.tx_amount_max)?, convert(limits.daily_debit_max)?, exposure_max_minor))
     }
 
     pub(crate) fn open_account(
@@ -59,7 +66,7 @@ impl Engine {
         if self.account_index.find(&account_no, &self.accounts).is_some() {
             return Err(ResultCode::AccountExists);
         }
-        let (tx_amount_max_minor, daily_debit_max_minor) =
+        let (tx_amount_max_minor, daily_debit_max_minor, exposure_max_minor) =
             Self::limits_minor(limits, self.scale(currency_id))?;
         if kind == AccountKind::Risk && self.risk_accounts[currency_index].is_some() {
             return Err(ResultCode::RiskAccountExists);
@@ -85,8 +92,11 @@ impl Engine {
             currency: currency_id,
             status: AccountStatus::Active,
             kind,
+            exposure_tracked: false,
+            t1: false,
         });
         self.account_index.insert(&account_no, id);
+        self.set_exposure_limit(id, exposure_max_minor);
         if kind == AccountKind::Risk {
             self.risk_accounts[currency_index] = Some(id);
         }
@@ -138,11 +148,12 @@ impl Engine {
         if account.status == AccountStatus::Closed {
             return Err(ResultCode::AccountClosed);
         }
-        let (tx_amount_max_minor, daily_debit_max_minor) =
+        let (tx_amount_max_minor, daily_debit_max_minor, exposure_max_minor) =
             Self::limits_minor(limits, self.scale(account.currency))?;
         let account = self.acct_mut(id);
         account.tx_amount_max_minor = tx_amount_max_minor;
         account.daily_debit_max_minor = daily_debit_max_minor;
+        self.set_exposure_limit(id, exposure_max_minor);
         out.push(self.view(id));
         Ok(Applied { debit: id.0, ..Applied::admin() })
     }

@@ -47,7 +47,10 @@ fn keys(body: &CommandBody) -> [Option<&AccountNo>; 2] {
         | CommandBody::SettleBegin { .. }
         | CommandBody::SettleConfirm { .. }
         | CommandBody::SettleFail { .. }
-        | CommandBody::Refund { .. } => [None, None],
+        | CommandBody::Refund { .. }
+        | CommandBody::SetFee { .. }
+        | CommandBody::SetSettlementCycle { .. }
+        | CommandBody::Cutover { .. } => [None, None],
     }
 }
 

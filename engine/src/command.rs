@@ -3,7 +3,7 @@
 
 use crate::hash::{FixedSink, SinkExt};
 use crate::types::{
-    AccountKind, AccountLimits, AccountNo, AccountStatus, Amount, CurrencyCode, TxId,
+    AccountKind, AccountLimits, AccountNo, AccountStatus, Amount, CurrencyCode, FeeKind, TxId,
 };
 
 /// One command, as sequenced and journaled.
@@ -127,6 +127,37 @@ pub enum CommandBody {
         /// Amount to give back; all refunds together never exceed the original amount.
         amount: Amount,
     },
+    /// Replaces the fee schedule of one kind of movement in one currency (`engine/CLEARING.md`):
+    /// from now on each such movement also pays `fixed + floor(amount × rate_bps / 10 000)`
+    /// to `fee_account_no`. A zero `fixed` and zero `rate_bps` remove the fee.
+    SetFee {
+        /// Which movements pay it.
+        kind: FeeKind,
+        /// Their currency.
+        currency: CurrencyCode,
+        /// The system account credited with the fees.
+        fee_account_no: AccountNo,
+        /// Fixed part per movement (zero allowed).
+        fixed: Amount,
+        /// Proportional part, in basis points of the amount (0..=10 000), rounded down.
+        rate_bps: u32,
+    },
+    /// Puts a user account on T+1 (`Some(clearing)`) or back on T+0 (`None`, only when nothing
+    /// is pending): a T+1 account's transfers move `available` at once, while their `ledger`
+    /// side waits on the clearing system account until the next `Cutover`.
+    SetSettlementCycle {
+        /// The account.
+        account_no: AccountNo,
+        /// For T+1: the system account that carries the pending `ledger` amounts.
+        t1_clearing_no: Option<AccountNo>,
+    },
+    /// Closes a business day: moves every T+1 account's pending `ledger` (net) from its
+    /// clearing account, and closes the day's per-channel settlement totals into the cutover
+    /// report. Each date closes once, in increasing order.
+    Cutover {
+        /// The business date closed, as the number YYYYMMDD.
+        business_date: u32,
+    },
 }
 
 /// The kind of a command, as remembered for its `tx_id`.
@@ -148,11 +179,14 @@ pub enum TxKind {
     SettleConfirm = 11,
     SettleFail = 12,
     Refund = 13,
+    SetFee = 14,
+    SetSettlementCycle = 15,
+    Cutover = 16,
 }
 
 impl TxKind {
     /// Every kind, in code order.
-    pub const ALL: [TxKind; 14] = [
+    pub const ALL: [TxKind; 17] = [
         TxKind::DefineCurrency,
         TxKind::OpenAccount,
         TxKind::SetAccountStatus,
@@ -167,6 +201,9 @@ impl TxKind {
         TxKind::SettleConfirm,
         TxKind::SettleFail,
         TxKind::Refund,
+        TxKind::SetFee,
+        TxKind::SetSettlementCycle,
+        TxKind::Cutover,
     ];
 
     /// Whether a transaction of this kind has a lifecycle (moves or holds money).
@@ -185,7 +222,10 @@ impl TxKind {
             | TxKind::Unfreeze
             | TxKind::SettleBegin
             | TxKind::SettleConfirm
-            | TxKind::SettleFail => false,
+            | TxKind::SettleFail
+            | TxKind::SetFee
+            | TxKind::SetSettlementCycle
+            | TxKind::Cutover => false,
         }
     }
 
@@ -206,6 +246,9 @@ impl TxKind {
             TxKind::SettleConfirm => "settle_confirm",
             TxKind::SettleFail => "settle_fail",
             TxKind::Refund => "refund",
+            TxKind::SetFee => "set_fee",
+            TxKind::SetSettlementCycle => "set_settlement_cycle",
+            TxKind::Cutover => "cutover",
         }
     }
 
@@ -233,6 +276,9 @@ impl CommandBody {
             CommandBody::SettleConfirm { .. } => TxKind::SettleConfirm,
             CommandBody::SettleFail { .. } => TxKind::SettleFail,
             CommandBody::Refund { .. } => TxKind::Refund,
+            CommandBody::SetFee { .. } => TxKind::SetFee,
+            CommandBody::SetSettlementCycle { .. } => TxKind::SetSettlementCycle,
+            CommandBody::Cutover { .. } => TxKind::Cutover,
         }
     }
 
@@ -291,6 +337,21 @@ impl CommandBody {
                 sink.u128(original.0);
                 sink.amount(amount);
             }
+            CommandBody::SetFee { kind, currency, fee_account_no, fixed, rate_bps } => {
+                sink.u8(*kind as u8);
+                sink.bytes(&currency.to_bytes());
+                sink.bytes(fee_account_no.padded());
+                sink.amount(fixed);
+                sink.u32(*rate_bps);
+            }
+            CommandBody::SetSettlementCycle { account_no, t1_clearing_no } => {
+                sink.bytes(account_no.padded());
+                sink.u8(t1_clearing_no.is_some() as u8);
+                if let Some(clearing_no) = t1_clearing_no {
+                    sink.bytes(clearing_no.padded());
+                }
+            }
+            CommandBody::Cutover { business_date } => sink.u32(*business_date),
         }
         sink.digest32()
     }

@@ -1,8 +1,9 @@
 //! The engine: all ledger state, and `apply`, the one way to change it.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::account::{Account, AccountIndex, LIMIT_NONE};
+use crate::clearing::{Exposure, FeeRule, FEE_KINDS};
 use crate::command::{Command, CommandBody, TxKind};
 use crate::currency::{CurrencyDef, BUILTIN_CURRENCIES};
 use crate::hash::{IdBuildHasher, IdMap};
@@ -96,6 +97,17 @@ pub struct Engine {
     pub(crate) expiries: BTreeSet<(u64, TxId)>,
     /// Refunded total per refunded transaction.
     pub(crate) refunded: IdMap<i128>,
+    /// Per account with unsettled deposits or an exposure limit: its clearing state
+    /// (`clearing.rs`). `Account::exposure_tracked` says whether an account has an entry.
+    pub(crate) exposures: BTreeMap<AccountId, Exposure>,
+    /// Per currency, per `FeeKind`: the fee schedule (`FeeRule::NONE` when free).
+    pub(crate) fees: Vec<[FeeRule; FEE_KINDS]>,
+    /// Per T+1 account: its clearing account and pending `ledger` (`cycle.rs`).
+    pub(crate) t1_accounts: BTreeMap<AccountId, crate::cycle::T1Pending>,
+    /// Per channel: settlements confirmed since the last cutover.
+    pub(crate) channel_day: BTreeMap<AccountId, crate::cycle::ChannelDay>,
+    /// The last closed business date (0: none) and its per-channel totals.
+    pub(crate) last_cutover: (u32, Vec<(AccountId, crate::cycle::ChannelDay)>),
     /// The latest command timestamp seen: time never goes backwards inside the engine.
     pub(crate) now_ns: u64,
     pub(crate) commands_applied: u64,
@@ -114,6 +126,7 @@ impl Engine {
         Engine {
             config,
             risk_accounts: vec![None; currencies.len()],
+            fees: vec![[FeeRule::NONE; FEE_KINDS]; currencies.len()],
             currencies,
             accounts: Vec::new(),
             account_index: AccountIndex::new(config.hash_seed),
@@ -121,6 +134,10 @@ impl Engine {
             holds: IdMap::with_hasher(IdBuildHasher { seed: config.hash_seed }),
             expiries: BTreeSet::new(),
             refunded: IdMap::with_hasher(IdBuildHasher { seed: config.hash_seed }),
+            exposures: BTreeMap::new(),
+            t1_accounts: BTreeMap::new(),
+            channel_day: BTreeMap::new(),
+            last_cutover: (0, Vec::new()),
             now_ns: 0,
             commands_applied: 0,
         }
@@ -221,6 +238,13 @@ impl Engine {
             CommandBody::Refund { original, amount } => {
                 self.refund(tx_id, original, amount, out, fx)
             }
+            CommandBody::SetFee { kind, currency, fee_account_no, fixed, rate_bps } => {
+                self.set_fee(kind, currency, &fee_account_no, fixed, rate_bps, out)
+            }
+            CommandBody::SetSettlementCycle { account_no, t1_clearing_no } => {
+                self.set_settlement_cycle(&account_no, t1_clearing_no.as_ref(), out)
+            }
+            CommandBody::Cutover { business_date } => self.cutover(tx_id, business_date, fx),
         }
     }
 
@@ -517,7 +541,8 @@ impl Engine {
 
     /// Checks every invariant over the whole state (O(accounts + open transactions)): money
     /// conserved per currency, no customer balance negative, every account's `frozen` equal to
-    /// its active holds plus its pending withdrawals.
+    /// its active holds plus its pending withdrawals, every account's unsettled deposits equal
+    /// to its pending deposit records.
     pub fn check_invariants(&self) -> Result<(), String> {
         for total in self.currency_totals() {
             if total.available_minor + total.frozen_minor != 0 || total.ledger_minor != 0 {
@@ -549,7 +574,8 @@ impl Engine {
                 ));
             }
         }
-        Ok(())
+        self.check_exposures()?;
+        self.check_cycles()
     }
 }
 

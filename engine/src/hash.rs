@@ -90,10 +90,15 @@ pub trait SinkExt: Sink {
             }
         }
     }
-    /// Both limits.
+    /// Every limit. `exposure_max` is hashed only when present, so the fingerprints of
+    /// commands written before it existed stay the same (a retry across an upgrade is a retry).
     fn limits(&mut self, limits: &AccountLimits) {
         self.amount_opt(&limits.tx_amount_max);
         self.amount_opt(&limits.daily_debit_max);
+        if let Some(exposure_max) = &limits.exposure_max {
+            self.u8(2);
+            self.amount(exposure_max);
+        }
     }
 }
 

@@ -14,9 +14,11 @@
 mod account;
 mod admin;
 mod batch;
+mod clearing;
 mod codec;
 mod command;
 mod currency;
+mod cycle;
 mod engine;
 mod hash;
 pub mod limits;
@@ -27,18 +29,20 @@ mod state;
 mod txtable;
 mod types;
 
+pub use clearing::{ExposureView, FeeView, FEE_RATE_BPS_MAX};
 pub use codec::{
     decode_command, encode_command, CommandDecodeError, COMMAND_CODEC, COMMAND_LEN_BYTES_MAX,
 };
 pub use command::{Command, CommandBody, TxKind};
 pub use currency::{format_minor, to_minor, CurrencyDef, BUILTIN_CURRENCIES};
+pub use cycle::{ChannelDayView, CutoverReport, T1View};
 pub use engine::{postings_balance, AccountView, CurrencyTotals, Engine, EngineConfig, TxView};
 pub use hash::{DigestSink, Sink, SinkExt};
 pub use outcome::{BalanceView, Balances, Bucket, Effects, Entry, Outcome, ResultCode};
 pub use state::STATE_ENCODING_VERSION;
 pub use types::{
     AccountId, AccountKind, AccountLimits, AccountNo, AccountStatus, Amount, CurrencyCode,
-    CurrencyId, KeyError, TxId, TxState,
+    CurrencyId, FeeKind, KeyError, TxId, TxState,
 };
 
 #[cfg(test)]

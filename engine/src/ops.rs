@@ -6,7 +6,18 @@ use crate::currency::to_minor;
 use crate::engine::{in_range, Applied, Engine, Hold};
 use crate::outcome::{Balances, Bucket, Effects, ResultCode};
 use crate::txtable::Loc;
-use crate::types::{AccountId, AccountKind, AccountNo, Amount, TxId, TxState};
+use crate::types::{AccountId, AccountKind, AccountNo, Amount, FeeKind, TxId, TxState};
+
+/// The checked amounts of a transfer with a T+1 side.
+struct T1Transfer {
+    dr: AccountId,
+    cr: AccountId,
+    amount_minor: i128,
+    debit_minor: i128,
+    dr_available: i128,
+    cr_available: i128,
+    fee: Option<(AccountId, i128)>,
+}
 
 impl Engine {
     /// Looks up both accounts of a movement and checks they differ and share a currency.
@@ -49,28 +60,115 @@ impl Engine {
     ) -> Result<Applied, ResultCode> {
         let (dr, cr) = self.pair(from, to)?;
         let amount_minor = self.amount_minor(dr, amount)?;
-        self.check_debit(dr, amount_minor)?;
+        // The payer pays the fee on top of the amount; every debit check sees the total.
+        let fee = self.fee_for(FeeKind::Transfer, dr, cr, amount_minor);
+        let debit_minor = amount_minor + fee.map_or(0, |(_, fee_minor)| fee_minor);
+        self.check_debit(dr, debit_minor)?;
         self.check_credit(cr)?;
-        let dr_available = self.available_after_debit(dr, amount_minor)?;
+        let dr_available = self.available_after_debit(dr, debit_minor)?;
+        self.check_exposure(dr, dr_available)?;
         let cr_available = in_range(self.acct(cr).available_minor + amount_minor)?;
-        let dr_ledger = in_range(self.acct(dr).ledger_minor - amount_minor)?;
+        if self.any_t1(dr, cr) {
+            let movement =
+                T1Transfer { dr, cr, amount_minor, debit_minor, dr_available, cr_available, fee };
+            return self.transfer_t1(tx_id, movement, out, fx);
+        }
+        let dr_ledger = in_range(self.acct(dr).ledger_minor - debit_minor)?;
         let cr_ledger = in_range(self.acct(cr).ledger_minor + amount_minor)?;
+        let fee_after = self.fee_after(fee)?;
         // Nothing below can fail. An internal transfer is final at once: `ledger` moves too.
-        self.count_debit(dr, amount_minor);
+        self.count_debit(dr, debit_minor);
         let debit = self.acct_mut(dr);
         debit.available_minor = dr_available;
         debit.ledger_minor = dr_ledger;
         let credit = self.acct_mut(cr);
         credit.available_minor = cr_available;
         credit.ledger_minor = cr_ledger;
-        Self::post(fx, tx_id, dr, Bucket::Available, -amount_minor);
+        Self::post(fx, tx_id, dr, Bucket::Available, -debit_minor);
         Self::post(fx, tx_id, cr, Bucket::Available, amount_minor);
-        Self::post(fx, tx_id, dr, Bucket::Ledger, -amount_minor);
+        Self::post(fx, tx_id, dr, Bucket::Ledger, -debit_minor);
         Self::post(fx, tx_id, cr, Bucket::Ledger, amount_minor);
         fx.transitions.push((tx_id, TxState::Settled));
         out.push(self.view(dr));
         out.push(self.view(cr));
+        self.pay_fee(tx_id, fee, fee_after, out, fx);
         Ok(Applied::movement(TxState::Settled, amount_minor, dr, cr))
+    }
+
+    /// A transfer with a T+1 side: `available` moves at once, the T+1 side's `ledger` delta
+    /// goes to its clearing account until the cutover (`cycle.rs`).
+    fn transfer_t1(
+        &mut self,
+        tx_id: TxId,
+        t: T1Transfer,
+        out: &mut Balances,
+        fx: &mut Effects,
+    ) -> Result<Applied, ResultCode> {
+        let mut deltas = [(t.dr, -t.debit_minor), (t.cr, t.amount_minor), (t.dr, 0)];
+        let deltas_len = match t.fee {
+            Some(fee) => {
+                deltas[2] = fee;
+                3
+            }
+            None => 2,
+        };
+        let plan = self.plan_ledger(&deltas[..deltas_len])?;
+        let fee_available = match t.fee {
+            Some((account, fee_minor)) => {
+                self.check_credit(account)?;
+                Some((account, in_range(self.acct(account).available_minor + fee_minor)?))
+            }
+            None => None,
+        };
+        // Nothing below can fail.
+        self.count_debit(t.dr, t.debit_minor);
+        self.acct_mut(t.dr).available_minor = t.dr_available;
+        self.acct_mut(t.cr).available_minor = t.cr_available;
+        Self::post(fx, tx_id, t.dr, Bucket::Available, -t.debit_minor);
+        Self::post(fx, tx_id, t.cr, Bucket::Available, t.amount_minor);
+        if let Some((account, available_minor)) = fee_available {
+            self.acct_mut(account).available_minor = available_minor;
+            Self::post(fx, tx_id, account, Bucket::Available, deltas[2].1);
+        }
+        self.apply_ledger(tx_id, &plan, fx);
+        fx.transitions.push((tx_id, TxState::Settled));
+        out.push(self.view(t.dr));
+        out.push(self.view(t.cr));
+        if let Some((account, _)) = fee_available {
+            out.push(self.view(account));
+        }
+        Ok(Applied::movement(TxState::Settled, t.amount_minor, t.dr, t.cr))
+    }
+
+    /// The fee account's `(available, ledger)` after receiving `fee`, checked.
+    #[inline]
+    fn fee_after(&self, fee: Option<(AccountId, i128)>) -> Result<(i128, i128), ResultCode> {
+        let Some((account, fee_minor)) = fee else { return Ok((0, 0)) };
+        self.check_credit(account)?;
+        let fee_account = self.acct(account);
+        Ok((
+            in_range(fee_account.available_minor + fee_minor)?,
+            in_range(fee_account.ledger_minor + fee_minor)?,
+        ))
+    }
+
+    /// Credits a fee checked by `fee_after` (cannot fail).
+    #[inline]
+    fn pay_fee(
+        &mut self,
+        tx_id: TxId,
+        fee: Option<(AccountId, i128)>,
+        (available_minor, ledger_minor): (i128, i128),
+        out: &mut Balances,
+        fx: &mut Effects,
+    ) {
+        let Some((account, fee_minor)) = fee else { return };
+        let fee_account = self.acct_mut(account);
+        fee_account.available_minor = available_minor;
+        fee_account.ledger_minor = ledger_minor;
+        Self::post(fx, tx_id, account, Bucket::Available, fee_minor);
+        Self::post(fx, tx_id, account, Bucket::Ledger, fee_minor);
+        out.push(self.view(account));
     }
 
     pub(crate) fn deposit(
@@ -89,7 +187,13 @@ impl Engine {
         self.check_credit(channel)?; // a debit-frozen channel still mirrors arriving money
         let user_available = in_range(self.acct(user).available_minor + amount_minor)?;
         let channel_available = self.available_after_debit(channel, amount_minor)?;
-        // Nothing below can fail. T+0: usable at once; `ledger` waits for settlement.
+        let user_unsettled = self.unsettled_after_deposit(user, amount_minor)?;
+        // Nothing below can fail. T+0: usable at once; `ledger` waits for settlement, and until
+        // then the amount counts as unsettled (exposure, `clearing.rs`).
+        if let Some(unsettled_minor) = user_unsettled {
+            let exposure = self.exposure_entry(user);
+            self.store_exposure(user, crate::clearing::Exposure { unsettled_minor, ..exposure });
+        }
         self.acct_mut(user).available_minor = user_available;
         self.acct_mut(channel).available_minor = channel_available;
         Self::post(fx, tx_id, channel, Bucket::Available, -amount_minor);
@@ -115,6 +219,7 @@ impl Engine {
         self.check_debit(user, amount_minor)?;
         self.check_credit(channel)?;
         let user_available = self.available_after_debit(user, amount_minor)?;
+        self.check_exposure(user, user_available)?;
         let user_frozen = in_range(self.acct(user).frozen_minor + amount_minor)?;
         // Nothing below can fail. The money is held until the channel confirms.
         self.count_debit(user, amount_minor);
@@ -145,6 +250,7 @@ impl Engine {
             return Err(ResultCode::ExpiryInPast);
         }
         let available = self.available_after_debit(id, amount_minor)?;
+        self.check_exposure(id, available)?;
         let frozen = in_range(self.acct(id).frozen_minor + amount_minor)?;
         // Nothing below can fail.
         self.count_debit(id, amount_minor);
@@ -213,7 +319,10 @@ impl Engine {
             return Err(ResultCode::CurrencyMismatch);
         }
         let amount_minor = self.amount_minor(payer, amount)?;
-        if amount_minor > hold.remaining_minor {
+        // The fee comes out of the hold too, on top of the captured amount.
+        let fee = self.fee_for(FeeKind::Capture, payer, payee, amount_minor);
+        let debit_minor = amount_minor + fee.map_or(0, |(_, fee_minor)| fee_minor);
+        if debit_minor > hold.remaining_minor {
             return Err(ResultCode::HoldInsufficient);
         }
         // The hold already passed the risk checks; a debit freeze since then still stops it.
@@ -222,28 +331,30 @@ impl Engine {
         }
         self.check_credit(payee)?;
         let payee_available = in_range(self.acct(payee).available_minor + amount_minor)?;
-        let payer_ledger = in_range(self.acct(payer).ledger_minor - amount_minor)?;
+        let payer_ledger = in_range(self.acct(payer).ledger_minor - debit_minor)?;
         let payee_ledger = in_range(self.acct(payee).ledger_minor + amount_minor)?;
+        let fee_after = self.fee_after(fee)?;
         // Nothing below can fail.
         let debit = self.acct_mut(payer);
-        debit.frozen_minor -= amount_minor;
+        debit.frozen_minor -= debit_minor;
         debit.ledger_minor = payer_ledger;
         let credit = self.acct_mut(payee);
         credit.available_minor = payee_available;
         credit.ledger_minor = payee_ledger;
-        Self::post(fx, tx_id, payer, Bucket::Frozen, -amount_minor);
+        Self::post(fx, tx_id, payer, Bucket::Frozen, -debit_minor);
         Self::post(fx, tx_id, payee, Bucket::Available, amount_minor);
-        Self::post(fx, tx_id, payer, Bucket::Ledger, -amount_minor);
+        Self::post(fx, tx_id, payer, Bucket::Ledger, -debit_minor);
         Self::post(fx, tx_id, payee, Bucket::Ledger, amount_minor);
         let active = self.holds.get_mut(&hold_id).expect("active_hold checked it");
-        active.remaining_minor -= amount_minor;
-        active.captured_minor += amount_minor;
+        active.remaining_minor -= debit_minor;
+        active.captured_minor += debit_minor;
         if active.remaining_minor == 0 {
             self.release_hold(hold_id, fx);
         }
         fx.transitions.push((tx_id, TxState::Settled));
         out.push(self.view(payer));
         out.push(self.view(payee));
+        self.pay_fee(tx_id, fee, fee_after, out, fx);
         Ok(Applied::movement(TxState::Settled, amount_minor, payer, payee).linked(hold_id))
     }
 
@@ -304,6 +415,15 @@ impl Engine {
             self.acct_mut(credit).available_minor = channel_available;
             Self::post(fx, target, debit, Bucket::Frozen, -amount_minor);
             Self::post(fx, target, credit, Bucket::Available, amount_minor);
+        }
+        if kind == TxKind::Deposit {
+            self.deposit_finished(credit, amount_minor);
+        }
+        // The channel is the debit of a deposit and the credit of a withdrawal.
+        if kind == TxKind::Deposit {
+            self.count_settlement(debit, amount_minor, true);
+        } else {
+            self.count_settlement(credit, amount_minor, false);
         }
         // Nothing below can fail: `ledger` catches up with what was made available.
         self.acct_mut(debit).ledger_minor = debit_ledger;
@@ -382,6 +502,7 @@ impl Engine {
             None => None,
         };
         // Nothing below can fail.
+        self.deposit_finished(user, amount_minor);
         self.acct_mut(user).available_minor = user_available;
         self.acct_mut(channel).available_minor = channel_available;
         Self::post(fx, target, channel, Bucket::Available, amount_minor);
@@ -426,7 +547,10 @@ impl Engine {
             | TxKind::SettleBegin
             | TxKind::SettleConfirm
             | TxKind::SettleFail
-            | TxKind::Refund => return Err(ResultCode::NotRefundable),
+            | TxKind::Refund
+            | TxKind::SetFee
+            | TxKind::SetSettlementCycle
+            | TxKind::Cutover => return Err(ResultCode::NotRefundable),
         }
         if !matches!(record.state, Some(TxState::Settled | TxState::Reversed)) {
             return Err(ResultCode::IllegalTransition);
@@ -445,6 +569,7 @@ impl Engine {
         }
         self.check_credit(cr)?;
         let dr_available = self.available_after_debit(dr, amount_minor)?;
+        self.check_exposure(dr, dr_available)?;
         let cr_available = in_range(self.acct(cr).available_minor + amount_minor)?;
         let dr_ledger = in_range(self.acct(dr).ledger_minor - amount_minor)?;
         let cr_ledger = in_range(self.acct(cr).ledger_minor + amount_minor)?;

@@ -75,11 +75,20 @@ pub enum ResultCode {
     InvalidStatusChange = 30,
     /// The engine is at a capacity limit (accounts or currencies).
     CapacityExceeded = 31,
+    /// The outflow would spend more unsettled deposit money than the account's exposure limit.
+    ExposureLimitExceeded = 32,
+    /// A fee schedule with a rate above 10 000 basis points (100 %).
+    FeeInvalid = 33,
+    /// T+1 needs a user account and a system clearing account in its currency; back to T+0
+    /// only when nothing is pending.
+    SettlementCycleInvalid = 34,
+    /// The business date is not a valid YYYYMMDD after the last closed one.
+    BusinessDateClosed = 35,
 }
 
 impl ResultCode {
     /// Every code, in numeric order.
-    pub const ALL: [ResultCode; 32] = [
+    pub const ALL: [ResultCode; 36] = [
         ResultCode::Ok,
         ResultCode::TxIdConflict,
         ResultCode::AccountNotFound,
@@ -112,6 +121,10 @@ impl ResultCode {
         ResultCode::RiskAccountExists,
         ResultCode::InvalidStatusChange,
         ResultCode::CapacityExceeded,
+        ResultCode::ExposureLimitExceeded,
+        ResultCode::FeeInvalid,
+        ResultCode::SettlementCycleInvalid,
+        ResultCode::BusinessDateClosed,
     ];
 
     /// The code for a wire or journal byte.
@@ -154,6 +167,10 @@ impl ResultCode {
             ResultCode::RiskAccountExists => "risk_account_exists",
             ResultCode::InvalidStatusChange => "invalid_status_change",
             ResultCode::CapacityExceeded => "capacity_exceeded",
+            ResultCode::ExposureLimitExceeded => "exposure_limit_exceeded",
+            ResultCode::FeeInvalid => "fee_invalid",
+            ResultCode::SettlementCycleInvalid => "settlement_cycle_invalid",
+            ResultCode::BusinessDateClosed => "business_date_closed",
         }
     }
 
@@ -192,6 +209,10 @@ impl ResultCode {
             ResultCode::RiskAccountExists => "currency already has a risk account",
             ResultCode::InvalidStatusChange => "status change not allowed",
             ResultCode::CapacityExceeded => "engine capacity exceeded",
+            ResultCode::ExposureLimitExceeded => "exposure limit exceeded",
+            ResultCode::FeeInvalid => "fee rate above 10000 basis points",
+            ResultCode::SettlementCycleInvalid => "settlement cycle change not allowed",
+            ResultCode::BusinessDateClosed => "business date invalid or already closed",
         }
     }
 }

@@ -5,9 +5,10 @@
 //! statistic `commands_applied` (a retry must leave the state, and its hash, unchanged). Two engines
 //! with equal encodings answer every future command identically.
 
+use crate::cycle::ChannelDay;
 use crate::engine::Engine;
 use crate::hash::{DigestSink, IdMap, Sink, SinkExt};
-use crate::types::TxId;
+use crate::types::{AccountId, TxId};
 
 /// A side map's entries in `TxId` order: hash-map order must never reach an encoding.
 fn sorted<V>(map: &IdMap<V>) -> Vec<(&TxId, &V)> {
@@ -16,8 +17,11 @@ fn sorted<V>(map: &IdMap<V>) -> Vec<(&TxId, &V)> {
     entries
 }
 
-/// Version of the canonical state encoding.
-pub const STATE_ENCODING_VERSION: u32 = 1;
+/// Version of the canonical state encoding. Version 2 appended the exposure section (per
+/// account: unsettled deposits and exposure limit) and the fee section; version 1 is still
+/// read: its unsettled amounts are recomputed from the pending deposit records, and it has no
+/// exposure limits and no fees.
+pub const STATE_ENCODING_VERSION: u32 = 2;
 
 impl Engine {
     /// Writes the canonical encoding of the whole state into `sink`.
@@ -82,6 +86,58 @@ impl Engine {
             sink.u128(tx_id.0);
             sink.i128(*refunded_minor);
         }
+
+        sink.u64(self.exposures.len() as u64);
+        for (account, exposure) in &self.exposures {
+            sink.u32(account.0);
+            sink.i128(exposure.unsettled_minor);
+            sink.i128(exposure.limit_minor);
+        }
+
+        let fee_rules = self.fee_rules();
+        sink.u64(fee_rules.len() as u64);
+        for (currency, kind, rule) in fee_rules {
+            sink.u32(currency);
+            sink.u8(kind);
+            sink.u32(rule.account);
+            sink.i128(rule.fixed_minor);
+            sink.u32(rule.rate_bps);
+        }
+
+        sink.u64(self.t1_accounts.len() as u64);
+        for (account, t1) in &self.t1_accounts {
+            sink.u32(account.0);
+            sink.u32(t1.clearing.0);
+            sink.i128(t1.pending_minor);
+        }
+        let channel_days =
+            |sink: &mut dyn Sink, days: &mut dyn Iterator<Item = (&AccountId, &ChannelDay)>| {
+                for (channel, day) in days {
+                    sink.u32(channel.0);
+                    sink.i128(day.deposits_minor);
+                    sink.u64(day.deposits_count);
+                    sink.i128(day.withdrawals_minor);
+                    sink.u64(day.withdrawals_count);
+                }
+            };
+        sink.u64(self.channel_day.len() as u64);
+        channel_days(sink, &mut self.channel_day.iter());
+        sink.u32(self.last_cutover.0);
+        sink.u64(self.last_cutover.1.len() as u64);
+        channel_days(sink, &mut self.last_cutover.1.iter().map(|(channel, day)| (channel, day)));
+    }
+
+    /// The fee rules that charge something, as (currency, kind, rule), in that order.
+    fn fee_rules(&self) -> Vec<(u32, u8, crate::clearing::FeeRule)> {
+        let mut rules = Vec::new();
+        for (currency, row) in self.fees.iter().enumerate() {
+            for (kind, rule) in row.iter().enumerate() {
+                if *rule != crate::clearing::FeeRule::NONE {
+                    rules.push((currency as u32, kind as u8, *rule));
+                }
+            }
+        }
+        rules
     }
 
     /// A 128-bit digest of the complete state: equal hashes mean equal ledgers. Replay and
@@ -109,6 +165,60 @@ impl std::fmt::Display for StateDecodeError {
 }
 
 impl std::error::Error for StateDecodeError {}
+
+/// The T+1 entries, the open day's channel totals and the last cutover (version 2).
+fn decode_cycles(
+    r: &mut Reader<'_>,
+    engine: &mut Engine,
+    account_count: usize,
+) -> Result<(), StateDecodeError> {
+    use crate::types::AccountKind;
+    let t1_count = r.count(24)?;
+    for _ in 0..t1_count {
+        let account = r.u32()? as usize;
+        let clearing = r.u32()? as usize;
+        let pending_minor = r.i128()?;
+        let valid = account < account_count
+            && clearing < account_count
+            && engine.accounts[account].kind == AccountKind::User
+            && engine.accounts[clearing].kind == AccountKind::System
+            && engine.accounts[account].currency == engine.accounts[clearing].currency
+            && !engine.accounts[account].t1;
+        if !valid {
+            return r.fail("invalid T+1 entry");
+        }
+        let t1 = crate::cycle::T1Pending { clearing: AccountId(clearing as u32), pending_minor };
+        engine.t1_accounts.insert(AccountId(account as u32), t1);
+        engine.accounts[account].t1 = true;
+    }
+    let days = |r: &mut Reader<'_>| -> Result<Vec<(AccountId, ChannelDay)>, StateDecodeError> {
+        let count = r.count(52)?;
+        let mut days = Vec::with_capacity(count);
+        for _ in 0..count {
+            let channel = r.u32()?;
+            let day = ChannelDay {
+                deposits_minor: r.i128()?,
+                deposits_count: r.u64()?,
+                withdrawals_minor: r.i128()?,
+                withdrawals_count: r.u64()?,
+            };
+            let ordered = days.last().is_none_or(|(last, _): &(AccountId, _)| last.0 < channel);
+            if channel as usize >= account_count || !ordered {
+                return r.fail("invalid channel day");
+            }
+            days.push((AccountId(channel), day));
+        }
+        Ok(days)
+    };
+    engine.channel_day = days(r)?.into_iter().collect();
+    let business_date = r.u32()?;
+    let closed = days(r)?;
+    if business_date != 0 && !crate::cycle::is_business_date(business_date) {
+        return r.fail("invalid business date");
+    }
+    engine.last_cutover = (business_date, closed);
+    Ok(())
+}
 
 /// A bounds-checked little-endian reader.
 struct Reader<'a> {
@@ -191,7 +301,7 @@ impl Engine {
             return r.fail("not a ledger state (bad magic)");
         }
         let version = r.u32()?;
-        if version != STATE_ENCODING_VERSION {
+        if !(1..=STATE_ENCODING_VERSION).contains(&version) {
             return r.fail(format!("state encoding version {version} is not supported"));
         }
         let tx_retained = r.u32()?;
@@ -224,6 +334,8 @@ impl Engine {
             engine.currencies.push(CurrencyDef { code, scale });
             risk_ids.push(r.u32()?);
         }
+        engine.fees =
+            vec![[crate::clearing::FeeRule::NONE; crate::clearing::FEE_KINDS]; currency_count];
 
         let account_count = r.count32(147)?;
         if account_count > ACCOUNTS_MAX as usize {
@@ -277,6 +389,8 @@ impl Engine {
                 tx_amount_max_minor,
                 daily_debit_max_minor,
                 debit_day_used_minor,
+                exposure_tracked: false,
+                t1: false,
             });
             engine.account_index.insert(&account_no, AccountId(index as u32));
         }
@@ -364,6 +478,55 @@ impl Engine {
             let tx_id = TxId(r.u128()?);
             let refunded_minor = r.i128()?;
             engine.refunded.insert(tx_id, refunded_minor);
+        }
+
+        if version == 1 {
+            for (account, unsettled_minor) in engine.unsettled_from_records() {
+                let exposure = crate::clearing::Exposure {
+                    unsettled_minor,
+                    limit_minor: crate::account::LIMIT_NONE,
+                };
+                engine.store_exposure(account, exposure);
+            }
+        } else {
+            let exposure_count = r.count(36)?;
+            for _ in 0..exposure_count {
+                let account = r.u32()?;
+                let unsettled_minor = r.i128()?;
+                let limit_minor = r.i128()?;
+                let exposure = crate::clearing::Exposure { unsettled_minor, limit_minor };
+                if account as usize >= account_count
+                    || unsettled_minor < 0
+                    || exposure == crate::clearing::Exposure::NONE
+                    || engine.accounts[account as usize].exposure_tracked
+                {
+                    return r.fail("invalid exposure entry");
+                }
+                engine.store_exposure(AccountId(account), exposure);
+            }
+            let fee_count = r.count(29)?;
+            for _ in 0..fee_count {
+                let currency = r.u32()? as usize;
+                let kind = r.u8()? as usize;
+                let account = r.u32()?;
+                let fixed_minor = r.i128()?;
+                let rate_bps = r.u32()?;
+                let valid = currency < currency_count
+                    && kind < crate::clearing::FEE_KINDS
+                    && (account as usize) < account_count
+                    && engine.accounts[account as usize].kind == AccountKind::System
+                    && engine.accounts[account as usize].currency.0 as usize == currency
+                    && (0..=crate::limits::AMOUNT_MINOR_MAX).contains(&fixed_minor)
+                    && rate_bps <= crate::clearing::FEE_RATE_BPS_MAX
+                    && (fixed_minor > 0 || rate_bps > 0)
+                    && engine.fees[currency][kind] == crate::clearing::FeeRule::NONE;
+                if !valid {
+                    return r.fail("invalid fee rule");
+                }
+                engine.fees[currency][kind] =
+                    crate::clearing::FeeRule { account, fixed_minor, rate_bps };
+            }
+            decode_cycles(&mut r, &mut engine, account_count)?;
         }
         if r.offset != bytes.len() {
             return r.fail("trailing bytes");

@@ -1,6 +1,7 @@
 //! Unit tests: every command and every result code, through one door (`Harness::run`), which
 //! also checks every invariant and the double-entry postings after each command.
 
+mod clearing;
 mod prop;
 
 use std::collections::HashMap;
@@ -273,7 +274,7 @@ fn open_account_rules() {
         user_id: 1,
         currency: cur("USD"),
         kind: AccountKind::User,
-        limits: AccountLimits { tx_amount_max: Some(amt("0.001")), daily_debit_max: None },
+        limits: AccountLimits { tx_amount_max: Some(amt("0.001")), ..AccountLimits::default() },
     };
     h.rejects(bad_limit, ResultCode::AmountPrecision);
     assert!(h.engine.account(&no("erin")).is_none());
@@ -408,8 +409,11 @@ fn account_status_blocks_and_closes() {
 fn limits_per_transaction_and_per_day() {
     let mut h = Harness::usd();
     h.ok(deposit("alice", "bank", "1000"));
-    let limits =
-        AccountLimits { tx_amount_max: Some(amt("100")), daily_debit_max: Some(amt("150")) };
+    let limits = AccountLimits {
+        tx_amount_max: Some(amt("100")),
+        daily_debit_max: Some(amt("150")),
+        exposure_max: None,
+    };
     h.ok(CommandBody::SetAccountLimits { account_no: no("alice"), limits });
     h.rejects(transfer("alice", "bob", "100.01"), ResultCode::TxLimitExceeded);
     h.ok(transfer("alice", "bob", "100"));
@@ -715,7 +719,7 @@ fn state_survives_encode_and_decode() {
     h.ok(CommandBody::Refund { original: pay, amount: amt("4") });
     let hold = h.fresh_tx();
     h.run_as(hold, freeze("alice", "20", Some(h.now_ns + 50_000)));
-    let limits = AccountLimits { tx_amount_max: Some(amt("70")), daily_debit_max: None };
+    let limits = AccountLimits { tx_amount_max: Some(amt("70")), ..AccountLimits::default() };
     h.ok(CommandBody::SetAccountLimits { account_no: no("bob"), limits });
     h.rejects(transfer("bob", "alice", "1000"), ResultCode::TxLimitExceeded);
     h.ok(transfer("alice", "bob", "1"));

@@ -293,6 +293,29 @@ impl TxState {
     }
 }
 
+/// The movements a fee schedule can charge (`SetFee`). Appended variants keep their numbers.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash, bincode::Encode, bincode::Decode)]
+#[repr(u8)]
+pub enum FeeKind {
+    /// An internal `Transfer`: the payer pays the fee on top of the amount.
+    Transfer = 0,
+    /// A `Capture`: the fee comes out of the hold on top of the captured amount.
+    Capture = 1,
+}
+
+impl FeeKind {
+    /// Every kind, in code order.
+    pub const ALL: [FeeKind; 2] = [FeeKind::Transfer, FeeKind::Capture];
+
+    /// Lower-case name, as printed by tools.
+    pub fn name(self) -> &'static str {
+        match self {
+            FeeKind::Transfer => "transfer",
+            FeeKind::Capture => "capture",
+        }
+    }
+}
+
 /// Optional per-account risk limits, as decimal amounts in the account's currency.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default, bincode::Encode, bincode::Decode)]
 pub struct AccountLimits {
@@ -300,6 +323,10 @@ pub struct AccountLimits {
     pub tx_amount_max: Option<Amount>,
     /// Largest total outflow per UTC day of the command timestamps.
     pub daily_debit_max: Option<Amount>,
+    /// Largest exposure: how much of the account's unsettled deposits it may have spent
+    /// (`max(0, unsettled - available)`, see `engine/CLEARING.md`). Added last, so the
+    /// encodings of the first two fields keep their offsets.
+    pub exposure_max: Option<Amount>,
 }
 
 /// Why a decimal string is not an amount.

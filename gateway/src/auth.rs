@@ -61,7 +61,10 @@ impl Role {
             TxKind::DefineCurrency
             | TxKind::OpenAccount
             | TxKind::SetAccountStatus
-            | TxKind::SetAccountLimits => true,
+            | TxKind::SetAccountLimits
+            | TxKind::SetFee
+            | TxKind::SetSettlementCycle
+            | TxKind::Cutover => true,
             TxKind::Deposit
             | TxKind::Withdraw
             | TxKind::Transfer

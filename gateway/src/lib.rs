@@ -19,6 +19,7 @@ pub mod cli;
 pub mod client;
 pub mod limits;
 pub mod server;
+pub mod settlement;
 pub mod wire;
 
 pub use auth::{ClientCredentials, Credentials, CredentialsError, Role, Secret};

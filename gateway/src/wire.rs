@@ -669,7 +669,8 @@ pub(crate) fn amount_scale_max(body: &CommandBody) -> Option<u8> {
     let limits_scale = |limits: &engine::AccountLimits| {
         let tx = limits.tx_amount_max.map(|amount| amount.scale);
         let daily = limits.daily_debit_max.map(|amount| amount.scale);
-        tx.max(daily)
+        let exposure = limits.exposure_max.map(|amount| amount.scale);
+        tx.max(daily).max(exposure)
     };
     match body {
         CommandBody::DefineCurrency { .. }
@@ -677,7 +678,9 @@ pub(crate) fn amount_scale_max(body: &CommandBody) -> Option<u8> {
         | CommandBody::Unfreeze { .. }
         | CommandBody::SettleBegin { .. }
         | CommandBody::SettleConfirm { .. }
-        | CommandBody::SettleFail { .. } => None,
+        | CommandBody::SettleFail { .. }
+        | CommandBody::SetSettlementCycle { .. }
+        | CommandBody::Cutover { .. } => None,
         CommandBody::OpenAccount { limits, .. } | CommandBody::SetAccountLimits { limits, .. } => {
             limits_scale(limits)
         }
@@ -687,6 +690,7 @@ pub(crate) fn amount_scale_max(body: &CommandBody) -> Option<u8> {
         | CommandBody::Freeze { amount, .. }
         | CommandBody::Capture { amount, .. }
         | CommandBody::Refund { amount, .. } => Some(amount.scale),
+        CommandBody::SetFee { fixed, .. } => Some(fixed.scale),
     }
 }
 

@@ -79,6 +79,16 @@ pub fn command(command: &Command) -> String {
         CommandBody::Refund { original, amount: value } => {
             format!("refund {} {}", tx_id(*original), amount(value))
         }
+        CommandBody::SetFee { kind, currency, fee_account_no, fixed, rate_bps } => format!(
+            "set_fee {} {currency} -> {fee_account_no} fixed={} rate_bps={rate_bps}",
+            kind.name(),
+            amount(fixed)
+        ),
+        CommandBody::SetSettlementCycle { account_no, t1_clearing_no } => format!(
+            "set_settlement_cycle {account_no} {}",
+            t1_clearing_no.map_or("t0".into(), |clearing_no| format!("t1 via {clearing_no}"))
+        ),
+        CommandBody::Cutover { business_date } => format!("cutover {business_date}"),
     };
     format!("ts={} tx={} {body}", command.timestamp_ns, tx_id(command.tx_id))
 }

@@ -5,7 +5,8 @@ use proptest::prelude::*;
 
 use super::{amt, deposit, freeze, no, open, transfer, withdraw, Harness};
 use crate::{
-    AccountKind, AccountStatus, CommandBody, EngineConfig, Outcome, ResultCode, TxId, TxState,
+    AccountKind, AccountLimits, AccountStatus, CommandBody, EngineConfig, FeeKind, Outcome,
+    ResultCode, TxId, TxState,
 };
 
 const USERS: [&str; 4] = ["u0", "u1", "u2", "u3"];
@@ -27,6 +28,7 @@ enum Step {
     Retry { pick: usize },
     Conflict { pick: usize },
     Wait { us: u16 },
+    Cutover,
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -50,11 +52,18 @@ fn step() -> impl Strategy<Value = Step> {
         2 => any::<usize>().prop_map(|pick| Step::Retry { pick }),
         1 => any::<usize>().prop_map(|pick| Step::Conflict { pick }),
         1 => (1u16..30).prop_map(|us| Step::Wait { us }),
+        1 => Just(Step::Cutover),
     ]
 }
 
 fn cents(value: u32) -> String {
     format!("{}.{:02}", value / 100, value % 100)
+}
+
+/// The `n`th business date (1-based) of a 28-day-month calendar starting in 2026.
+fn business_date(n: u32) -> u32 {
+    let (month, day) = ((n - 1) / 28 % 12 + 1, (n - 1) % 28 + 1);
+    (2_026 + (n - 1) / 336) * 10_000 + month * 100 + day
 }
 
 /// Runs the steps; returns the harness and every (tx_id, command, first outcome).
@@ -63,8 +72,27 @@ fn run(steps: &[Step], tx_retained: u32) -> (Harness, Vec<(TxId, CommandBody, Ou
     for user in USERS {
         h.ok(open(user, "USD", AccountKind::User));
     }
+    // u0 may spend at most 50.00 of unsettled deposits, u1 none at all.
+    for (user, limit) in [(USERS[0], "50"), (USERS[1], "0")] {
+        let limits = AccountLimits { exposure_max: Some(amt(limit)), ..AccountLimits::default() };
+        h.ok(CommandBody::SetAccountLimits { account_no: no(user), limits });
+    }
     h.ok(open("bank", "USD", AccountKind::System));
     h.ok(open("risk", "USD", AccountKind::Risk));
+    h.ok(open("fees", "USD", AccountKind::System));
+    for (kind, fixed, rate_bps) in [(FeeKind::Transfer, "0.01", 30), (FeeKind::Capture, "0", 150)] {
+        let fixed = amt(fixed);
+        let currency = crate::CurrencyCode::new("USD").expect("valid");
+        let fee_account_no = no("fees");
+        h.ok(CommandBody::SetFee { kind, currency, fee_account_no, fixed, rate_bps });
+    }
+    // u2 is T+1: its ledger side waits on `t1clr` until a cutover.
+    h.ok(open("t1clr", "USD", AccountKind::System));
+    h.ok(CommandBody::SetSettlementCycle {
+        account_no: no(USERS[2]),
+        t1_clearing_no: Some(no("t1clr")),
+    });
+    let mut days_closed = 0u32;
     let mut done: Vec<(TxId, CommandBody, Outcome)> = Vec::new();
     for step in steps {
         let pick = |i: usize| (!done.is_empty()).then(|| done[i % done.len()]);
@@ -123,6 +151,10 @@ fn run(steps: &[Step], tx_retained: u32) -> (Harness, Vec<(TxId, CommandBody, Ou
                 }
                 continue;
             }
+            Step::Cutover => {
+                days_closed += 1;
+                CommandBody::Cutover { business_date: business_date(days_closed) }
+            }
             Step::Wait { us } => {
                 h.now_ns += us as u64 * 1_000;
                 continue;
@@ -130,6 +162,11 @@ fn run(steps: &[Step], tx_retained: u32) -> (Harness, Vec<(TxId, CommandBody, Ou
         };
         let tx_id = h.fresh_tx();
         let outcome = h.run_as(tx_id, body);
+        for user in USERS {
+            let exposure = h.engine.exposure(&no(user)).expect("user exists");
+            let limit = exposure.exposure_max_minor.unwrap_or(i128::MAX);
+            assert!(exposure.exposure_minor <= limit, "{user} over its exposure limit");
+        }
         done.push((tx_id, body, outcome));
     }
     (h, done)
@@ -180,6 +217,8 @@ proptest! {
                 _ => {}
             }
         }
+        // The T+1 account's ledger catches up at the next cutover.
+        settled.ok(CommandBody::Cutover { business_date: 99_991_231 });
         for index in 0..settled.engine.account_count() {
             let view = settled.engine.account_by_id(crate::AccountId(index));
             prop_assert_eq!(view.frozen_minor, 0);

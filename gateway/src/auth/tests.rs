@@ -209,13 +209,16 @@ fn roles_allow_what_protocol_md_says() {
         TxKind::OpenAccount,
         TxKind::SetAccountStatus,
         TxKind::SetAccountLimits,
+        TxKind::SetFee,
+        TxKind::SetSettlementCycle,
+        TxKind::Cutover,
     ];
     for kind in TxKind::ALL {
         assert!(!Role::Read.allows_command(kind));
         assert_eq!(Role::Transact.allows_command(kind), !admin_only.contains(&kind), "{kind:?}");
         assert!(Role::Admin.allows_command(kind));
-        // The documented variant ranges: admin-only 0..=3, money 4..=13.
-        assert_eq!(admin_only.contains(&kind), (kind as u8) <= 3);
+        // The documented variant ranges: admin-only 0..=3 and 14..=16, money 4..=13.
+        assert_eq!(admin_only.contains(&kind), !(4..=13).contains(&(kind as u8)));
     }
     for role in Role::ALL {
         assert_eq!(Role::from_u8(role as u8), Some(role));

@@ -47,6 +47,19 @@ struct Args {
     /// Core to pin the writer thread to, or `none`. Default 1.
     #[arg(long)]
     pin_core: Option<String>,
+    /// Settle the deposits and withdrawals of channel NAME (its system account's account_no)
+    /// through the bank at ADDR (`ledger-bank`); repeatable.
+    #[arg(long = "channel", value_name = "NAME=ADDR", value_parser = channel)]
+    channels: Vec<(engine::AccountNo, SocketAddr)>,
+}
+
+/// `NAME=ADDR` of `--channel`.
+fn channel(text: &str) -> std::result::Result<(engine::AccountNo, SocketAddr), String> {
+    let (name, addr) = text.split_once('=').ok_or_else(|| format!("{text:?} is not NAME=ADDR"))?;
+    let name =
+        engine::AccountNo::new(name.as_bytes()).map_err(|error| format!("{name:?}: {error}"))?;
+    let addr = addr.parse().map_err(|error| format!("{addr:?}: {error}"))?;
+    Ok((name, addr))
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
@@ -66,6 +79,7 @@ struct Settings {
     pin_core: Option<usize>,
     snapshot_every_records: Option<u64>,
     tx_retained: Option<u32>,
+    channels: Vec<(engine::AccountNo, SocketAddr)>,
 }
 
 fn parse_config(path: &Path) -> Result<Vec<(String, String)>> {
@@ -110,6 +124,7 @@ fn settings(args: Args) -> Result<Settings> {
         pin_core: Some(1),
         snapshot_every_records: Some(4_000_000),
         tx_retained: None,
+        channels: args.channels.clone(),
     };
     let mut credentials = None;
     if let Some(path) = &args.config {
@@ -214,6 +229,15 @@ fn run() -> Result<ExitCode> {
     if let Some(addr) = server.metrics_addr() {
         println!("metrics on http://{addr}/metrics");
     }
+    let mut processors = Vec::new();
+    for (name, addr) in &settings.channels {
+        let options = gateway::settlement::ChannelOptions::new(*name, *addr);
+        let processor =
+            gateway::settlement::spawn(&settings.data_dir, runtime.handle(), options)
+                .with_context(|| format!("start the settlement processor of channel {name}"))?;
+        println!("settling channel {name} through {addr}");
+        processors.push(processor);
+    }
 
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
@@ -226,6 +250,9 @@ fn run() -> Result<ExitCode> {
         }
     }
     println!("stopping: no new connections, finishing in-flight requests");
+    for processor in processors {
+        processor.shutdown();
+    }
     server.shutdown();
     let shutdown = runtime.shutdown().context("stop the runtime")?;
     println!("stopped: {shutdown}");

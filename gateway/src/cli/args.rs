@@ -6,7 +6,8 @@ use std::path::PathBuf;
 
 use clap::{Args, ColorChoice, Parser, Subcommand, ValueEnum};
 use engine::{
-    AccountKind, AccountLimits, AccountNo, AccountStatus, Amount, CommandBody, CurrencyCode, TxId,
+    AccountKind, AccountLimits, AccountNo, AccountStatus, Amount, CommandBody, CurrencyCode,
+    FeeKind, TxId,
 };
 
 use crate::cli::report::ErrorKind;
@@ -100,7 +101,9 @@ pub enum Cmd {
     /// Credits ACCOUNT_NO's available balance at once; the deposit is then pending settlement
     /// with the channel (`ledger settle begin|confirm|fail DEPOSIT_TX_ID`). The channel is a
     /// system account mirroring the bank or payment provider: it must exist, in the account's
-    /// currency (`ledger account open bank --user 0 --currency USD --kind system`).
+    /// currency (`ledger account open bank --user 0 --currency USD --kind system`). The channel
+    /// name is that account's number: a `ledgerd --channel bank=ADDR` settles it with the bank
+    /// at ADDR by itself (bank/BANK.md).
     Deposit(ChannelArgs),
     /// Money leaving through a channel: held until the withdrawal settles.
     ///
@@ -122,6 +125,18 @@ pub enum Cmd {
     Settle(SettleCmd),
     /// Give back (part of) a settled transaction.
     Refund(RefundArgs),
+    /// Fee schedules (admin role).
+    #[command(subcommand)]
+    Fees(FeesCmd),
+    /// Close a business day (admin role): T+1 accounts' pending ledger amounts move, and the
+    /// day's per-channel settlement totals are closed. Each date closes once, in order.
+    Cutover(CutoverArgs),
+    /// Compare a channel's statement (CSV with a header and at least `tx_id,amount`, amounts
+    /// in major units) with the ledger's settlement file of a business day, written by
+    /// `ledgerd --channel` at the cutover into DATA_DIR/settlement/. Lists every missing,
+    /// extra and differing line by tx id, and the totals; exits 1 when anything differs.
+    /// Reads local files only.
+    Reconcile(ReconcileArgs),
     /// Show an account: balances, currency, kind, status and limits.
     Balance(BalanceArgs),
     /// Show a transaction: kind, result, lifecycle state and history, amount, accounts.
@@ -141,6 +156,63 @@ pub enum AccountCmd {
     Status(StatusArgs),
     /// Replace an account's limits: a limit whose flag is omitted is removed.
     Limits(LimitsArgs),
+    /// Put a user account on T+1 (`--t1 CLEARING_NO`, a system account carrying its pending
+    /// ledger until the cutover) or back on T+0 (no flag; only when nothing is pending).
+    Cycle(CycleArgs),
+}
+
+/// `ledger account cycle`.
+#[derive(Args, Debug)]
+pub struct CycleArgs {
+    /// The account.
+    #[arg(value_name = "ACCOUNT_NO", value_parser = parse_account_no)]
+    pub account_no: AccountNo,
+    /// T+1 through this clearing system account; omitted: T+0.
+    #[arg(long = "t1", value_name = "CLEARING_NO", value_parser = parse_account_no)]
+    pub t1: Option<AccountNo>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub tx: TxIdArg,
+}
+
+/// `ledger reconcile`.
+#[derive(Args, Debug)]
+pub struct ReconcileArgs {
+    /// The channel (its system account's account_no).
+    #[arg(long, value_name = "NAME", value_parser = parse_account_no)]
+    pub channel: AccountNo,
+    /// The channel's statement.
+    #[arg(value_name = "STATEMENT.csv")]
+    pub statement: PathBuf,
+    /// The business day; default: the newest settlement file of the channel.
+    #[arg(long = "business-date", value_name = "YYYY-MM-DD", value_parser = parse_business_date)]
+    pub business_date: Option<u32>,
+    /// The ledger's data directory (where `settlement/` is).
+    #[arg(long = "data-dir", value_name = "DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+}
+
+/// `ledger cutover`.
+#[derive(Args, Debug)]
+pub struct CutoverArgs {
+    /// The business date to close, YYYY-MM-DD.
+    #[arg(long = "business-date", value_name = "YYYY-MM-DD", value_parser = parse_business_date)]
+    pub business_date: u32,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub tx: TxIdArg,
+}
+
+/// `YYYY-MM-DD` as the number YYYYMMDD (the engine checks it is a real date).
+fn parse_business_date(text: &str) -> Result<u32, String> {
+    let bad = || format!("{text:?} is not a date YYYY-MM-DD");
+    let parts: Vec<&str> = text.split('-').collect();
+    let [year, month, day] = parts.as_slice() else { return Err(bad()) };
+    if year.len() != 4 || month.len() != 2 || day.len() != 2 {
+        return Err(bad());
+    }
+    let number = |part: &str| part.parse::<u32>().map_err(|_| bad());
+    Ok(number(year)? * 10_000 + number(month)? * 100 + number(day)?)
 }
 
 /// `ledger currency ...`.
@@ -149,6 +221,50 @@ pub enum CurrencyCmd {
     /// Define a currency and its number of decimals (0..=8). The ledger starts with USD, EUR,
     /// GBP, CHF, CNY, HKD, SGD (2), JPY, KRW (0), USDT (6), BTC and ETH (8).
     Define(DefineArgs),
+}
+
+/// `ledger fees ...`.
+#[derive(Subcommand, Debug)]
+pub enum FeesCmd {
+    /// Replace the fee one kind of movement pays in one currency.
+    ///
+    /// Each such movement then also pays FIXED + floor(amount × RATE_BPS / 10000) in minor
+    /// units (rounded down) to FEE_ACCOUNT_NO, a system account in that currency. The payer
+    /// pays the fee on top of the amount (for a capture: out of the hold). `--fixed 0
+    /// --rate-bps 0` removes the fee.
+    Set(FeeSetArgs),
+}
+
+/// `ledger fees set`.
+#[derive(Args, Debug)]
+pub struct FeeSetArgs {
+    /// The movements that pay the fee.
+    #[arg(value_enum, value_name = "KIND")]
+    pub kind: FeeKindArg,
+    /// Their currency.
+    #[arg(value_name = "CUR", value_parser = parse_currency)]
+    pub currency: CurrencyCode,
+    /// The system account credited with the fees.
+    #[arg(value_name = "FEE_ACCOUNT_NO", value_parser = parse_account_no)]
+    pub fee_account_no: AccountNo,
+    /// Fixed part per movement.
+    #[arg(long, value_name = "AMOUNT", value_parser = parse_amount, default_value = "0")]
+    pub fixed: Amount,
+    /// Proportional part in basis points of the amount (0..=10000).
+    #[arg(long = "rate-bps", value_name = "N", default_value_t = 0)]
+    pub rate_bps: u32,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub tx: TxIdArg,
+}
+
+/// `KIND` of `ledger fees set`.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FeeKindArg {
+    /// Internal transfers.
+    Transfer,
+    /// Captures from holds.
+    Capture,
 }
 
 /// `ledger settle ...`: one step of a deposit's or withdrawal's settlement.
@@ -194,6 +310,9 @@ pub struct OpenArgs {
     /// Largest total outflow per UTC day.
     #[arg(long = "daily-max", value_name = "AMOUNT", value_parser = parse_amount)]
     pub daily_max: Option<Amount>,
+    /// Largest exposure: unsettled deposit money the account may have spent (0: none).
+    #[arg(long = "exposure-max", value_name = "AMOUNT", value_parser = parse_amount)]
+    pub exposure_max: Option<Amount>,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub tx: TxIdArg,
@@ -225,6 +344,10 @@ pub struct LimitsArgs {
     /// Largest total outflow per UTC day; omitted: no such limit.
     #[arg(long = "daily-max", value_name = "AMOUNT", value_parser = parse_amount)]
     pub daily_max: Option<Amount>,
+    /// Largest exposure (unsettled deposit money the account may have spent, 0: none);
+    /// omitted: no such limit.
+    #[arg(long = "exposure-max", value_name = "AMOUNT", value_parser = parse_amount)]
+    pub exposure_max: Option<Amount>,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub tx: TxIdArg,
@@ -430,6 +553,8 @@ pub fn shortest(amount: Amount) -> Amount {
 }
 
 /// The one request a run makes.
+// One value per run: the size difference between a command and a key costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Plan {
     /// Submit one command.
@@ -520,6 +645,25 @@ fn planned(command: &Cmd, now_ns: u64) -> Result<Planned, (ErrorKind, String)> {
         Cmd::Refund(args) => {
             (args.tx, CommandBody::Refund { original: args.original, amount: args.amount })
         }
+        Cmd::Cutover(args) => (args.tx, CommandBody::Cutover { business_date: args.business_date }),
+        Cmd::Reconcile(_) => {
+            let message = "reconcile reads local files and is run before planning";
+            return Err((ErrorKind::Usage, message.into()));
+        }
+        Cmd::Fees(FeesCmd::Set(args)) => {
+            let kind = match args.kind {
+                FeeKindArg::Transfer => FeeKind::Transfer,
+                FeeKindArg::Capture => FeeKind::Capture,
+            };
+            let body = CommandBody::SetFee {
+                kind,
+                currency: args.currency,
+                fee_account_no: args.fee_account_no,
+                fixed: args.fixed,
+                rate_bps: args.rate_bps,
+            };
+            (args.tx, body)
+        }
     };
     Ok(Planned::Command(tx, body))
 }
@@ -562,6 +706,7 @@ fn account_command(command: &AccountCmd) -> (TxIdArg, CommandBody) {
                 limits: AccountLimits {
                     tx_amount_max: args.tx_max,
                     daily_debit_max: args.daily_max,
+                    exposure_max: args.exposure_max,
                 },
             };
             (args.tx, body)
@@ -575,9 +720,19 @@ fn account_command(command: &AccountCmd) -> (TxIdArg, CommandBody) {
             (args.tx, CommandBody::SetAccountStatus { account_no: args.account_no, status })
         }
         AccountCmd::Limits(args) => {
-            let limits =
-                AccountLimits { tx_amount_max: args.tx_max, daily_debit_max: args.daily_max };
+            let limits = AccountLimits {
+                tx_amount_max: args.tx_max,
+                daily_debit_max: args.daily_max,
+                exposure_max: args.exposure_max,
+            };
             (args.tx, CommandBody::SetAccountLimits { account_no: args.account_no, limits })
+        }
+        AccountCmd::Cycle(args) => {
+            let body = CommandBody::SetSettlementCycle {
+                account_no: args.account_no,
+                t1_clearing_no: args.t1,
+            };
+            (args.tx, body)
         }
     }
 }

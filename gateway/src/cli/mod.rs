@@ -13,6 +13,7 @@
 
 pub mod args;
 pub mod json;
+pub mod reconcile;
 pub mod report;
 pub mod txid;
 
@@ -42,6 +43,9 @@ where
         Ok(cli) => cli,
         Err(error) => return clap_error(&error, wants_json(&args)),
     };
+    if let args::Cmd::Reconcile(args) = &cli.command {
+        return reconcile::run(&args.channel, &args.statement, args.business_date, &args.data_dir);
+    }
     let report = match cli.plan(env) {
         Ok(plan) => execute(&cli, &plan),
         Err((kind, message)) => Report::error(kind, &message),

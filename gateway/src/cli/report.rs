@@ -503,6 +503,21 @@ pub fn describe_command(body: &CommandBody) -> String {
         CommandBody::Refund { original, amount: value } => {
             format!("refund of {} of {}", amount(value), tx(original))
         }
+        CommandBody::SetFee { kind, currency, fee_account_no, fixed, rate_bps } => format!(
+            "set the {} fee in {currency} to {} + {rate_bps} bps, paid to {fee_account_no}",
+            kind.name(),
+            amount(fixed)
+        ),
+        CommandBody::SetSettlementCycle { account_no, t1_clearing_no } => match t1_clearing_no {
+            Some(clearing_no) => format!("put account {account_no} on T+1 via {clearing_no}"),
+            None => format!("put account {account_no} on T+0"),
+        },
+        CommandBody::Cutover { business_date } => format!(
+            "cutover of business date {:04}-{:02}-{:02}",
+            business_date / 10_000,
+            business_date / 100 % 100,
+            business_date % 100
+        ),
     }
 }
 
@@ -522,7 +537,10 @@ pub fn target_tx(body: &CommandBody) -> Option<TxId> {
         | CommandBody::Deposit { .. }
         | CommandBody::Withdraw { .. }
         | CommandBody::Transfer { .. }
-        | CommandBody::Freeze { .. } => None,
+        | CommandBody::Freeze { .. }
+        | CommandBody::SetFee { .. }
+        | CommandBody::SetSettlementCycle { .. }
+        | CommandBody::Cutover { .. } => None,
     }
 }
 
@@ -535,6 +553,9 @@ pub fn named_accounts(body: &CommandBody) -> (Vec<AccountNo>, bool) {
         | CommandBody::SetAccountStatus { account_no, .. }
         | CommandBody::SetAccountLimits { account_no, .. }
         | CommandBody::Freeze { account_no, .. } => (vec![account_no], false),
+        CommandBody::SetFee { fee_account_no, .. } => (vec![fee_account_no], false),
+        CommandBody::SetSettlementCycle { account_no, .. } => (vec![account_no], false),
+        CommandBody::Cutover { .. } => (Vec::new(), false),
         CommandBody::Deposit { account_no, channel_no, .. }
         | CommandBody::Withdraw { account_no, channel_no, .. } => {
             (vec![account_no, channel_no], false)

@@ -109,6 +109,7 @@ fn every_subcommand_plans_its_command() {
                 limits: engine::AccountLimits {
                     tx_amount_max: Some(amount(1000, 0)),
                     daily_debit_max: Some(amount(5, 1)),
+                    exposure_max: None,
                 },
             },
         ),
@@ -130,12 +131,13 @@ fn every_subcommand_plans_its_command() {
             },
         ),
         (
-            "account limits alice --daily-max 100",
+            "account limits alice --daily-max 100 --exposure-max 0",
             CommandBody::SetAccountLimits {
                 account_no: no("alice"),
                 limits: engine::AccountLimits {
                     tx_amount_max: None,
                     daily_debit_max: Some(amount(100, 0)),
+                    exposure_max: Some(amount(0, 0)),
                 },
             },
         ),
@@ -176,6 +178,38 @@ fn every_subcommand_plans_its_command() {
         ("settle confirm 16", CommandBody::SettleConfirm { target: TxId(16) }),
         ("settle fail 16", CommandBody::SettleFail { target: TxId(16) }),
         ("refund 16 2", CommandBody::Refund { original: TxId(16), amount: amount(2, 0) }),
+        (
+            "fees set transfer USD fees --fixed 0.1 --rate-bps 25",
+            CommandBody::SetFee {
+                kind: engine::FeeKind::Transfer,
+                currency: usd(),
+                fee_account_no: no("fees"),
+                fixed: amount(1, 1),
+                rate_bps: 25,
+            },
+        ),
+        (
+            "account cycle bob --t1 clr",
+            CommandBody::SetSettlementCycle {
+                account_no: no("bob"),
+                t1_clearing_no: Some(no("clr")),
+            },
+        ),
+        (
+            "account cycle bob",
+            CommandBody::SetSettlementCycle { account_no: no("bob"), t1_clearing_no: None },
+        ),
+        ("cutover --business-date 2026-11-26", CommandBody::Cutover { business_date: 20_261_126 }),
+        (
+            "fees set capture USD fees",
+            CommandBody::SetFee {
+                kind: engine::FeeKind::Capture,
+                currency: usd(),
+                fee_account_no: no("fees"),
+                fixed: amount(0, 0),
+                rate_bps: 0,
+            },
+        ),
     ];
     for (args, body) in cases {
         assert_eq!(plan(&format!("{args} --tx-id 9")), Ok((submission(9, body), false)), "{args}");
@@ -1035,4 +1069,83 @@ fn short_admin_commands_reach_the_ledger() {
     ledger.ok("account open bob --user 2 --currency USD --tx-id 1");
     assert!(ledger.ok("account status bob debit-frozen --tx-id 2").contains("result: ok\n"));
     assert!(ledger.ok("account limits bob --tx-id 3").contains("result: ok\n"));
+}
+
+#[test]
+fn reconcile_lists_missing_extra_and_differing_lines_with_totals() {
+    use crate::cli::reconcile::{compare, read_csv, render, Mismatch};
+    let amount = |mantissa, scale| Amount { mantissa, scale };
+    let ledger = read_csv(
+        "tx_id,direction,amount,currency\n\
+         00000000000000000000000000000001,DEPOSIT,10,USD\n\
+         00000000000000000000000000000002,DEPOSIT,2.5,USD\n\
+         00000000000000000000000000000003,WITHDRAW,1,USD\n",
+        "ledger",
+    )
+    .expect("ledger parses");
+    // The bank's statement: amount column first, one line missing, one wrong, one unknown.
+    let statement = read_csv(
+        "amount,tx_id\n10.00,0x1\n2.40,00000000000000000000000000000002\n7,9\n",
+        "statement",
+    )
+    .expect("statement parses");
+    let result = compare(&ledger, &statement).expect("compares");
+    assert_eq!(
+        result.mismatches,
+        vec![
+            Mismatch::AmountDiffers {
+                tx_id: TxId(2),
+                ledger: amount(25, 1),
+                statement: amount(24, 1)
+            },
+            Mismatch::Missing { tx_id: TxId(3), ledger: amount(1, 0) },
+            Mismatch::Extra { tx_id: TxId(9), statement: amount(7, 0) },
+        ]
+    );
+    let text = render(&result);
+    assert!(
+        text.contains(
+            "ledger: 3 lines, total 13.5\nstatement: 3 lines, total 19.4\nmismatches: 3\n"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("missing 00000000000000000000000000000003: ledger 1, not on the statement")
+    );
+    // Equal files reconcile; bad input is an error, not a mismatch.
+    assert!(compare(&ledger, &ledger).expect("compares").mismatches.is_empty());
+    assert!(read_csv("tx_id,value\n1,2\n", "bad").is_err());
+    assert!(read_csv("tx_id,amount\n1,2\n1,3\n", "twice").is_err());
+    assert!(read_csv("tx_id,amount\n1,2.x\n", "amount").is_err());
+}
+
+#[test]
+fn reconcile_exits_one_on_mismatches_and_two_on_bad_files() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let settlement = dir.path().join("settlement");
+    std::fs::create_dir_all(&settlement).expect("mkdir");
+    let file = "tx_id,direction,amount,currency\n00000000000000000000000000000001,DEPOSIT,10,USD\n";
+    std::fs::write(settlement.join("bank-20261125.csv"), "tx_id,amount\n").expect("write");
+    std::fs::write(settlement.join("bank-20261126.csv"), file).expect("write");
+    let same = dir.path().join("same.csv");
+    std::fs::write(&same, "tx_id,amount\n1,10\n").expect("write");
+    let other = dir.path().join("other.csv");
+    std::fs::write(&other, "tx_id,amount\n1,10.01\n").expect("write");
+    let env = RunEnv { now_ns: 0, fresh_tx_id: Ok(TxId(1)) };
+    let data_dir = dir.path().to_string_lossy().to_string();
+    let run = |args: &[&str]| {
+        let mut all = vec!["ledger", "reconcile", "--channel", "bank", "--data-dir", &data_dir];
+        all.extend_from_slice(args);
+        crate::cli::run(all, &env)
+    };
+    let ok = run(&[same.to_str().expect("utf-8")]);
+    assert_eq!(ok.exit, crate::cli::report::Exit::Ok, "{}", ok.stderr);
+    assert!(ok.stdout.contains("bank-20261126.csv"), "the newest file: {}", ok.stdout);
+    let differs = run(&[other.to_str().expect("utf-8")]);
+    assert_eq!(differs.exit, crate::cli::report::Exit::Rejected);
+    assert!(differs.stdout.contains("amount_differs"));
+    let older = run(&["--business-date", "2026-11-25", same.to_str().expect("utf-8")]);
+    assert_eq!(older.exit, crate::cli::report::Exit::Rejected, "extra against an empty day");
+    let missing = run(&["/nonexistent.csv"]);
+    assert_eq!(missing.exit, crate::cli::report::Exit::Usage);
 }

@@ -11,7 +11,6 @@ use engine::ResultCode;
 use journal::runtime::Handle;
 
 /// Gateway-side counters (lock-free; one relaxed add per outcome).
-#[derive(Default)]
 pub struct Metrics {
     /// Outcomes by `ResultCode`, indexed by its number.
     results: [AtomicU64; ResultCode::ALL.len()],
@@ -27,6 +26,21 @@ pub struct Metrics {
     pub frames_in: AtomicU64,
     /// ERROR replies sent, by any cause.
     pub errors_out: AtomicU64,
+}
+
+// Written out because `Default` for arrays stops at 32 elements, and there are more codes.
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics {
+            results: std::array::from_fn(|_| AtomicU64::new(0)),
+            duplicates: AtomicU64::new(0),
+            connections_open: AtomicU64::new(0),
+            connections_total: AtomicU64::new(0),
+            connections_refused: AtomicU64::new(0),
+            frames_in: AtomicU64::new(0),
+            errors_out: AtomicU64::new(0),
+        }
+    }
 }
 
 impl Metrics {

@@ -234,7 +234,7 @@ fn largest_batches_fit_in_a_frame() {
         user_id: u64::MAX,
         currency: CurrencyCode::new("ABCDEFGH").expect("code"),
         kind: AccountKind::Risk,
-        limits: AccountLimits { tx_amount_max: big, daily_debit_max: big },
+        limits: AccountLimits { tx_amount_max: big, daily_debit_max: big, exposure_max: big },
     };
     let commands = vec![(TxId(u128::MAX), body); BATCH_LEN_MAX as usize];
     let mut out = Vec::new();
@@ -591,9 +591,10 @@ fn amount_strategy() -> impl Strategy<Value = Amount> {
 }
 
 fn limits_strategy() -> impl Strategy<Value = AccountLimits> {
-    (proptest::option::of(amount_strategy()), proptest::option::of(amount_strategy())).prop_map(
-        |(tx_amount_max, daily_debit_max)| AccountLimits { tx_amount_max, daily_debit_max },
-    )
+    let limit = || proptest::option::of(amount_strategy());
+    (limit(), limit(), limit()).prop_map(|(tx_amount_max, daily_debit_max, exposure_max)| {
+        AccountLimits { tx_amount_max, daily_debit_max, exposure_max }
+    })
 }
 
 fn tx_id_strategy() -> impl Strategy<Value = TxId> {
