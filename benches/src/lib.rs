@@ -1,6 +1,15 @@
 //! Shared workload generation for the ledger's benchmarks and measurement tools.
+//!
+//! - the items at the root: an in-process engine workload (`setup_accounts`, `fill_transfers`)
+//!   for `engine_apply`, `engine-measure` and `journal-gen`;
+//! - [`workload`]: the accounts and per-connection command generators of `ledger-bench`;
+//! - [`report`]: CPU accounting (this process, its threads, a server's threads) and the `.hgrm`
+//!   latency distribution format.
 
 #![warn(missing_docs)]
+
+pub mod report;
+pub mod workload;
 
 use engine::{
     AccountKind, AccountLimits, AccountNo, Amount, Command, CommandBody, CurrencyCode, Effects,
