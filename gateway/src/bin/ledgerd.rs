@@ -51,6 +51,9 @@ struct Args {
     /// through the bank at ADDR (`ledger-bank`); repeatable.
     #[arg(long = "channel", value_name = "NAME=ADDR", value_parser = channel)]
     channels: Vec<(engine::AccountNo, SocketAddr)>,
+    /// Run the snapshot follower: a snapshot every N records, or `off` (default: off).
+    #[arg(long)]
+    snapshot_every: Option<String>,
 }
 
 /// `NAME=ADDR` of `--channel`.
@@ -113,6 +116,13 @@ fn pin_core(value: &str) -> Result<Option<usize>> {
     Ok(Some(value.parse().with_context(|| format!("pin_core {value:?}"))?))
 }
 
+fn snapshot_every(value: &str) -> Result<Option<u64>> {
+    if value == "off" {
+        return Ok(None);
+    }
+    Ok(Some(value.parse().with_context(|| format!("snapshot interval {value:?}"))?))
+}
+
 fn settings(args: Args) -> Result<Settings> {
     let mut settings = Settings {
         data_dir: PathBuf::from("./data"),
@@ -122,7 +132,11 @@ fn settings(args: Args) -> Result<Settings> {
         credentials: PathBuf::new(),
         batch_delay_us: 0,
         pin_core: Some(1),
-        snapshot_every_records: Some(4_000_000),
+        // Off by default: the follower re-applies every command on a second engine, which on a
+        // 2-core machine costs the writer about a third of its throughput (BENCHMARKS.md).
+        // Snapshots come on demand from `ledger-replay snapshot DATA_DIR`, or from the
+        // follower with `--snapshot-every N`.
+        snapshot_every_records: None,
         tx_retained: None,
         channels: args.channels.clone(),
     };
@@ -147,10 +161,7 @@ fn settings(args: Args) -> Result<Settings> {
                 }
                 "pin_core" => settings.pin_core = pin_core(&value)?,
                 "snapshot_every_records" => {
-                    settings.snapshot_every_records = match value.as_str() {
-                        "off" => None,
-                        _ => Some(value.parse().with_context(context)?),
-                    }
+                    settings.snapshot_every_records = snapshot_every(&value)?;
                 }
                 "tx_retained" => settings.tx_retained = Some(value.parse().with_context(context)?),
                 _ => bail!("{}: unknown key {key:?}", path.display()),
@@ -180,6 +191,9 @@ fn settings(args: Args) -> Result<Settings> {
     }
     if let Some(value) = &args.pin_core {
         settings.pin_core = pin_core(value)?;
+    }
+    if let Some(value) = &args.snapshot_every {
+        settings.snapshot_every_records = snapshot_every(value)?;
     }
     settings.credentials = credentials.unwrap_or_else(|| settings.data_dir.join("credentials"));
     Ok(settings)
