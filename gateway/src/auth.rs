@@ -88,7 +88,10 @@ impl Role {
     /// frame is refused — and `UnexpectedOperation` for HELLO again or for a reply operation).
     pub fn authorize(self, message: &Message) -> Result<(), ErrorCode> {
         match message {
-            Message::Ping { .. } | Message::QueryAccount(_) | Message::QueryTx(_) => Ok(()),
+            Message::Ping { .. }
+            | Message::QueryAccount(_)
+            | Message::QueryTx(_)
+            | Message::QueryExposure(_) => Ok(()),
             Message::Submit(commands) => {
                 if commands.iter().all(|(_, body)| self.allows_command(body.kind())) {
                     Ok(())
@@ -102,6 +105,7 @@ impl Role {
             | Message::SubmitReply(_)
             | Message::Account(_)
             | Message::Tx(_)
+            | Message::Exposure(_)
             | Message::Error(_) => Err(ErrorCode::UnexpectedOperation),
         }
     }

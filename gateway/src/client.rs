@@ -44,8 +44,8 @@ use crate::limits::{
     TIMEOUT_MS_MAX, WRITE_STALL_MS,
 };
 use crate::wire::{
-    encode_frame, encode_submit, EncodeError, ErrorCode, ErrorReply, Frame, FrameBuffer, Hello,
-    Message, Op, RequestId, WireOutcome,
+    encode_frame, encode_submit, EncodeError, ErrorCode, ErrorReply, ExposureReply, Frame,
+    FrameBuffer, Hello, Message, Op, RequestId, WireOutcome,
 };
 
 /// How a [`Client`] connects and waits.
@@ -89,6 +89,8 @@ pub enum Reply {
     Account(Option<AccountView>),
     /// The transaction, or `None` if the ledger does not remember it.
     Tx(Option<TxView>),
+    /// The account's exposure, or `None` if there is no such account.
+    Exposure(Option<ExposureReply>),
     /// The answer to a PING.
     Pong,
 }
@@ -340,7 +342,24 @@ impl Client {
         let request_id = self.send_submit(&commands)?;
         match self.wait_for(request_id)? {
             Reply::Submitted(outcomes) => Ok(outcomes),
-            Reply::Account(_) | Reply::Tx(_) | Reply::Pong => Err(mismatch(request_id)),
+            Reply::Account(_) | Reply::Tx(_) | Reply::Exposure(_) | Reply::Pong => {
+                Err(mismatch(request_id))
+            }
+        }
+    }
+
+    /// The exposure of `account_no` (unsettled deposits, how much of them is spent, the
+    /// limit), or `None` if there is no such account.
+    pub fn exposure(
+        &mut self,
+        account_no: &AccountNo,
+    ) -> Result<Option<ExposureReply>, ClientError> {
+        let request_id = self.send_query_exposure(account_no)?;
+        match self.wait_for(request_id)? {
+            Reply::Exposure(exposure) => Ok(exposure),
+            Reply::Submitted(_) | Reply::Account(_) | Reply::Tx(_) | Reply::Pong => {
+                Err(mismatch(request_id))
+            }
         }
     }
 
@@ -349,7 +368,9 @@ impl Client {
         let request_id = self.send_query_account(account_no)?;
         match self.wait_for(request_id)? {
             Reply::Account(account) => Ok(account),
-            Reply::Submitted(_) | Reply::Tx(_) | Reply::Pong => Err(mismatch(request_id)),
+            Reply::Submitted(_) | Reply::Tx(_) | Reply::Exposure(_) | Reply::Pong => {
+                Err(mismatch(request_id))
+            }
         }
     }
 
@@ -358,7 +379,9 @@ impl Client {
         let request_id = self.send_query_tx(tx_id)?;
         match self.wait_for(request_id)? {
             Reply::Tx(tx) => Ok(tx),
-            Reply::Submitted(_) | Reply::Account(_) | Reply::Pong => Err(mismatch(request_id)),
+            Reply::Submitted(_) | Reply::Account(_) | Reply::Exposure(_) | Reply::Pong => {
+                Err(mismatch(request_id))
+            }
         }
     }
 
@@ -368,7 +391,9 @@ impl Client {
         let request_id = self.send_ping()?;
         match self.wait_for(request_id)? {
             Reply::Pong => Ok(sent.elapsed()),
-            Reply::Submitted(_) | Reply::Account(_) | Reply::Tx(_) => Err(mismatch(request_id)),
+            Reply::Submitted(_) | Reply::Account(_) | Reply::Tx(_) | Reply::Exposure(_) => {
+                Err(mismatch(request_id))
+            }
         }
     }
 
@@ -392,6 +417,14 @@ impl Client {
     /// Sends a QUERY_ACCOUNT without waiting.
     pub fn send_query_account(&mut self, account_no: &AccountNo) -> Result<RequestId, ClientError> {
         self.send_message(Message::QueryAccount(*account_no), Vec::new())
+    }
+
+    /// Sends a QUERY_EXPOSURE without waiting.
+    pub fn send_query_exposure(
+        &mut self,
+        account_no: &AccountNo,
+    ) -> Result<RequestId, ClientError> {
+        self.send_message(Message::QueryExposure(*account_no), Vec::new())
     }
 
     /// Sends a QUERY_TX without waiting.
@@ -567,6 +600,7 @@ impl Client {
                 Reply::Submitted(outcomes)
             }
             (Op::QueryAccount, Message::Account(account)) => Reply::Account(account),
+            (Op::QueryExposure, Message::Exposure(exposure)) => Reply::Exposure(exposure),
             (Op::QueryTx, Message::Tx(tx))
                 if tx.as_ref().is_none_or(|tx| request.tx_ids == [tx.tx_id]) =>
             {
@@ -723,11 +757,13 @@ fn lost(request_id: RequestId, request: InFlight, reason: &str) -> ClientError {
         | Op::Ping
         | Op::QueryAccount
         | Op::QueryTx
+        | Op::QueryExposure
         | Op::HelloOk
         | Op::Pong
         | Op::SubmitReply
         | Op::Account
         | Op::Tx
+        | Op::Exposure
         | Op::Error => ClientError::NoAnswer { request_id, reason: reason.into() },
     }
 }

@@ -26,8 +26,8 @@ pub mod fuzz;
 pub use buffer::{FrameBuffer, FrameError};
 pub use decode::{decode_body, decode_frame};
 pub use encode::{
-    encode_account_reply, encode_error, encode_frame, encode_submit, encode_submit_reply,
-    encode_tx_reply,
+    encode_account_reply, encode_error, encode_exposure_reply, encode_frame, encode_submit,
+    encode_submit_reply, encode_tx_reply,
 };
 
 /// The id a client gives a request; its reply carries the same id. `0` is reserved for ERROR
@@ -61,6 +61,8 @@ pub enum Op {
     QueryAccount = 0x04,
     /// One transaction's lifecycle.
     QueryTx = 0x05,
+    /// One account's unsettled deposits and exposure.
+    QueryExposure = 0x06,
     /// Authenticated: the role and the server's limits.
     HelloOk = 0x81,
     /// Answer to PING.
@@ -71,23 +73,27 @@ pub enum Op {
     Account = 0x84,
     /// Answer to QUERY_TX.
     Tx = 0x85,
+    /// Answer to QUERY_EXPOSURE.
+    Exposure = 0x86,
     /// A refused request, or a connection-level error (request id 0).
     Error = 0xFF,
 }
 
 impl Op {
     /// Every op.
-    pub const ALL: [Op; 11] = [
+    pub const ALL: [Op; 13] = [
         Op::Hello,
         Op::Ping,
         Op::Submit,
         Op::QueryAccount,
         Op::QueryTx,
+        Op::QueryExposure,
         Op::HelloOk,
         Op::Pong,
         Op::SubmitReply,
         Op::Account,
         Op::Tx,
+        Op::Exposure,
         Op::Error,
     ];
 
@@ -104,11 +110,13 @@ impl Op {
             Op::Submit => "SUBMIT",
             Op::QueryAccount => "QUERY_ACCOUNT",
             Op::QueryTx => "QUERY_TX",
+            Op::QueryExposure => "QUERY_EXPOSURE",
             Op::HelloOk => "HELLO_OK",
             Op::Pong => "PONG",
             Op::SubmitReply => "SUBMIT_REPLY",
             Op::Account => "ACCOUNT",
             Op::Tx => "TX",
+            Op::Exposure => "EXPOSURE",
             Op::Error => "ERROR",
         }
     }
@@ -430,6 +438,10 @@ pub enum Message {
     QueryTx(TxId),
     /// [`Op::Tx`]: `None` when the ledger does not remember the transaction.
     Tx(Option<TxView>),
+    /// [`Op::QueryExposure`].
+    QueryExposure(engine::AccountNo),
+    /// [`Op::Exposure`]: `None` when there is no such account.
+    Exposure(Option<ExposureReply>),
     /// [`Op::Error`].
     Error(ErrorReply),
 }
@@ -448,9 +460,29 @@ impl Message {
             Message::Account(_) => Op::Account,
             Message::QueryTx(_) => Op::QueryTx,
             Message::Tx(_) => Op::Tx,
+            Message::QueryExposure(_) => Op::QueryExposure,
+            Message::Exposure(_) => Op::Exposure,
             Message::Error(_) => Op::Error,
         }
     }
+}
+
+/// EXPOSURE: an account's deposits made available but not yet settled by their channel, and
+/// how much of them it has already spent (amounts in minor units of `currency`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExposureReply {
+    /// The account.
+    pub account_no: engine::AccountNo,
+    /// Its currency.
+    pub currency: engine::CurrencyCode,
+    /// The currency's decimals.
+    pub scale: u8,
+    /// Deposits credited but not yet settled.
+    pub unsettled_minor: i128,
+    /// What of them is already spent: `max(0, unsettled - available)`.
+    pub exposure_minor: i128,
+    /// The exposure limit, if any.
+    pub exposure_max_minor: Option<i128>,
 }
 
 /// A decoded frame.

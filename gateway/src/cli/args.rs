@@ -139,6 +139,9 @@ pub enum Cmd {
     Reconcile(ReconcileArgs),
     /// Show an account: balances, currency, kind, status and limits.
     Balance(BalanceArgs),
+    /// Show an account's exposure: deposits made available but not yet settled by their
+    /// channel (`unsettled`), how much of them is already spent (`exposure`), and the limit.
+    Exposure(BalanceArgs),
     /// Show a transaction: kind, result, lifecycle state and history, amount, accounts.
     Tx(TxArgs),
 }
@@ -198,6 +201,10 @@ pub struct CutoverArgs {
     /// The business date to close, YYYY-MM-DD.
     #[arg(long = "business-date", value_name = "YYYY-MM-DD", value_parser = parse_business_date)]
     pub business_date: u32,
+    /// The server's data directory, where `ledgerd` writes one settlement file per channel
+    /// (DATA_DIR/settlement/CHANNEL-YYYYMMDD.csv); the files found there are printed.
+    #[arg(long = "data-dir", value_name = "DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub tx: TxIdArg,
@@ -561,6 +568,8 @@ pub enum Plan {
     Submit(Submission),
     /// Read an account.
     Balance(AccountNo),
+    /// Read an account's exposure.
+    Exposure(AccountNo),
     /// Read a transaction.
     Tx(TxId),
 }
@@ -620,6 +629,7 @@ impl Cli {
 fn planned(command: &Cmd, now_ns: u64) -> Result<Planned, (ErrorKind, String)> {
     let (tx, body) = match command {
         Cmd::Balance(args) => return Ok(Planned::Query(Plan::Balance(args.account_no))),
+        Cmd::Exposure(args) => return Ok(Planned::Query(Plan::Exposure(args.account_no))),
         Cmd::Tx(args) => return Ok(Planned::Query(Plan::Tx(args.tx_id))),
         Cmd::Account(command) => account_command(command),
         Cmd::Currency(CurrencyCmd::Define(args)) => {

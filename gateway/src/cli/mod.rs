@@ -75,7 +75,7 @@ fn clap_error(error: &clap::Error, json: bool) -> Rendered {
 pub fn execute(cli: &Cli, plan: &Plan) -> Report {
     let submission = match plan {
         Plan::Submit(submission) => Some(*submission),
-        Plan::Balance(_) | Plan::Tx(_) => None,
+        Plan::Balance(_) | Plan::Exposure(_) | Plan::Tx(_) => None,
     };
     let credentials = match ClientCredentials::from_env_or_default(cli.credentials.as_deref()) {
         Ok(credentials) => credentials,
@@ -96,10 +96,48 @@ pub fn execute(cli: &Cli, plan: &Plan) -> Report {
     let report = match plan {
         Plan::Submit(submission) => submit(&mut client, *submission),
         Plan::Balance(account_no) => balance(&mut client, account_no),
+        Plan::Exposure(account_no) => exposure(&mut client, account_no),
         Plan::Tx(tx_id) => tx(&mut client, *tx_id),
     };
     client.close();
+    let mut report = report;
+    if let (Report::Submitted(submitted), args::Cmd::Cutover(args)) = (&mut report, &cli.command) {
+        if submitted.outcome.is_ok() {
+            submitted.settlement_files =
+                settlement_files(&args.data_dir, args.business_date, cli.timeout_ms);
+        }
+    }
     report
+}
+
+/// The settlement files `ledgerd` wrote for `business_date` under `data_dir` (it writes them
+/// as its channel processors apply the cutover: wait up to `timeout_ms` for the first).
+fn settlement_files(
+    data_dir: &std::path::Path,
+    business_date: u32,
+    timeout_ms: u32,
+) -> Vec<String> {
+    let dir = data_dir.join(crate::settlement::SETTLEMENT_DIR_NAME);
+    let suffix = format!("-{business_date}.csv");
+    let deadline =
+        std::time::Instant::now() + std::time::Duration::from_millis(timeout_ms.min(5_000) as u64);
+    loop {
+        let mut found: Vec<String> = std::fs::read_dir(&dir)
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .map(|entry| entry.path())
+                    .filter(|path| path.to_str().is_some_and(|name| name.ends_with(&suffix)))
+                    .map(|path| path.display().to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !found.is_empty() || std::time::Instant::now() >= deadline {
+            found.sort();
+            return found;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
 
 fn submit(client: &mut Client, submission: Submission) -> Report {
@@ -131,7 +169,14 @@ fn submit(client: &mut Client, submission: Submission) -> Report {
         }
     }
     let warning = (!warnings.is_empty()).then(|| warnings.join("; "));
-    Report::Submitted(Box::new(Submitted { submission, outcome, balances, target_state, warning }))
+    Report::Submitted(Box::new(Submitted {
+        submission,
+        outcome,
+        balances,
+        target_state,
+        warning,
+        settlement_files: Vec::new(),
+    }))
 }
 
 /// The accounts a submitted command touched, as far as they can be looked up: the ones it
@@ -166,6 +211,17 @@ fn touched_accounts(
 fn balance(client: &mut Client, account_no: &AccountNo) -> Report {
     match client.account(account_no) {
         Ok(Some(account)) => Report::Account(account),
+        Ok(None) => Report::NotFound {
+            result: ResultCode::AccountNotFound,
+            message: format!("{}: {account_no}", ResultCode::AccountNotFound.describe()),
+        },
+        Err(error) => client_error(error, None),
+    }
+}
+
+fn exposure(client: &mut Client, account_no: &AccountNo) -> Report {
+    match client.exposure(account_no) {
+        Ok(Some(exposure)) => Report::Exposure(exposure),
         Ok(None) => Report::NotFound {
             result: ResultCode::AccountNotFound,
             message: format!("{}: {account_no}", ResultCode::AccountNotFound.describe()),

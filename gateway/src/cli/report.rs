@@ -94,6 +94,8 @@ pub struct Submitted {
     pub target_state: Option<TxState>,
     /// What could not be looked up after the command (balances left out, target state).
     pub warning: Option<String>,
+    /// For a cutover: the settlement files `ledgerd` wrote for that business date.
+    pub settlement_files: Vec<String>,
 }
 
 /// A transaction and the currency its amounts are in (if it could be found).
@@ -123,6 +125,8 @@ pub enum Report {
     Account(AccountView),
     /// `ledger tx` (exit 0).
     Tx(TxReport),
+    /// `ledger exposure` (exit 0).
+    Exposure(crate::wire::ExposureReply),
     /// `ledger balance` or `ledger tx` of something the ledger does not know (exit 1).
     NotFound {
         /// `account_not_found` or `tx_not_found`.
@@ -155,7 +159,7 @@ impl Report {
             Report::Submitted(submitted) if submitted.outcome.is_ok() => Exit::Ok,
             Report::Submitted(_) | Report::NotFound { .. } => Exit::Rejected,
             Report::OutcomeUnknown { .. } => Exit::OutcomeUnknown,
-            Report::Account(_) | Report::Tx(_) => Exit::Ok,
+            Report::Account(_) | Report::Tx(_) | Report::Exposure(_) => Exit::Ok,
             Report::Error { kind, .. } => kind.exit(),
         }
     }
@@ -197,6 +201,7 @@ pub fn render_json(report: &Report) -> String {
             .str("message", &outcome_unknown_message(submission, reason))
             .finish(),
         Report::Account(account) => account_json(account).finish(),
+        Report::Exposure(exposure) => exposure_json(exposure).finish(),
         Report::Tx(tx) => tx_json(tx).finish(),
         Report::NotFound { result, message } => JsonObject::new()
             .bool("ok", false)
@@ -220,7 +225,7 @@ pub fn render_json(report: &Report) -> String {
 }
 
 fn submitted_json(submitted: &Submitted) -> JsonObject {
-    let Submitted { submission, outcome, balances, target_state, warning } = submitted;
+    let Submitted { submission, outcome, balances, target_state, warning, .. } = submitted;
     let mut object = JsonObject::new()
         .bool("ok", outcome.is_ok())
         .str("command", submission.body.kind().name())
@@ -241,6 +246,10 @@ fn submitted_json(submitted: &Submitted) -> JsonObject {
             .opt_str("target_state", target_state.map(|state| state.name()));
     }
     object = object.objects("balances", balances.iter().map(balance_json));
+    if let CommandBody::Cutover { .. } = submission.body {
+        let files = submitted.settlement_files.iter().map(String::as_str);
+        object = object.strs("settlement_files", files);
+    }
     if let Some(warning) = warning {
         object = object.str("warning", warning);
     }
@@ -274,6 +283,26 @@ fn account_json(account: &AccountView) -> JsonObject {
         .str("ledger", &money(account.ledger_minor))
         .opt_str("tx_amount_max", account.tx_amount_max_minor.map(money).as_deref())
         .opt_str("daily_debit_max", account.daily_debit_max_minor.map(money).as_deref())
+}
+
+fn exposure_json(exposure: &crate::wire::ExposureReply) -> JsonObject {
+    let money = |minor| format_minor(minor, exposure.scale);
+    JsonObject::new()
+        .bool("ok", true)
+        .str("account_no", exposure.account_no.as_str())
+        .str("currency", exposure.currency.as_str())
+        .str("unsettled", &money(exposure.unsettled_minor))
+        .str("exposure", &money(exposure.exposure_minor))
+        .opt_str("limit", exposure.exposure_max_minor.map(money).as_deref())
+}
+
+fn exposure_text(exposure: &crate::wire::ExposureReply, out: &mut String) {
+    let money = |minor| format!("{} {}", format_minor(minor, exposure.scale), exposure.currency);
+    out.push_str(&format!("account_no: {}\n", exposure.account_no));
+    out.push_str(&format!("unsettled: {}\n", money(exposure.unsettled_minor)));
+    out.push_str(&format!("exposure: {}\n", money(exposure.exposure_minor)));
+    let limit = exposure.exposure_max_minor.map_or("none".to_string(), money);
+    out.push_str(&format!("limit: {limit}\n"));
 }
 
 fn tx_json(tx: &TxReport) -> JsonObject {
@@ -315,6 +344,7 @@ pub fn render_text(report: &Report) -> (String, String) {
             err.push_str(&format!("{}\n", outcome_unknown_message(submission, reason)));
         }
         Report::Account(account) => account_text(account, &mut out),
+        Report::Exposure(exposure) => exposure_text(exposure, &mut out),
         Report::Tx(tx) => tx_text(tx, &mut out, &mut err),
         Report::NotFound { message, .. } => err.push_str(&format!("{message}\n")),
         Report::Error { kind, message, submission, .. } => {
@@ -326,7 +356,10 @@ pub fn render_text(report: &Report) -> (String, String) {
 }
 
 fn submitted_text(submitted: &Submitted, out: &mut String, err: &mut String) {
-    let Submitted { submission, outcome, balances, target_state, warning } = submitted;
+    let Submitted { submission, outcome, balances, target_state, warning, .. } = submitted;
+    for file in &submitted.settlement_files {
+        out.push_str(&format!("settlement file: {file}\n"));
+    }
     out.push_str(&format!("tx_id: {}\n", format_tx_id(submission.tx_id)));
     if !outcome.is_ok() {
         err.push_str(&format!("rejected: {}\n", rejection_message(submitted)));

@@ -431,6 +431,7 @@ fn submitted(result: ResultCode, duplicate: bool) -> Report {
     let (balances, warning) = resolve_balances(outcome.balances(), &accounts);
     let submission = transfer_submission();
     Report::Submitted(Box::new(Submitted {
+        settlement_files: Vec::new(),
         submission,
         outcome,
         balances,
@@ -647,6 +648,7 @@ fn balances_of_accounts_the_command_did_not_name_still_get_their_currency() {
     assert_eq!(error.as_deref(), Some("balances of accounts #0 #1 #9 left out: unknown currency"));
     let text = render(
         &Report::Submitted(Box::new(Submitted {
+            settlement_files: Vec::new(),
             submission: transfer_submission(),
             outcome: outcome(ResultCode::Ok, false, &balances),
             balances: resolve_balances(&balances, &accounts).0,

@@ -20,8 +20,8 @@ use std::sync::{Mutex, PoisonError};
 use crate::auth::{admit, Credentials, Role};
 use crate::limits::BATCH_LEN_MAX;
 use crate::wire::{
-    encode_account_reply, encode_error, encode_frame, encode_submit_reply, encode_tx_reply,
-    ErrorCode, FrameBuffer, HelloOk, Message, RequestId,
+    encode_account_reply, encode_error, encode_exposure_reply, encode_frame, encode_submit_reply,
+    encode_tx_reply, ErrorCode, ExposureReply, FrameBuffer, HelloOk, Message, RequestId,
 };
 
 use super::metrics::Metrics;
@@ -237,6 +237,13 @@ fn read_loop(mut stream: &TcpStream, producer: Producer, direct: &Shared, contex
                     }
                 }
             }
+            Message::QueryExposure(account_no) => {
+                if let Err(error) = producer.query(request_id.0, Query::Exposure(account_no)) {
+                    if answer_refusal(direct, request_id, &error, metrics) {
+                        return;
+                    }
+                }
+            }
             Message::QueryTx(tx_id) => {
                 if let Err(error) = producer.query(request_id.0, Query::Tx(tx_id)) {
                     if answer_refusal(direct, request_id, &error, metrics) {
@@ -249,6 +256,7 @@ fn read_loop(mut stream: &TcpStream, producer: Producer, direct: &Shared, contex
             | Message::SubmitReply(_)
             | Message::Account(_)
             | Message::Tx(_)
+            | Message::Exposure(_)
             | Message::Error(_) => {
                 let frame = error_frame(
                     request_id,
@@ -325,6 +333,17 @@ fn write_reply(reply: &Reply, frame: &mut Vec<u8>, metrics: &Metrics) {
             encode_account_reply(request_id, account.as_ref(), frame)
         }
         Ok(Answer::Query(QueryAnswer::Tx(tx))) => encode_tx_reply(request_id, tx.as_ref(), frame),
+        Ok(Answer::Query(QueryAnswer::Exposure(found))) => {
+            let reply = found.as_deref().map(|(account, exposure)| ExposureReply {
+                account_no: account.account_no,
+                currency: account.currency,
+                scale: account.scale,
+                unsettled_minor: exposure.unsettled_minor,
+                exposure_minor: exposure.exposure_minor,
+                exposure_max_minor: exposure.exposure_max_minor,
+            });
+            encode_exposure_reply(request_id, reply.as_ref(), frame)
+        }
         Ok(Answer::Query(QueryAnswer::StateHash(_) | QueryAnswer::Invariants(_))) => {
             frame.clear();
             encode_error(request_id, ErrorCode::UnexpectedOperation, "not a wire query", frame);

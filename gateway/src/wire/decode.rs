@@ -9,8 +9,8 @@ use engine::{
 };
 
 use super::{
-    check_amounts, DecodeError, ErrorCode, ErrorReply, Frame, FrameHeader, Hello, HelloOk, Message,
-    Op, RequestId, WireOutcome,
+    check_amounts, DecodeError, ErrorCode, ErrorReply, ExposureReply, Frame, FrameHeader, Hello,
+    HelloOk, Message, Op, RequestId, WireOutcome,
 };
 use crate::auth::{is_valid_client_id, is_valid_secret, Role, Secret};
 use crate::limits::{
@@ -126,6 +126,8 @@ pub fn decode_body(header: &FrameHeader, body: &[u8]) -> Result<Message, DecodeE
         Op::Account => Message::Account(account(&mut cursor)?),
         Op::QueryTx => Message::QueryTx(TxId(cursor.u128()?)),
         Op::Tx => Message::Tx(tx(&mut cursor)?),
+        Op::QueryExposure => Message::QueryExposure(account_no(&mut cursor, None)?),
+        Op::Exposure => Message::Exposure(exposure(&mut cursor)?),
         Op::Error => Message::Error(error(&mut cursor)?),
     };
     cursor.finish()?;
@@ -328,6 +330,30 @@ fn account(cursor: &mut Cursor<'_>) -> Result<Option<AccountView>, DecodeError> 
 }
 
 /// An `i128` that is present when `present`, and must be zero otherwise.
+fn exposure(cursor: &mut Cursor<'_>) -> Result<Option<ExposureReply>, DecodeError> {
+    if !found(cursor)? {
+        return Ok(None);
+    }
+    let currency = currency(cursor)?;
+    let scale = cursor.u8()?;
+    let unsettled_minor = cursor.i128()?;
+    let exposure_minor = cursor.i128()?;
+    let flags = cursor.u8()?;
+    if flags & !0b1 != 0 {
+        return Err(cursor.invalid("limit_flags", flags));
+    }
+    let exposure_max_minor = optional_i128(cursor, flags & 0b1 != 0, "exposure_max_minor")?;
+    let account_no = account_no(cursor, None)?;
+    Ok(Some(ExposureReply {
+        account_no,
+        currency,
+        scale,
+        unsettled_minor,
+        exposure_minor,
+        exposure_max_minor,
+    }))
+}
+
 fn optional_i128(
     cursor: &mut Cursor<'_>,
     present: bool,

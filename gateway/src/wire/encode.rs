@@ -5,7 +5,7 @@
 use engine::{AccountView, BalanceView, CommandBody, Outcome, ResultCode, TxId, TxState, TxView};
 
 use super::decode::TX_STATE_NONE;
-use super::{check_amounts, EncodeError, ErrorCode, Message, Op, RequestId};
+use super::{check_amounts, EncodeError, ErrorCode, ExposureReply, Message, Op, RequestId};
 use crate::auth::{is_valid_client_id, is_valid_secret};
 use crate::limits::{
     BATCH_LEN_MAX, BODY_LEN_BYTES_MAX, COMMAND_BODY_LEN_BYTES_MAX, ERROR_MESSAGE_LEN_BYTES_MAX,
@@ -32,6 +32,7 @@ pub fn encode_frame(
         }
         Message::Account(account) => encode_account_reply(request_id, account.as_ref(), out),
         Message::Tx(tx) => encode_tx_reply(request_id, tx.as_ref(), out),
+        Message::Exposure(exposure) => encode_exposure_reply(request_id, exposure.as_ref(), out),
         Message::Error(error) => {
             encode_error(request_id, error.code, &error.message, out);
             Ok(())
@@ -41,7 +42,8 @@ pub fn encode_frame(
         | Message::Ping { .. }
         | Message::Pong { .. }
         | Message::QueryAccount(_)
-        | Message::QueryTx(_) => {
+        | Message::QueryTx(_)
+        | Message::QueryExposure(_) => {
             framed(request_id, message.op(), out, |out| small_body(message, out))
         }
     }
@@ -80,12 +82,15 @@ fn small_body(message: &Message, out: &mut Vec<u8>) -> Result<(), EncodeError> {
         Message::Ping { payload } | Message::Pong { payload } => {
             out.extend_from_slice(&payload.to_le_bytes());
         }
-        Message::QueryAccount(account_no) => put_account_no(out, account_no),
+        Message::QueryAccount(account_no) | Message::QueryExposure(account_no) => {
+            put_account_no(out, account_no)
+        }
         Message::QueryTx(tx_id) => out.extend_from_slice(&tx_id.0.to_le_bytes()),
         Message::Submit(_)
         | Message::SubmitReply(_)
         | Message::Account(_)
         | Message::Tx(_)
+        | Message::Exposure(_)
         | Message::Error(_) => unreachable!("encoded by their own functions"),
     }
     Ok(())
@@ -196,6 +201,29 @@ pub fn encode_account_reply(
         out.extend_from_slice(&tx_max.unwrap_or(0).to_le_bytes());
         out.extend_from_slice(&daily_max.unwrap_or(0).to_le_bytes());
         put_account_no(out, &account.account_no);
+        Ok(())
+    })
+}
+
+/// Appends an EXPOSURE frame (`None`: not found).
+pub fn encode_exposure_reply(
+    request_id: RequestId,
+    exposure: Option<&ExposureReply>,
+    out: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
+    framed(request_id, Op::Exposure, out, |out| {
+        let Some(exposure) = exposure else {
+            out.push(0);
+            return Ok(());
+        };
+        out.push(1);
+        out.extend_from_slice(&exposure.currency.to_bytes());
+        out.push(exposure.scale);
+        out.extend_from_slice(&exposure.unsettled_minor.to_le_bytes());
+        out.extend_from_slice(&exposure.exposure_minor.to_le_bytes());
+        out.push(u8::from(exposure.exposure_max_minor.is_some()));
+        out.extend_from_slice(&exposure.exposure_max_minor.unwrap_or(0).to_le_bytes());
+        put_account_no(out, &exposure.account_no);
         Ok(())
     })
 }

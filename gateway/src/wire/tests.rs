@@ -385,7 +385,7 @@ fn body_errors_are_answered_with_their_code() {
     error_utf8[5] = 0xFF;
 
     let cases: Vec<(Vec<u8>, ErrorCode)> = vec![
-        (frame_with_body(0x06, 1, &[]), ErrorCode::UnknownOperation),
+        (frame_with_body(0x07, 1, &[]), ErrorCode::UnknownOperation),
         (frame_with_body(0x80, 1, &[]), ErrorCode::UnknownOperation),
         (submit_body(0, &[]), ErrorCode::MalformedBody),
         (submit_body(BATCH_LEN_MAX + 1, &[]), ErrorCode::BatchTooLarge),
@@ -454,11 +454,11 @@ fn frame_buffer_splits_a_stream_fed_byte_by_byte() {
 #[test]
 fn frame_buffer_skips_a_bad_body_and_stops_at_a_bad_header() {
     let mut buffer = FrameBuffer::new();
-    buffer.extend_from_slice(&frame_with_body(0x06, 41, &[1, 2, 3]));
+    buffer.extend_from_slice(&frame_with_body(0x07, 41, &[1, 2, 3]));
     buffer.extend_from_slice(&golden("ping"));
     let error = buffer.next_frame().expect_err("unknown op");
     assert_eq!(error.request_id, RequestId(41));
-    assert_eq!(error.error, DecodeError::UnknownOperation { op: 6 });
+    assert_eq!(error.error, DecodeError::UnknownOperation { op: 7 });
     assert!(matches!(buffer.next_frame(), Ok(Some(Frame { request_id: RequestId(6), .. }))));
 
     buffer.extend_from_slice(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
@@ -756,6 +756,27 @@ fn tx_view_strategy() -> impl Strategy<Value = TxView> {
         )
 }
 
+fn exposure_strategy() -> impl Strategy<Value = ExposureReply> {
+    (
+        account_no_strategy(),
+        currency_strategy(),
+        0..=8u8,
+        any::<i128>(),
+        any::<i128>(),
+        proptest::option::of(any::<i128>()),
+    )
+        .prop_map(|(account_no, currency, scale, unsettled_minor, exposure_minor, max)| {
+            ExposureReply {
+                account_no,
+                currency,
+                scale,
+                unsettled_minor,
+                exposure_minor,
+                exposure_max_minor: max,
+            }
+        })
+}
+
 fn message_strategy() -> impl Strategy<Value = Message> {
     let client_id = "[A-Za-z0-9._-]{1,64}";
     let secret_text = "[!-~]{16,128}";
@@ -779,6 +800,8 @@ fn message_strategy() -> impl Strategy<Value = Message> {
         proptest::option::of(account_view_strategy()).prop_map(Message::Account),
         tx_id_strategy().prop_map(Message::QueryTx),
         proptest::option::of(tx_view_strategy()).prop_map(Message::Tx),
+        account_no_strategy().prop_map(Message::QueryExposure),
+        proptest::option::of(exposure_strategy()).prop_map(Message::Exposure),
         (any::<u16>(), "\\PC{0,100}").prop_map(|(code, message)| Message::Error(ErrorReply {
             code: ErrorCode::from_u16(code),
             message

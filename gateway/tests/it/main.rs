@@ -554,3 +554,86 @@ fn a_stuck_client_blocks_nobody_and_costs_bounded_memory() {
         "server memory grew from {rss_before} to {rss_after} KiB"
     );
 }
+
+#[test]
+fn settlement_through_a_bank_channel_with_the_cli() {
+    // A bank that answers quickly and always accepts.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the bank");
+    let bank_addr = listener.local_addr().expect("bank address");
+    let config = bank::sim::BankConfig { latency_ms: 5, ..bank::sim::BankConfig::default() };
+    let _bank = bank::server::spawn(listener, config).expect("bank");
+    let channel = format!("bank={bank_addr}");
+    let server = Ledgerd::start_fresh(&["--channel", &channel]);
+    for (account, kind) in [("alice", "user"), ("bob", "user"), ("bank", "system")] {
+        let (code, out, err) = cli(
+            &server,
+            &["account", "open", account, "--user", "1", "--currency", "USD", "--kind", kind],
+        );
+        assert_eq!(code, 0, "{out}{err}");
+    }
+    let (code, out, err) = cli(&server, &["account", "limits", "alice", "--exposure-max", "50"]);
+    assert_eq!(code, 0, "{out}{err}");
+    // T+0: the deposit is usable at once, and its unsettled part is exposure once spent.
+    let (code, out, err) =
+        cli(&server, &["deposit", "alice", "100", "--channel", "bank", "--tx-id", "1"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = cli(&server, &["transfer", "alice", "bob", "120", "--tx-id", "2"]);
+    assert_ne!(code, 0, "spending beyond the exposure limit is refused: {out}{err}");
+    // The bank settles it: ledger catches up, nothing is unsettled any more.
+    wait_until_settled(&server, "1");
+    let (code, out, _) = cli(&server, &["exposure", "alice", "--json"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("\"unsettled\":\"0.00\""), "{out}");
+    assert!(out.contains("\"limit\":\"50.00\""), "{out}");
+    let (code, out, _) = cli(&server, &["balance", "alice", "--json"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("\"available\":\"100.00\"") && out.contains("\"ledger\":\"100.00\""),
+        "{out}"
+    );
+    // End of day: the cutover prints the settlement file ledgerd wrote for the channel.
+    let data_dir = server.data_dir().to_string_lossy().into_owned();
+    let (code, out, err) = cli(
+        &server,
+        &["cutover", "--business-date", "2026-11-26", "--data-dir", &data_dir, "--json"],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("bank-20261126.csv"), "{out}");
+    let file = server.data_dir().join("settlement").join("bank-20261126.csv");
+    let text = std::fs::read_to_string(&file).expect("settlement file");
+    assert!(text.lines().count() >= 2, "{text}");
+}
+
+/// Waits until the ledger reports the transaction `tx_id` settled.
+fn wait_until_settled(server: &Ledgerd, tx_id: &str) {
+    harness::wait_until(Duration::from_secs(20), || {
+        let (_, out, _) = cli(server, &["tx", tx_id, "--json"]);
+        out.contains("\"state\":\"settled\"")
+    });
+}
+
+#[test]
+fn exposure_of_an_unsettled_deposit_through_the_cli() {
+    let server = Ledgerd::start_fresh(&[]);
+    for (account, kind) in [("alice", "user"), ("bob", "user"), ("bank", "system")] {
+        let (code, out, err) = cli(
+            &server,
+            &["account", "open", account, "--user", "1", "--currency", "USD", "--kind", kind],
+        );
+        assert_eq!(code, 0, "{out}{err}");
+    }
+    let (code, _, _) = cli(&server, &["deposit", "alice", "100", "--tx-id", "1"]);
+    assert_eq!(code, 0);
+    let (code, _, _) = cli(&server, &["transfer", "alice", "bob", "70", "--tx-id", "2"]);
+    assert_eq!(code, 0);
+    let (code, out, _) = cli(&server, &["exposure", "alice", "--json"]);
+    assert_eq!(code, 0, "{out}");
+    for field in ["\"unsettled\":\"100.00\"", "\"exposure\":\"70.00\"", "\"limit\":null"] {
+        assert!(out.contains(field), "{field} in {out}");
+    }
+    let (code, out, _) = cli(&server, &["exposure", "alice"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("unsettled: 100.00 USD"), "{out}");
+    let (code, _, _) = cli(&server, &["exposure", "nobody"]);
+    assert_eq!(code, 1);
+}

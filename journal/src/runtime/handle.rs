@@ -11,7 +11,7 @@ use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, SendError, Sender, TrySendError};
-use engine::{AccountNo, AccountView, CommandBody, Outcome, TxId, TxView};
+use engine::{AccountNo, AccountView, CommandBody, ExposureView, Outcome, TxId, TxView};
 
 use crate::runtime::error::{RequestError, RuntimeError};
 use crate::runtime::options::IN_FLIGHT_CEILING;
@@ -35,6 +35,8 @@ pub enum Query {
     Account(AccountNo),
     /// What the ledger remembers of a transaction.
     Tx(TxId),
+    /// One account's unsettled deposits, exposure and exposure limit (with the account).
+    Exposure(AccountNo),
     /// The digest of the whole state. O(state): it stalls the writer; for tests and operators.
     StateHash,
     /// Every invariant over the whole state. O(state): it stalls the writer.
@@ -48,6 +50,8 @@ pub enum QueryAnswer {
     Account(Option<AccountView>),
     /// For [`Query::Tx`].
     Tx(Option<TxView>),
+    /// For [`Query::Exposure`]: the account and its exposure, `None` when there is no account.
+    Exposure(Option<Box<(AccountView, ExposureView)>>),
     /// For [`Query::StateHash`].
     StateHash(u128),
     /// For [`Query::CheckInvariants`].

@@ -651,6 +651,10 @@ fn answer(engine: &Engine, query: &Query) -> QueryAnswer {
     match query {
         Query::Account(account_no) => QueryAnswer::Account(engine.account(account_no)),
         Query::Tx(tx_id) => QueryAnswer::Tx(engine.tx(*tx_id)),
+        Query::Exposure(account_no) => {
+            let found = engine.account(account_no).zip(engine.exposure(account_no));
+            QueryAnswer::Exposure(found.map(Box::new))
+        }
         Query::StateHash => QueryAnswer::StateHash(engine.state_hash()),
         Query::CheckInvariants => QueryAnswer::Invariants(engine.check_invariants()),
     }
