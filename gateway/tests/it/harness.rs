@@ -2,7 +2,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{channel, Receiver};
 use std::sync::{Arc, Mutex};
@@ -224,9 +224,4 @@ fn wait_for_addresses(
         }
     }
     (addr.expect("address"), metrics.expect("metrics address"))
-}
-
-#[allow(dead_code)]
-pub fn exists(path: &Path) -> bool {
-    path.exists()
 }

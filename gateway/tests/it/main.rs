@@ -11,8 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use engine::{
-    AccountKind, AccountLimits, AccountNo, Amount, CommandBody, CurrencyCode, ResultCode, TxId,
-    TxState,
+    AccountKind, AccountLimits, Amount, CommandBody, CurrencyCode, ResultCode, TxId, TxState,
 };
 use gateway::client::{Client, ClientError};
 use gateway::wire::{encode_frame, ErrorCode, Hello, Message, RequestId};
@@ -430,7 +429,6 @@ fn a_first_start_creates_admin_credentials() {
     let currency =
         CommandBody::DefineCurrency { code: CurrencyCode::new("XAU").expect("code"), scale: 4 };
     assert_eq!(one(&mut admin, 1, currency).0, ResultCode::Ok);
-    let _ = AccountNo::new(b"x");
 }
 
 /// Runs the real `ledger` CLI against `server`; returns (exit code, stdout, stderr).
