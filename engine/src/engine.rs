@@ -205,46 +205,48 @@ impl Engine {
         out: &mut Balances,
         fx: &mut Effects,
     ) -> Result<Applied, ResultCode> {
-        match *body {
-            CommandBody::DefineCurrency { code, scale } => self.define_currency(code, scale),
+        // Matched by reference: copying the 33-byte keys out of the command costs more than
+        // the rest of a transfer's bookkeeping (unaligned stores read back at once).
+        match body {
+            CommandBody::DefineCurrency { code, scale } => self.define_currency(*code, *scale),
             CommandBody::OpenAccount { account_no, user_id, currency, kind, limits } => {
-                self.open_account(account_no, user_id, currency, kind, &limits, out)
+                self.open_account(*account_no, *user_id, *currency, *kind, limits, out)
             }
             CommandBody::SetAccountStatus { account_no, status } => {
-                self.set_account_status(&account_no, status, out)
+                self.set_account_status(account_no, *status, out)
             }
             CommandBody::SetAccountLimits { account_no, limits } => {
-                self.set_account_limits(&account_no, &limits, out)
+                self.set_account_limits(account_no, limits, out)
             }
             CommandBody::Deposit { account_no, channel_no, amount } => {
-                self.deposit(tx_id, &account_no, &channel_no, amount, out, fx)
+                self.deposit(tx_id, account_no, channel_no, *amount, out, fx)
             }
             CommandBody::Withdraw { account_no, channel_no, amount } => {
-                self.withdraw(tx_id, &account_no, &channel_no, amount, out, fx)
+                self.withdraw(tx_id, account_no, channel_no, *amount, out, fx)
             }
             CommandBody::Transfer { from, to, amount } => {
-                self.transfer(tx_id, &from, &to, amount, out, fx)
+                self.transfer(tx_id, from, to, *amount, out, fx)
             }
             CommandBody::Freeze { account_no, amount, expires_ns } => {
-                self.freeze(tx_id, &account_no, amount, expires_ns, out, fx)
+                self.freeze(tx_id, account_no, *amount, *expires_ns, out, fx)
             }
-            CommandBody::Unfreeze { hold } => self.unfreeze(hold, out, fx),
+            CommandBody::Unfreeze { hold } => self.unfreeze(*hold, out, fx),
             CommandBody::Capture { hold, to, amount } => {
-                self.capture(tx_id, hold, &to, amount, out, fx)
+                self.capture(tx_id, *hold, to, *amount, out, fx)
             }
-            CommandBody::SettleBegin { target } => self.settle_begin(target, out, fx),
-            CommandBody::SettleConfirm { target } => self.settle_confirm(target, out, fx),
-            CommandBody::SettleFail { target } => self.settle_fail(target, out, fx),
+            CommandBody::SettleBegin { target } => self.settle_begin(*target, out, fx),
+            CommandBody::SettleConfirm { target } => self.settle_confirm(*target, out, fx),
+            CommandBody::SettleFail { target } => self.settle_fail(*target, out, fx),
             CommandBody::Refund { original, amount } => {
-                self.refund(tx_id, original, amount, out, fx)
+                self.refund(tx_id, *original, *amount, out, fx)
             }
             CommandBody::SetFee { kind, currency, fee_account_no, fixed, rate_bps } => {
-                self.set_fee(kind, currency, &fee_account_no, fixed, rate_bps, out)
+                self.set_fee(*kind, *currency, fee_account_no, *fixed, *rate_bps, out)
             }
             CommandBody::SetSettlementCycle { account_no, t1_clearing_no } => {
-                self.set_settlement_cycle(&account_no, t1_clearing_no.as_ref(), out)
+                self.set_settlement_cycle(account_no, t1_clearing_no.as_ref(), out)
             }
-            CommandBody::Cutover { business_date } => self.cutover(tx_id, business_date, fx),
+            CommandBody::Cutover { business_date } => self.cutover(tx_id, *business_date, fx),
         }
     }
 
@@ -269,16 +271,16 @@ impl Engine {
         if let Some(evicted) = self.txs.insert(record) {
             if !evicted.pinned {
                 // Forgotten: its side data goes with it (holds belong to open, pinned records).
-                self.drop_side_data(&evicted.record);
+                self.drop_side_data(evicted.tx_id, evicted.reversed);
             }
         }
     }
 
     /// Removes what the side maps hold for a forgotten record (only a refunded one has any, so
     /// the common eviction costs no map lookup).
-    fn drop_side_data(&mut self, record: &TxRecord) {
-        if record.state == Some(TxState::Reversed) {
-            self.refunded.remove(&record.tx_id());
+    fn drop_side_data(&mut self, tx_id: TxId, reversed: bool) {
+        if reversed {
+            self.refunded.remove(&tx_id);
         }
     }
 
@@ -424,7 +426,7 @@ impl Engine {
     /// A pinned record (older than the window) is forgotten once its transaction finished.
     pub(crate) fn forget_if_finished(&mut self, loc: Loc) {
         if let Some(record) = self.txs.forget_if_finished(loc) {
-            self.drop_side_data(&record);
+            self.drop_side_data(record.tx_id(), record.state == Some(TxState::Reversed));
         }
     }
 

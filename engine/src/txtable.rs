@@ -127,10 +127,14 @@ pub(crate) enum Loc {
 const PINNED_BIT: u32 = 1 << 31;
 const _: () = assert!(crate::limits::TX_RETAINED_MAX < PINNED_BIT);
 
-/// A record that left the ring (the caller drops side data of forgotten ones).
+/// A record that left the ring (the caller drops side data of forgotten ones). Small on
+/// purpose: it is returned by every insert once the ring is full.
 pub(crate) struct Evicted {
-    pub record: TxRecord,
+    pub tx_id: TxId,
+    /// Kept in the slab because its transaction is still open.
     pub pinned: bool,
+    /// Its state was `Reversed` (it may have a refunded total in a side map).
+    pub reversed: bool,
 }
 
 pub(crate) struct TxTable {
@@ -285,7 +289,8 @@ impl TxTable {
                 self.remove_slot(slot);
             }
             self.ring[pos as usize] = record;
-            Some(Evicted { record: old, pinned })
+            let reversed = old.state == Some(TxState::Reversed);
+            Some(Evicted { tx_id: old.tx_id(), pinned, reversed })
         } else {
             self.ring.push(record);
             None
@@ -424,7 +429,7 @@ mod tests {
                     record.walk_to(TxState::Settled);
                 }
                 if let Some(evicted) = table.insert(record) {
-                    let evicted_id = evicted.record.tx_id().0;
+                    let evicted_id = evicted.tx_id.0;
                     prop_assert_eq!(evicted.pinned, model[&evicted_id]);
                     if !evicted.pinned {
                         model.remove(&evicted_id);
