@@ -449,16 +449,21 @@ fn cli(server: &Ledgerd, args: &[&str]) -> (i32, String, String) {
     )
 }
 
-#[test]
-fn a_session_with_the_cli() {
-    let server = Ledgerd::start_fresh(&[]);
+/// Opens USD accounts `alice`, `bob` (users) and `bank` (the channel) through the CLI.
+fn open_with_the_cli(server: &Ledgerd) {
     for (account, kind) in [("alice", "user"), ("bob", "user"), ("bank", "system")] {
         let (code, out, err) = cli(
-            &server,
+            server,
             &["account", "open", account, "--user", "1", "--currency", "USD", "--kind", kind],
         );
         assert_eq!(code, 0, "{out}{err}");
     }
+}
+
+#[test]
+fn a_session_with_the_cli() {
+    let server = Ledgerd::start_fresh(&[]);
+    open_with_the_cli(&server);
     let (code, out, err) = cli(&server, &["deposit", "alice", "100", "--tx-id", "1"]);
     assert_eq!(code, 0, "{out}{err}");
     let (code, out, _) =
@@ -562,13 +567,7 @@ fn settlement_through_a_bank_channel_with_the_cli() {
     let _bank = bank::server::spawn(listener, config).expect("bank");
     let channel = format!("bank={bank_addr}");
     let server = Ledgerd::start_fresh(&["--channel", &channel]);
-    for (account, kind) in [("alice", "user"), ("bob", "user"), ("bank", "system")] {
-        let (code, out, err) = cli(
-            &server,
-            &["account", "open", account, "--user", "1", "--currency", "USD", "--kind", kind],
-        );
-        assert_eq!(code, 0, "{out}{err}");
-    }
+    open_with_the_cli(&server);
     let (code, out, err) = cli(&server, &["account", "limits", "alice", "--exposure-max", "50"]);
     assert_eq!(code, 0, "{out}{err}");
     // T+0: the deposit is usable at once, and its unsettled part is exposure once spent.
@@ -613,13 +612,7 @@ fn wait_until_settled(server: &Ledgerd, tx_id: &str) {
 #[test]
 fn exposure_of_an_unsettled_deposit_through_the_cli() {
     let server = Ledgerd::start_fresh(&[]);
-    for (account, kind) in [("alice", "user"), ("bob", "user"), ("bank", "system")] {
-        let (code, out, err) = cli(
-            &server,
-            &["account", "open", account, "--user", "1", "--currency", "USD", "--kind", kind],
-        );
-        assert_eq!(code, 0, "{out}{err}");
-    }
+    open_with_the_cli(&server);
     let (code, _, _) = cli(&server, &["deposit", "alice", "100", "--tx-id", "1"]);
     assert_eq!(code, 0);
     let (code, _, _) = cli(&server, &["transfer", "alice", "bob", "70", "--tx-id", "2"]);
