@@ -37,11 +37,93 @@ pub struct Instruction {
     pub currency: String,
 }
 
+/// Most items one net instruction carries.
+pub const NET_ITEMS_MAX: usize = 4_096;
+
+/// One transaction inside a net instruction: `ITEM <id> <DEPOSIT|WITHDRAW> <amount>`.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct NetItem {
+    /// The transaction's id (the ledger's `tx_id`).
+    pub id: u128,
+    /// Deposit or withdrawal.
+    pub direction: Direction,
+    /// The gross amount, in major units as the ledger wrote it.
+    pub amount: String,
+}
+
+/// A net settlement instruction: one payment of the net amount that settles every item.
+/// `NET <id> <DEPOSIT|WITHDRAW> <net_amount> <currency> <count>`, then `count` item lines.
+/// The net is Σ deposits − Σ withdrawals; its direction is `DEPOSIT` when that is ≥ 0.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct NetInstruction {
+    /// The batch id (chosen by the ledger).
+    pub id: u128,
+    /// Which way the net amount moves.
+    pub direction: Direction,
+    /// The net amount (≥ 0) in major units.
+    pub amount: String,
+    /// The currency of the net and of every item.
+    pub currency: String,
+    /// The gross transactions the net settles (filled in after the header is parsed).
+    pub items: Vec<NetItem>,
+}
+
+impl NetInstruction {
+    /// Checks that the items are distinct and add up to the net amount and direction.
+    pub fn check(&self) -> Result<(), ParseError> {
+        let mut ids: Vec<u128> = self.items.iter().map(|item| item.id).collect();
+        ids.sort_unstable();
+        if ids.windows(2).any(|pair| pair[0] == pair[1]) {
+            return error("an item appears twice");
+        }
+        let parsed = |text: &str| decimal(text).ok_or(ParseError(format!("amount {text:?}")));
+        let mut terms = Vec::with_capacity(self.items.len());
+        for item in &self.items {
+            let (value, scale) = parsed(&item.amount)?;
+            terms.push((item.direction == Direction::Deposit, value, scale));
+        }
+        let scale = terms.iter().map(|term| term.2).chain([parsed(&self.amount)?.1]).max();
+        let scale = scale.unwrap_or(0);
+        let at_scale = |(value, from): (i128, u32)| {
+            10i128.checked_pow(scale - from).and_then(|factor| value.checked_mul(factor))
+        };
+        let mut net: i128 = 0;
+        for (deposit, value, from) in terms {
+            let value = at_scale((value, from)).ok_or(ParseError("amount out of range".into()))?;
+            let signed = if deposit { value } else { -value };
+            net = net.checked_add(signed).ok_or(ParseError("net out of range".into()))?;
+        }
+        let stated =
+            at_scale(parsed(&self.amount)?).ok_or(ParseError("net out of range".into()))?;
+        let direction = if net >= 0 { Direction::Deposit } else { Direction::Withdraw };
+        if stated != net.abs() || direction != self.direction {
+            return error(format!(
+                "net {} {} does not match its items",
+                self.direction.word(),
+                self.amount
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A decimal amount as (value, number of decimals); `None` past 18 decimals or 30 digits.
+fn decimal(text: &str) -> Option<(i128, u32)> {
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+    if whole.len() + fraction.len() > 30 || fraction.len() > 18 {
+        return None;
+    }
+    let digits: String = [whole, fraction].concat();
+    Some((digits.parse().ok()?, fraction.len() as u32))
+}
+
 /// A request from the client.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum Request {
     /// Settle an instruction.
     Settle(Instruction),
+    /// Settle a batch of transactions with one payment of their net amount.
+    Net(NetInstruction),
     /// List every confirmed instruction.
     Statement,
 }
@@ -133,18 +215,52 @@ fn instruction(
     })
 }
 
-/// Parses one request line (without its `\n`).
-pub fn parse_request(line: &str) -> Result<Request, ParseError> {
+/// Parses one request line (without its `\n`). A `NET` header returns the instruction
+/// without its items and the number of item lines that follow (read them with `parse_item`).
+pub fn parse_request(line: &str) -> Result<(Request, usize), ParseError> {
     if line.len() > LINE_LEN_MAX {
         return error("line too long");
     }
     let fields: Vec<&str> = line.split(' ').collect();
     match fields.as_slice() {
         ["SETTLE", id, direction, amount, currency] => {
-            Ok(Request::Settle(instruction(id, direction, amount, currency)?))
+            Ok((Request::Settle(instruction(id, direction, amount, currency)?), 0))
         }
-        ["STATEMENT"] => Ok(Request::Statement),
+        ["NET", id, direction, amount, currency, count] => {
+            let header = instruction(id, direction, amount, currency)?;
+            let count = count
+                .parse::<usize>()
+                .ok()
+                .filter(|count| (1..=NET_ITEMS_MAX).contains(count))
+                .ok_or(ParseError(format!("item count {count:?} is not 1..={NET_ITEMS_MAX}")))?;
+            let net = NetInstruction {
+                id: header.id,
+                direction: header.direction,
+                amount: header.amount,
+                currency: header.currency,
+                items: Vec::with_capacity(count),
+            };
+            Ok((Request::Net(net), count))
+        }
+        ["STATEMENT"] => Ok((Request::Statement, 0)),
         _ => error(format!("unknown request {:?}", fields.first().copied().unwrap_or(""))),
+    }
+}
+
+/// Parses one item line of a net instruction: `ITEM <id> <DEPOSIT|WITHDRAW> <amount>`.
+pub fn parse_item(line: &str) -> Result<NetItem, ParseError> {
+    if line.len() > LINE_LEN_MAX {
+        return error("line too long");
+    }
+    let fields: Vec<&str> = line.split(' ').collect();
+    match fields.as_slice() {
+        ["ITEM", id, direction, amount] if valid_amount(amount) => Ok(NetItem {
+            id: parse_id(id)?,
+            direction: parse_direction(direction)?,
+            amount: amount.to_string(),
+        }),
+        ["ITEM", _, _, amount] => error(format!("amount {amount:?} is not a positive decimal")),
+        _ => error("expected ITEM <id> <DEPOSIT|WITHDRAW> <amount>"),
     }
 }
 
@@ -159,6 +275,22 @@ impl fmt::Display for Request {
                 i.amount,
                 i.currency
             ),
+            Request::Net(net) => {
+                write!(
+                    f,
+                    "NET {} {} {} {} {}",
+                    format_id(net.id),
+                    net.direction.word(),
+                    net.amount,
+                    net.currency,
+                    net.items.len()
+                )?;
+                for item in &net.items {
+                    let (id, word) = (format_id(item.id), item.direction.word());
+                    write!(f, "\nITEM {id} {word} {}", item.amount)?;
+                }
+                Ok(())
+            }
             Request::Statement => f.write_str("STATEMENT"),
         }
     }

@@ -5,7 +5,8 @@ use std::net::{TcpListener, TcpStream};
 use std::time::Duration;
 
 use crate::protocol::{
-    parse_reply, parse_request, parse_statement_line, Direction, Instruction, Reply, Request,
+    parse_item, parse_reply, parse_request, parse_statement_line, Direction, Instruction,
+    NetInstruction, NetItem, Reply, Request,
 };
 use crate::sim::{decide, parse_rate_ppm, BankConfig, PPM};
 
@@ -18,8 +19,8 @@ fn requests_and_replies_round_trip() {
     let settle = Request::Settle(instruction(0xabc, "12.50"));
     let line = settle.to_string();
     assert_eq!(line, "SETTLE 00000000000000000000000000000abc DEPOSIT 12.50 USD");
-    assert_eq!(parse_request(&line), Ok(settle));
-    assert_eq!(parse_request("STATEMENT"), Ok(Request::Statement));
+    assert_eq!(parse_request(&line), Ok((settle, 0)));
+    assert_eq!(parse_request("STATEMENT"), Ok((Request::Statement, 0)));
     for bad in [
         "SETTLE abc DEPOSIT 1 USD",
         "SETTLE 00000000000000000000000000000ABC DEPOSIT 1 USD",
@@ -49,6 +50,55 @@ fn requests_and_replies_round_trip() {
     let parsed: Vec<Instruction> =
         lines.map(|line| parse_statement_line(line).expect("valid")).collect();
     assert_eq!(Reply::Statement(parsed), statement);
+}
+
+fn item(id: u128, direction: Direction, amount: &str) -> NetItem {
+    NetItem { id, direction, amount: amount.into() }
+}
+
+fn net(id: u128, direction: Direction, amount: &str, items: Vec<NetItem>) -> NetInstruction {
+    NetInstruction { id, direction, amount: amount.into(), currency: "USD".into(), items }
+}
+
+#[test]
+fn net_instructions_round_trip_and_are_checked_exactly() {
+    let items = vec![
+        item(1, Direction::Deposit, "10.5"),
+        item(2, Direction::Withdraw, "2.25"),
+        item(3, Direction::Deposit, "1"),
+    ];
+    let request = Request::Net(net(9, Direction::Deposit, "9.25", items.clone()));
+    let text = request.to_string();
+    let mut lines = text.lines();
+    let header = lines.next().expect("header");
+    assert_eq!(header, "NET 00000000000000000000000000000009 DEPOSIT 9.25 USD 3");
+    let (parsed, count) = parse_request(header).expect("valid header");
+    assert_eq!(count, 3);
+    let Request::Net(mut parsed) = parsed else { panic!("not a net instruction") };
+    parsed.items = lines.map(|line| parse_item(line).expect("valid item")).collect();
+    assert_eq!(Request::Net(parsed.clone()), request);
+    assert_eq!(parsed.check(), Ok(()));
+    // Trailing zeros do not matter; the amount, the direction and duplicates do.
+    assert_eq!(net(9, Direction::Deposit, "9.2500", items.clone()).check(), Ok(()));
+    assert!(net(9, Direction::Deposit, "9.26", items.clone()).check().is_err());
+    assert!(net(9, Direction::Withdraw, "9.25", items.clone()).check().is_err());
+    let twice = vec![item(1, Direction::Deposit, "1"), item(1, Direction::Deposit, "1")];
+    assert!(net(9, Direction::Deposit, "2", twice).check().is_err());
+    let out = vec![item(1, Direction::Deposit, "1"), item(2, Direction::Withdraw, "3")];
+    assert_eq!(net(9, Direction::Withdraw, "2", out.clone()).check(), Ok(()));
+    let even = vec![item(1, Direction::Deposit, "3"), item(2, Direction::Withdraw, "3.0")];
+    assert_eq!(net(9, Direction::Deposit, "0", even).check(), Ok(()));
+    for bad in [
+        "NET 00000000000000000000000000000009 DEPOSIT 1 USD 0",
+        "NET 00000000000000000000000000000009 DEPOSIT 1 USD 4097",
+        "NET 00000000000000000000000000000009 DEPOSIT 1 USD x",
+        "NET 00000000000000000000000000000009 DEPOSIT 1 USD",
+    ] {
+        assert!(parse_request(bad).is_err(), "{bad:?}");
+    }
+    for bad in ["ITEM 1 DEPOSIT 1", "ITEM 00000000000000000000000000000001 DEPOSIT -1", "SETTLE"] {
+        assert!(parse_item(bad).is_err(), "{bad:?}");
+    }
 }
 
 #[test]
@@ -193,4 +243,43 @@ fn jitter_answers_out_of_order() {
     sorted.sort_unstable();
     assert_eq!(sorted, (0..20).collect::<Vec<_>>());
     assert_ne!(confirmed, sorted, "answers overtake each other");
+}
+
+#[test]
+fn a_net_instruction_settles_every_item_or_none() {
+    let mut client = Client::start(BankConfig { latency_ms: 1, ..BankConfig::default() });
+    let items = vec![item(1, Direction::Deposit, "10"), item(2, Direction::Withdraw, "4")];
+    client.send(&Request::Net(net(7, Direction::Deposit, "6", items)));
+    assert_eq!(client.reply(), Reply::Accepted(7));
+    assert_eq!(client.reply(), Reply::Confirmed(7));
+    client.send(&Request::Statement);
+    let listed = Reply::Statement(vec![
+        instruction(1, "10"),
+        Instruction { direction: Direction::Withdraw, ..instruction(2, "4") },
+    ]);
+    assert_eq!(client.reply(), listed);
+    // A net that does not match its items is refused at once and settles nothing.
+    let items = vec![item(3, Direction::Deposit, "1")];
+    client.send(&Request::Net(net(8, Direction::Deposit, "2", items)));
+    assert!(
+        matches!(client.reply(), Reply::Failed(8, reason) if reason.starts_with("net_mismatch"))
+    );
+    client.send(&Request::Statement);
+    assert_eq!(client.reply(), listed);
+    // A broken item line closes the connection after an error.
+    client
+        .writer
+        .write_all(b"NET 00000000000000000000000000000009 DEPOSIT 1 USD 1\nITEM x\n")
+        .expect("write");
+    assert!(matches!(client.reply(), Reply::Error(_)));
+    assert_eq!(client.line(), None);
+
+    let refuse = BankConfig { latency_ms: 1, fail_ppm: PPM, ..BankConfig::default() };
+    let mut client = Client::start(refuse);
+    let items = vec![item(4, Direction::Deposit, "1"), item(5, Direction::Deposit, "2")];
+    client.send(&Request::Net(net(10, Direction::Deposit, "3", items)));
+    assert_eq!(client.reply(), Reply::Accepted(10));
+    assert_eq!(client.reply(), Reply::Failed(10, "refused_by_bank".into()));
+    client.send(&Request::Statement);
+    assert_eq!(client.reply(), Reply::Statement(Vec::new()));
 }

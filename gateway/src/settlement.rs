@@ -5,19 +5,29 @@
 //! - **Discovery.** It tails the journal (read-only `JournalReader`, never past the durable
 //!   sequence number) for `Deposit` and `Withdraw` commands whose channel is this channel's
 //!   system account; the channel name *is* that account's `account_no`.
-//! - **Instruction.** For a transaction still `PendingSettlement` it submits `SettleBegin`, then
-//!   sends `SETTLE <tx_id> ...` to the bank (the instruction id is the transaction's `tx_id`).
-//! - **Answers.** `CONFIRMED` submits `SettleConfirm`, `FAILED` submits `SettleFail`. The
-//!   `tx_id` of each of these commands is derived from the target's `tx_id` and the step
-//!   (`settlement_tx_id`), so a duplicate or replayed answer is an idempotent retry; an answer
-//!   for a transaction already finished otherwise (a late confirmation after a failure) is
+//! - **Netting.** The transactions are cut into micro-batches in journal order: a batch starts
+//!   with a transaction and takes every later one of the channel whose sequencer timestamp is
+//!   less than `net_window_ms` after the first's, up to `net_items_max`. The cut depends only
+//!   on the journal (timestamps never go backwards in it), so a restarted processor forms the
+//!   same batches with the same ids and re-sends the same instructions. A batch is closed when
+//!   a journal record at or past its window's end is read; when nothing else is journaled, the
+//!   processor's own `SettleBegin`s, stamped after the window, close it.
+//! - **Instruction.** Every member still `PendingSettlement` gets `SettleBegin`; then one
+//!   `NET <batch> <direction> <net> <currency> <count>` with the gross items is sent to the bank:
+//!   one payment of Σ deposits − Σ withdrawals settles them all.
+//! - **Answers.** `CONFIRMED <batch>` submits `SettleConfirm` for every member, `FAILED <batch>`
+//!   submits `SettleFail`. The `tx_id` of each of these commands is derived from the target's
+//!   `tx_id` and the step (`settlement_tx_id`), so a duplicate or replayed answer is an
+//!   idempotent retry; a member already finished otherwise (an operator's `ledger settle`) is
 //!   refused by the engine (`IllegalTransition`) and reported on stderr for reconciliation.
-//! - **Retries and timeouts.** A transaction without an answer is sent again after a backoff
-//!   that doubles from `retry_initial_ms` up to `retry_max_ms`; after `attempts_max` sends it is
-//!   given up: it stays `Settling` (money stays available, `ledger` unmoved), is listed by
-//!   `Processor::stuck`, and is resolved by reconciliation or an operator's `ledger settle`.
+//! - **Retries and timeouts.** A batch without an answer is sent again after a backoff that
+//!   doubles from `retry_initial_ms` up to `retry_max_ms`; after `attempts_max` sends it is
+//!   given up: its members stay `Settling` (money stays available, `ledger` unmoved), are listed
+//!   by `Processor::stuck`, and are resolved by a late answer, reconciliation or an operator.
+//! - **Files.** At each applied `Cutover` it writes the day's settlement file (one line per
+//!   confirmed transaction) and its netting report (gross vs net per batch).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -25,8 +35,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use bank::protocol::{parse_reply, Direction, NetInstruction, NetItem, Reply, Request};
 use engine::{format_minor, AccountNo, CommandBody, ResultCode, TxId, TxState};
 use journal::runtime::{Handle, NewCommand, Query, QueryAnswer};
 use journal::JournalReader;
@@ -35,14 +46,32 @@ use journal::JournalReader;
 const ANSWERS_QUEUED_MAX: usize = 4_096;
 /// Most transactions one processor follows at a time; more wait in the journal.
 pub const WATCHED_MAX: usize = 65_536;
+/// Given-up batches remembered so that a late answer still settles them.
+const GIVEN_UP_MAX: usize = 1_024;
+/// Commands per submission to the runtime (below any configured submission maximum).
+const SUBMISSION_LEN: usize = 64;
+/// When nothing closes a batch's window from the journal, it is closed this long after it.
+const CLOSE_GRACE_NS: u64 = 1_000_000_000;
 /// Where settlement files are written, under the data directory.
 pub const SETTLEMENT_DIR_NAME: &str = "settlement";
+/// Where netting reports are written, under the settlement directory.
+pub const NETTING_DIR_NAME: &str = "netting";
 /// The header of a settlement file.
 pub const SETTLEMENT_HEADER: &str = "tx_id,direction,amount,currency";
+/// The header of a netting report.
+pub const NETTING_HEADER: &str = "batch_id,items,deposits,withdrawals,gross,net,direction";
 
 /// The settlement file of channel `name` for `business_date` (YYYYMMDD).
 pub fn settlement_file(data_dir: &Path, name: &AccountNo, business_date: u32) -> PathBuf {
     data_dir.join(SETTLEMENT_DIR_NAME).join(format!("{name}-{business_date}.csv"))
+}
+
+/// The netting report (gross vs net per batch) of channel `name` for `business_date`.
+pub fn netting_file(data_dir: &Path, name: &AccountNo, business_date: u32) -> PathBuf {
+    data_dir
+        .join(SETTLEMENT_DIR_NAME)
+        .join(NETTING_DIR_NAME)
+        .join(format!("{name}-{business_date}.csv"))
 }
 
 /// How one channel's processor behaves.
@@ -60,10 +89,15 @@ pub struct ChannelOptions {
     pub attempts_max: u32,
     /// How often the journal is polled for new transactions.
     pub poll_ms: u64,
+    /// Length of a netting micro-batch's window, from its first transaction's timestamp.
+    pub net_window_ms: u64,
+    /// Most transactions in one net instruction (1..=`bank::protocol::NET_ITEMS_MAX`).
+    pub net_items_max: usize,
 }
 
 impl ChannelOptions {
-    /// Defaults for a channel: retries from 200 ms to 5 s, 8 sends, 20 ms polling.
+    /// Defaults for a channel: retries from 200 ms to 5 s, 8 sends, 20 ms polling, netting
+    /// windows of 50 ms and at most 1 024 transactions.
     pub fn new(name: AccountNo, addr: SocketAddr) -> ChannelOptions {
         ChannelOptions {
             name,
@@ -72,6 +106,8 @@ impl ChannelOptions {
             retry_max_ms: 5_000,
             attempts_max: 8,
             poll_ms: 20,
+            net_window_ms: 50,
+            net_items_max: 1_024,
         }
     }
 }
@@ -96,21 +132,68 @@ fn mix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// A 128-bit id that is a fixed function of `target` and `salt`.
+fn derive(target: u128, salt: u64) -> u128 {
+    let (high, low) = ((target >> 64) as u64, target as u64);
+    let a = mix(high ^ mix(low ^ salt));
+    let b = mix(low ^ mix(high ^ salt.rotate_left(32)));
+    (a as u128) << 64 | b as u128
+}
+
 /// The `tx_id` of the settlement command `step` for `target`: a fixed function of both, so a
 /// repeated answer submits the same `tx_id` and is answered as a duplicate.
 pub fn settlement_tx_id(target: TxId, step: Step) -> TxId {
-    let (high, low) = ((target.0 >> 64) as u64, target.0 as u64);
-    let salt = 0x5e77_1e00 + step as u64;
-    let a = mix(high ^ mix(low ^ salt));
-    let b = mix(low ^ mix(high ^ salt.rotate_left(32)));
-    TxId((a as u128) << 64 | b as u128)
+    TxId(derive(target.0, 0x5e77_1e00 + step as u64))
 }
 
+/// The id of the net instruction whose first transaction is `first` (one batch per first
+/// transaction, so the id is the same after a restart).
+pub fn batch_id(first: TxId) -> u128 {
+    derive(first.0, 0xba7c_4000)
+}
+
+/// One transaction of a batch.
 #[derive(Clone, Debug)]
-struct Watched {
-    line: String,
+struct Member {
+    tx_id: TxId,
+    direction: Direction,
+    /// The amount's digits and decimals, as the command carried them.
+    mantissa: i128,
+    scale: u8,
+}
+
+impl Member {
+    fn amount(&self) -> String {
+        format_minor(self.mantissa, self.scale)
+    }
+}
+
+/// The batch being collected from the journal.
+struct Collecting {
+    window_end_ns: u64,
+    members: Vec<Member>,
+}
+
+/// A closed batch: one net instruction, sent until answered or given up.
+struct Batch {
+    members: Vec<TxId>,
+    /// The instruction's lines, each ending in `\n`.
+    lines: String,
     attempts: u32,
     next_send: Instant,
+    begun: bool,
+}
+
+/// A transaction of this channel seen in the journal and not finished yet.
+struct OpenTx {
+    batch: u128,
+    member: Member,
+}
+
+/// A transaction confirmed since the last cutover.
+struct DayEntry {
+    batch: u128,
+    member: Member,
 }
 
 /// A running processor.
@@ -121,7 +204,7 @@ pub struct Processor {
 }
 
 impl Processor {
-    /// Transactions given up after `attempts_max` sends without an answer.
+    /// Transactions whose batch was given up after `attempts_max` sends without an answer.
     pub fn stuck(&self) -> Vec<TxId> {
         self.stuck.lock().map(|stuck| stuck.clone()).unwrap_or_default()
     }
@@ -139,8 +222,10 @@ impl Processor {
 pub fn spawn(
     data_dir: &Path,
     handle: Handle,
-    options: ChannelOptions,
+    mut options: ChannelOptions,
 ) -> std::io::Result<Processor> {
+    options.net_items_max = options.net_items_max.clamp(1, bank::protocol::NET_ITEMS_MAX);
+    options.net_window_ms = options.net_window_ms.max(1);
     let stop = Arc::new(AtomicBool::new(false));
     let stuck = Arc::new(Mutex::new(Vec::new()));
     let mut state = State {
@@ -149,7 +234,9 @@ pub fn spawn(
         options,
         stop: stop.clone(),
         stuck: stuck.clone(),
-        watched: BTreeMap::new(),
+        collecting: None,
+        batches: BTreeMap::new(),
+        given_up: VecDeque::new(),
         open: BTreeMap::new(),
         day: Vec::new(),
         data_dir: data_dir.to_path_buf(),
@@ -172,21 +259,29 @@ struct State {
     options: ChannelOptions,
     stop: Arc<AtomicBool>,
     stuck: Arc<Mutex<Vec<TxId>>>,
-    watched: BTreeMap<TxId, Watched>,
-    /// This channel's transactions seen in the journal and not yet finished, with their line
-    /// for the settlement file (`tx_id,direction,amount,currency`).
-    open: BTreeMap<TxId, String>,
-    /// Settlement-file lines of the transactions confirmed since the last cutover.
-    day: Vec<String>,
+    collecting: Option<Collecting>,
+    /// Closed batches awaiting an answer, by batch id.
+    batches: BTreeMap<u128, Batch>,
+    /// Given-up batches (id, members), oldest first: a late answer still applies.
+    given_up: VecDeque<(u128, Vec<TxId>)>,
+    open: BTreeMap<TxId, OpenTx>,
+    day: Vec<DayEntry>,
     data_dir: PathBuf,
     next_seq: u64,
     bank: Option<Bank>,
+}
+
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| u64::try_from(since.as_nanos()).unwrap_or(u64::MAX))
 }
 
 impl State {
     fn run(&mut self) {
         while !self.stop.load(Ordering::Acquire) {
             self.discover();
+            self.close_idle();
             self.send_due();
             let wait = Duration::from_millis(self.options.poll_ms);
             let answer = match &self.bank {
@@ -210,7 +305,7 @@ impl State {
 
     /// Reads new durable journal records and starts following this channel's transactions.
     fn discover(&mut self) {
-        if self.watched.len() >= WATCHED_MAX {
+        if self.open.len() >= WATCHED_MAX {
             return;
         }
         if self.next_seq == 0 {
@@ -222,7 +317,6 @@ impl State {
             return;
         }
         let Ok(mut reader) = JournalReader::open(&self.journal_dir, self.next_seq) else { return };
-        let Some(currency) = self.currency() else { return };
         while self.next_seq <= durable_seq && self.open.len() < WATCHED_MAX {
             let Ok(Some(record)) = reader.next_ref() else { break };
             if record.seq > durable_seq {
@@ -230,29 +324,39 @@ impl State {
             }
             self.next_seq = record.seq + 1;
             let Ok(command) = engine::decode_command(record.payload) else { continue };
-            self.follow(command, &currency);
+            if self.collecting.as_ref().is_some_and(|c| command.timestamp_ns >= c.window_end_ns) {
+                self.close_batch();
+            }
+            self.follow(command);
         }
     }
 
     /// One journaled command: a new transaction of this channel, a settlement of one, or a
-    /// cutover (which writes the day's settlement file).
-    fn follow(&mut self, command: engine::Command, currency: &str) {
+    /// cutover (which writes the day's files).
+    fn follow(&mut self, command: engine::Command) {
         let (direction, channel_no, amount) = match command.body {
-            CommandBody::Deposit { channel_no, amount, .. } => ("DEPOSIT", channel_no, amount),
-            CommandBody::Withdraw { channel_no, amount, .. } => ("WITHDRAW", channel_no, amount),
+            CommandBody::Deposit { channel_no, amount, .. } => {
+                (Direction::Deposit, channel_no, amount)
+            }
+            CommandBody::Withdraw { channel_no, amount, .. } => {
+                (Direction::Withdraw, channel_no, amount)
+            }
             CommandBody::SettleConfirm { target } | CommandBody::SettleFail { target } => {
                 let confirmed = matches!(command.body, CommandBody::SettleConfirm { .. });
                 if self.open.contains_key(&target) && self.applied(command.tx_id) {
-                    let line = self.open.remove(&target).expect("checked above");
-                    if confirmed {
-                        self.day.push(line);
+                    if let Some(open) = self.open.remove(&target) {
+                        if confirmed {
+                            self.day.push(DayEntry { batch: open.batch, member: open.member });
+                        }
                     }
                 }
                 return;
             }
             CommandBody::Cutover { business_date } => {
+                // The end of the day also ends the open netting window.
+                self.close_batch();
                 if self.applied(command.tx_id) {
-                    self.write_settlement_file(business_date);
+                    self.write_day_files(business_date);
                 }
                 return;
             }
@@ -261,14 +365,87 @@ impl State {
         if channel_no != self.options.name || !self.applied(command.tx_id) {
             return;
         }
-        let tx_id = command.tx_id;
-        let amount = format_minor(amount.mantissa, amount.scale);
-        let id = format!("{:032x}", tx_id.0);
-        self.open.insert(tx_id, format!("{id},{direction},{amount},{currency}"));
-        self.watched.entry(tx_id).or_insert_with(|| {
-            let line = format!("SETTLE {id} {direction} {amount} {currency}\n");
-            Watched { line, attempts: 0, next_send: Instant::now() }
+        let member = Member {
+            tx_id: command.tx_id,
+            direction,
+            mantissa: amount.mantissa,
+            scale: amount.scale,
+        };
+        let full = self
+            .collecting
+            .as_ref()
+            .is_some_and(|collecting| collecting.members.len() >= self.options.net_items_max);
+        if full {
+            self.close_batch();
+        }
+        let window_ns = self.options.net_window_ms.saturating_mul(1_000_000);
+        let collecting = self.collecting.get_or_insert_with(|| Collecting {
+            window_end_ns: command.timestamp_ns.saturating_add(window_ns),
+            members: Vec::new(),
         });
+        let batch = batch_id(collecting.members.first().map_or(member.tx_id, |first| first.tx_id));
+        collecting.members.push(member.clone());
+        self.open.insert(member.tx_id, OpenTx { batch, member });
+    }
+
+    /// Ends the batch being collected: it becomes one net instruction.
+    fn close_batch(&mut self) {
+        let Some(collecting) = self.collecting.take() else { return };
+        let Some(first) = collecting.members.first() else { return };
+        let id = batch_id(first.tx_id);
+        let Some(currency) = self.currency() else {
+            self.log("channel account not found: batch dropped");
+            return;
+        };
+        let (net, scale) = net_of(collecting.members.iter());
+        let items = collecting
+            .members
+            .iter()
+            .map(|member| NetItem {
+                id: member.tx_id.0,
+                direction: member.direction,
+                amount: member.amount(),
+            })
+            .collect();
+        let instruction = NetInstruction {
+            id,
+            direction: if net >= 0 { Direction::Deposit } else { Direction::Withdraw },
+            amount: format_minor(net.abs(), scale),
+            currency,
+            items,
+        };
+        let lines = format!("{}\n", Request::Net(instruction));
+        let members = collecting.members.iter().map(|member| member.tx_id).collect();
+        let batch = Batch { members, lines, attempts: 0, next_send: Instant::now(), begun: false };
+        self.batches.insert(id, batch);
+    }
+
+    /// A batch whose window has passed on the clock while nothing later was journaled: its
+    /// members' `SettleBegin`s are stamped after the window and so close it when read back.
+    fn close_idle(&mut self) {
+        let Some(collecting) = &self.collecting else { return };
+        let window_end_ns = collecting.window_end_ns;
+        let now = now_ns();
+        if now < window_end_ns {
+            return;
+        }
+        let members: Vec<TxId> = collecting.members.iter().map(|member| member.tx_id).collect();
+        self.begin(&members);
+        self.discover();
+        let still_open = self.collecting.as_ref().is_some_and(|c| c.window_end_ns == window_end_ns);
+        if still_open && now >= window_end_ns.saturating_add(CLOSE_GRACE_NS) {
+            self.close_batch();
+        }
+    }
+
+    /// Submits `SettleBegin` for every one of `members` still `PendingSettlement`.
+    fn begin(&self, members: &[TxId]) {
+        let pending: Vec<TxId> = members
+            .iter()
+            .copied()
+            .filter(|tx_id| self.state_of(*tx_id) == Some(TxState::PendingSettlement))
+            .collect();
+        self.submit(&pending, Step::Begin);
     }
 
     /// Whether the engine applied the command `tx_id` (rejected ones are journaled too).
@@ -279,22 +456,45 @@ impl State {
         )
     }
 
-    /// Writes the confirmations since the last cutover (atomically: temp file, then rename).
-    fn write_settlement_file(&mut self, business_date: u32) {
-        let path = settlement_file(&self.data_dir, &self.options.name, business_date);
-        let mut text = format!("{SETTLEMENT_HEADER}\n");
-        for line in &self.day {
-            text.push_str(line);
-            text.push('\n');
+    /// Writes the day's settlement file and netting report, then starts a new day.
+    fn write_day_files(&mut self, business_date: u32) {
+        let mut settlement = format!("{SETTLEMENT_HEADER}\n");
+        let mut by_batch: BTreeMap<u128, Vec<&Member>> = BTreeMap::new();
+        let mut order: Vec<u128> = Vec::new();
+        let currency = self.currency().unwrap_or_default();
+        for entry in &self.day {
+            let member = &entry.member;
+            let (id, direction) = (member.tx_id.0, member.direction.word());
+            settlement.push_str(&format!("{id:032x},{direction},{},{currency}\n", member.amount()));
+            let members = by_batch.entry(entry.batch).or_default();
+            if members.is_empty() {
+                order.push(entry.batch);
+            }
+            members.push(member);
         }
-        let temp = path.with_extension("csv.tmp");
-        let written = std::fs::create_dir_all(self.data_dir.join(SETTLEMENT_DIR_NAME))
-            .and_then(|()| std::fs::write(&temp, text))
-            .and_then(|()| std::fs::rename(&temp, &path));
-        match written {
-            Ok(()) => self.day.clear(),
-            Err(error) => self.log(&format!("write {}: {error}", path.display())),
+        let mut netting = format!("{NETTING_HEADER}\n");
+        let all = self.day.iter().map(|entry| &entry.member);
+        let scale = all.clone().map(|member| member.scale).max().unwrap_or(0);
+        let mut total = Totals::default();
+        for batch in order {
+            let members = by_batch.get(&batch).map(Vec::as_slice).unwrap_or_default();
+            let totals = Totals::of(members.iter().copied(), scale);
+            netting.push_str(&totals.row(&format!("{batch:032x}"), scale));
+            total.add(&totals);
         }
+        netting.push_str(&total.row("total", scale));
+        // The settlement file last: once it exists, the report does too (`ledger cutover`).
+        let files = [
+            (netting_file(&self.data_dir, &self.options.name, business_date), netting),
+            (settlement_file(&self.data_dir, &self.options.name, business_date), settlement),
+        ];
+        for (path, text) in files {
+            if let Err(error) = write_atomically(&path, &text) {
+                self.log(&format!("write {}: {error}", path.display()));
+                return;
+            }
+        }
+        self.day.clear();
     }
 
     fn currency(&self) -> Option<String> {
@@ -311,18 +511,38 @@ impl State {
         }
     }
 
-    fn submit(&self, target: TxId, step: Step) -> Option<ResultCode> {
-        let body = match step {
-            Step::Begin => CommandBody::SettleBegin { target },
-            Step::Confirm => CommandBody::SettleConfirm { target },
-            Step::Fail => CommandBody::SettleFail { target },
-        };
-        let command = NewCommand { tx_id: settlement_tx_id(target, step), body };
-        match self.handle.execute(vec![command]) {
-            Ok(executed) => executed.outcomes.first().map(|outcome| outcome.result),
-            Err(error) => {
-                self.log(&format!("submit {step:?} for {:032x}: {error}", target.0));
-                None
+    /// Submits the settlement command `step` for every target; logs what the engine refused.
+    fn submit(&self, targets: &[TxId], step: Step) {
+        for chunk in targets.chunks(SUBMISSION_LEN) {
+            let commands = chunk
+                .iter()
+                .map(|&target| {
+                    let body = match step {
+                        Step::Begin => CommandBody::SettleBegin { target },
+                        Step::Confirm => CommandBody::SettleConfirm { target },
+                        Step::Fail => CommandBody::SettleFail { target },
+                    };
+                    NewCommand { tx_id: settlement_tx_id(target, step), body }
+                })
+                .collect();
+            let executed = match self.handle.execute(commands) {
+                Ok(executed) => executed,
+                Err(error) => {
+                    self.log(&format!("submit {step:?} for {} transactions: {error}", chunk.len()));
+                    continue;
+                }
+            };
+            for (target, outcome) in chunk.iter().zip(&executed.outcomes) {
+                match outcome.result {
+                    ResultCode::Ok => {}
+                    ResultCode::IllegalTransition => self.log(&format!(
+                        "{:032x}: {step:?} for a transaction already finished otherwise: reconcile",
+                        target.0
+                    )),
+                    other => {
+                        self.log(&format!("{:032x}: {step:?} refused: {}", target.0, other.name()))
+                    }
+                }
             }
         }
     }
@@ -358,82 +578,182 @@ impl State {
         true
     }
 
-    /// Sends every instruction whose time has come; gives up on those out of attempts.
+    /// Sends every batch whose time has come; gives up on those out of attempts.
     fn send_due(&mut self) {
         let now = Instant::now();
-        let due: Vec<TxId> = self
-            .watched
+        let due: Vec<u128> = self
+            .batches
             .iter()
-            .filter(|(_, watched)| watched.next_send <= now)
-            .map(|(tx_id, _)| *tx_id)
+            .filter(|(_, batch)| batch.next_send <= now)
+            .map(|(id, _)| *id)
             .collect();
-        for tx_id in due {
-            match self.state_of(tx_id) {
-                Some(TxState::PendingSettlement) => {
-                    self.submit(tx_id, Step::Begin);
-                }
-                Some(TxState::Settling) => {}
-                // Rejected, finished, or settled by someone else: nothing to send.
-                _ => {
-                    self.watched.remove(&tx_id);
+        for id in due {
+            let Some(batch) = self.batches.get(&id) else { continue };
+            if !batch.begun {
+                let members = batch.members.clone();
+                self.begin(&members);
+                let unfinished = members.iter().any(|tx_id| {
+                    matches!(
+                        self.state_of(*tx_id),
+                        Some(TxState::PendingSettlement | TxState::Settling)
+                    )
+                });
+                if !unfinished {
+                    // Settled, failed or rejected already (a restart re-reads old batches).
+                    self.batches.remove(&id);
                     continue;
                 }
-            }
-            let Some(watched) = self.watched.get(&tx_id).cloned() else { continue };
-            if watched.attempts >= self.options.attempts_max {
-                self.log(&format!("{:032x}: no answer after {} sends", tx_id.0, watched.attempts));
-                self.watched.remove(&tx_id);
-                if let Ok(mut stuck) = self.stuck.lock() {
-                    stuck.push(tx_id);
+                if let Some(batch) = self.batches.get_mut(&id) {
+                    batch.begun = true;
                 }
+            }
+            let Some(batch) = self.batches.get(&id) else { continue };
+            if batch.attempts >= self.options.attempts_max {
+                self.give_up(id);
                 continue;
             }
             if !self.connect() {
                 return;
             }
-            let sent = match &mut self.bank {
-                Some(bank) => bank.writer.write_all(watched.line.as_bytes()).is_ok(),
-                None => false,
+            let sent = match (&mut self.bank, self.batches.get(&id)) {
+                (Some(bank), Some(batch)) => bank.writer.write_all(batch.lines.as_bytes()).is_ok(),
+                _ => false,
             };
             if !sent {
                 self.bank = None;
             }
-            let shift = watched.attempts.min(16);
-            let backoff_ms =
-                (self.options.retry_initial_ms << shift).min(self.options.retry_max_ms);
-            if let Some(entry) = self.watched.get_mut(&tx_id) {
-                entry.attempts += 1;
-                entry.next_send = now + Duration::from_millis(backoff_ms);
+            if let Some(batch) = self.batches.get_mut(&id) {
+                let shift = batch.attempts.min(16);
+                let backoff_ms =
+                    (self.options.retry_initial_ms << shift).min(self.options.retry_max_ms);
+                batch.attempts += 1;
+                batch.next_send = now + Duration::from_millis(backoff_ms);
             }
         }
     }
 
+    /// Stops sending batch `id`; its members stay `Settling` and are listed as stuck.
+    fn give_up(&mut self, id: u128) {
+        let Some(batch) = self.batches.remove(&id) else { return };
+        let count = batch.members.len();
+        self.log(&format!(
+            "batch {id:032x} ({count} transactions): no answer after {} sends",
+            batch.attempts
+        ));
+        if let Ok(mut stuck) = self.stuck.lock() {
+            stuck.extend_from_slice(&batch.members);
+        }
+        if self.given_up.len() >= GIVEN_UP_MAX {
+            self.given_up.pop_front();
+        }
+        self.given_up.push_back((id, batch.members));
+    }
+
     /// Applies one line from the bank.
     fn answer(&mut self, line: &str) {
-        let (word, rest) = line.split_once(' ').unwrap_or((line, ""));
-        let id_text = rest.split(' ').next().unwrap_or("");
-        let Ok(id) = u128::from_str_radix(id_text, 16) else { return };
-        let target = TxId(id);
-        let step = match word {
-            "CONFIRMED" => Step::Confirm,
-            "FAILED" => Step::Fail,
+        let step = match parse_reply(line) {
+            Ok((Reply::Confirmed(id), _)) => (id, Step::Confirm),
+            Ok((Reply::Failed(id, reason), _)) if reason.starts_with("net_mismatch") => {
+                // Our instruction was wrong, not the transactions: never fail them for it.
+                self.log(&format!("batch {id:032x}: the bank says {reason}; giving it up"));
+                self.give_up(id);
+                return;
+            }
+            Ok((Reply::Failed(id, reason), _)) => {
+                self.log(&format!("batch {id:032x} refused by the bank: {reason}"));
+                (id, Step::Fail)
+            }
             // ACCEPTED, BUSY (retried on the backoff), or anything else.
             _ => return,
         };
-        match self.submit(target, step) {
-            Some(ResultCode::Ok) => {
-                self.watched.remove(&target);
-            }
-            Some(ResultCode::IllegalTransition) => self.log(&format!(
-                "{:032x}: late {step:?} for a transaction already finished: reconcile",
-                target.0
-            )),
-            Some(other) => {
-                self.log(&format!("{:032x}: {step:?} refused: {}", target.0, other.name()))
-            }
-            None => {}
-        }
+        let (id, step) = step;
+        let members = match self.batches.remove(&id) {
+            Some(batch) => batch.members,
+            None => match self.given_up.iter().position(|(given_up, _)| *given_up == id) {
+                Some(index) => {
+                    self.given_up.remove(index).map(|(_, members)| members).unwrap_or_default()
+                }
+                // A duplicate of an answer already applied, or an unknown id.
+                None => return,
+            },
+        };
+        self.submit(&members, step);
     }
+}
+
+/// Σ deposits − Σ withdrawals of `members`, at the largest scale among them.
+fn net_of<'a>(members: impl Iterator<Item = &'a Member> + Clone) -> (i128, u8) {
+    let scale = members.clone().map(|member| member.scale).max().unwrap_or(0);
+    let totals = Totals::of(members, scale);
+    (totals.deposits_minor - totals.withdrawals_minor, scale)
+}
+
+/// Gross and net of a set of transactions, at one scale.
+#[derive(Default)]
+struct Totals {
+    items: u64,
+    deposits_minor: i128,
+    withdrawals_minor: i128,
+    /// Σ |net| of the batches added together.
+    net_abs_minor: i128,
+}
+
+impl Totals {
+    fn of<'a>(members: impl Iterator<Item = &'a Member>, scale: u8) -> Totals {
+        let mut totals = Totals::default();
+        for member in members {
+            let factor = 10i128.saturating_pow(u32::from(scale.saturating_sub(member.scale)));
+            let value = member.mantissa.saturating_mul(factor);
+            totals.items += 1;
+            match member.direction {
+                Direction::Deposit => {
+                    totals.deposits_minor = totals.deposits_minor.saturating_add(value)
+                }
+                Direction::Withdraw => {
+                    totals.withdrawals_minor = totals.withdrawals_minor.saturating_add(value)
+                }
+            }
+        }
+        totals.net_abs_minor = (totals.deposits_minor - totals.withdrawals_minor).abs();
+        totals
+    }
+
+    fn add(&mut self, other: &Totals) {
+        self.items += other.items;
+        self.deposits_minor = self.deposits_minor.saturating_add(other.deposits_minor);
+        self.withdrawals_minor = self.withdrawals_minor.saturating_add(other.withdrawals_minor);
+        self.net_abs_minor = self.net_abs_minor.saturating_add(other.net_abs_minor);
+    }
+
+    /// `label,items,deposits,withdrawals,gross,net,direction`; a batch's direction is that of
+    /// its net payment, the total's is empty (its net is Σ |net| of the batches).
+    fn row(&self, label: &str, scale: u8) -> String {
+        let gross = self.deposits_minor.saturating_add(self.withdrawals_minor);
+        let direction = match label {
+            "total" => "",
+            _ if self.deposits_minor >= self.withdrawals_minor => "DEPOSIT",
+            _ => "WITHDRAW",
+        };
+        let amount = |minor: i128| format_minor(minor, scale);
+        format!(
+            "{label},{},{},{},{},{},{direction}\n",
+            self.items,
+            amount(self.deposits_minor),
+            amount(self.withdrawals_minor),
+            amount(gross),
+            amount(self.net_abs_minor)
+        )
+    }
+}
+
+/// Writes `text` to `path` through a temporary file and a rename, creating the directory.
+fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let temp = path.with_extension("csv.tmp");
+    std::fs::write(&temp, text)?;
+    std::fs::rename(&temp, path)
 }
 
 #[cfg(test)]

@@ -35,7 +35,8 @@ struct Args {
     #[arg(long, value_enum)]
     sync: Option<SyncArg>,
     /// A config file of `key = value` lines (data_dir, listen, metrics_listen, sync,
-    /// credentials, batch_delay_us, pin_core, snapshot_every_records, tx_retained); flags win.
+    /// credentials, batch_delay_us, pin_core, snapshot_every_records, tx_retained, channel
+    /// (repeatable), net_window_ms); flags win (channels add up).
     #[arg(long)]
     config: Option<PathBuf>,
     /// The credentials file (default: DATA_DIR/credentials, created with an admin on first start).
@@ -51,6 +52,11 @@ struct Args {
     /// through the bank at ADDR (`ledger-bank`); repeatable.
     #[arg(long = "channel", value_name = "NAME=ADDR", value_parser = channel)]
     channels: Vec<(engine::AccountNo, SocketAddr)>,
+    /// Netting window of the settlement processors: deposits and withdrawals of a channel
+    /// within this many milliseconds of a batch's first are settled as one net payment.
+    /// Default 50.
+    #[arg(long)]
+    net_window_ms: Option<u64>,
     /// Run the snapshot follower: a snapshot every N records, or `off` (default: off).
     #[arg(long)]
     snapshot_every: Option<String>,
@@ -83,6 +89,7 @@ struct Settings {
     snapshot_every_records: Option<u64>,
     tx_retained: Option<u32>,
     channels: Vec<(engine::AccountNo, SocketAddr)>,
+    net_window_ms: Option<u64>,
 }
 
 fn parse_config(path: &Path) -> Result<Vec<(String, String)>> {
@@ -138,7 +145,8 @@ fn settings(args: Args) -> Result<Settings> {
         // follower with `--snapshot-every N`.
         snapshot_every_records: None,
         tx_retained: None,
-        channels: args.channels.clone(),
+        channels: Vec::new(),
+        net_window_ms: None,
     };
     let mut credentials = None;
     if let Some(path) = &args.config {
@@ -164,12 +172,24 @@ fn settings(args: Args) -> Result<Settings> {
                     settings.snapshot_every_records = snapshot_every(&value)?;
                 }
                 "tx_retained" => settings.tx_retained = Some(value.parse().with_context(context)?),
+                "channel" => {
+                    let parsed = channel(&value).map_err(anyhow::Error::msg);
+                    settings.channels.push(parsed.with_context(context)?);
+                }
+                "net_window_ms" => {
+                    settings.net_window_ms = Some(value.parse().with_context(context)?);
+                }
                 _ => bail!("{}: unknown key {key:?}", path.display()),
             }
         }
     }
     if let Some(data_dir) = args.data_dir {
         settings.data_dir = data_dir;
+    }
+    // Channels on the command line come on top of those in the config file.
+    settings.channels.extend(args.channels.iter().copied());
+    if let Some(window_ms) = args.net_window_ms {
+        settings.net_window_ms = Some(window_ms);
     }
     if let Some(listen) = args.listen {
         settings.listen = listen;
@@ -245,7 +265,10 @@ fn run() -> Result<ExitCode> {
     }
     let mut processors = Vec::new();
     for (name, addr) in &settings.channels {
-        let options = gateway::settlement::ChannelOptions::new(*name, *addr);
+        let mut options = gateway::settlement::ChannelOptions::new(*name, *addr);
+        if let Some(window_ms) = settings.net_window_ms {
+            options.net_window_ms = window_ms;
+        }
         let processor =
             gateway::settlement::spawn(&settings.data_dir, runtime.handle(), options)
                 .with_context(|| format!("start the settlement processor of channel {name}"))?;

@@ -110,29 +110,30 @@ pub fn execute(cli: &Cli, plan: &Plan) -> Report {
     report
 }
 
-/// The settlement files `ledgerd` wrote for `business_date` under `data_dir` (it writes them
-/// as its channel processors apply the cutover: wait up to `timeout_ms` for the first).
+/// The settlement files and netting reports `ledgerd` wrote for `business_date` under
+/// `data_dir` (it writes them as its channel processors apply the cutover: wait up to
+/// `timeout_ms` for the first settlement file).
 fn settlement_files(
     data_dir: &std::path::Path,
     business_date: u32,
     timeout_ms: u32,
 ) -> Vec<String> {
     let dir = data_dir.join(crate::settlement::SETTLEMENT_DIR_NAME);
+    let dirs = [dir.clone(), dir.join(crate::settlement::NETTING_DIR_NAME)];
     let suffix = format!("-{business_date}.csv");
     let deadline =
         std::time::Instant::now() + std::time::Duration::from_millis(timeout_ms.min(5_000) as u64);
     loop {
-        let mut found: Vec<String> = std::fs::read_dir(&dir)
-            .map(|entries| {
-                entries
-                    .filter_map(Result::ok)
-                    .map(|entry| entry.path())
-                    .filter(|path| path.to_str().is_some_and(|name| name.ends_with(&suffix)))
-                    .map(|path| path.display().to_string())
-                    .collect()
-            })
-            .unwrap_or_default();
-        if !found.is_empty() || std::time::Instant::now() >= deadline {
+        let mut found: Vec<String> = dirs
+            .iter()
+            .filter_map(|dir| std::fs::read_dir(dir).ok())
+            .flat_map(|entries| entries.filter_map(Result::ok).map(|entry| entry.path()))
+            .filter(|path| path.to_str().is_some_and(|name| name.ends_with(&suffix)))
+            .map(|path| path.display().to_string())
+            .collect();
+        // A processor writes its netting report first and its settlement file last.
+        let settled = found.iter().any(|path| !path.contains(crate::settlement::NETTING_DIR_NAME));
+        if settled || std::time::Instant::now() >= deadline {
             found.sort();
             return found;
         }

@@ -11,7 +11,10 @@ use engine::{
 };
 use journal::runtime::{Handle, NewCommand, Query, QueryAnswer, Runtime, RuntimeOptions};
 
-use super::{settlement_file, settlement_tx_id, spawn, ChannelOptions, Processor, Step};
+use super::{
+    batch_id, netting_file, settlement_file, settlement_tx_id, spawn, ChannelOptions, Processor,
+    Step,
+};
 
 fn no(text: &str) -> AccountNo {
     AccountNo::new(text.as_bytes()).expect("valid")
@@ -25,21 +28,46 @@ struct Scenario {
     _dir: tempfile::TempDir,
     runtime: Option<Runtime>,
     handle: Handle,
+    bank: std::sync::Arc<bank::server::Bank>,
+    options: ChannelOptions,
     processor: Option<Processor>,
     next_tx: u128,
 }
 
 impl Scenario {
     fn start(config: BankConfig) -> Scenario {
+        Scenario::start_with(config, |options| options)
+    }
+
+    /// A scenario whose processor runs with `tune(the test defaults)`.
+    fn start_with(
+        config: BankConfig,
+        tune: impl FnOnce(ChannelOptions) -> ChannelOptions,
+    ) -> Scenario {
         let dir = tempfile::tempdir().expect("temp dir");
         let options = RuntimeOptions { pin_core: None, ..RuntimeOptions::default() };
         let (runtime, _) = Runtime::start(dir.path(), options).expect("runtime");
         let handle = runtime.handle();
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = listener.local_addr().expect("addr");
-        bank::server::spawn(listener, config).expect("bank");
-        let mut scenario =
-            Scenario { _dir: dir, runtime: Some(runtime), handle, processor: None, next_tx: 1 };
+        let bank = bank::server::spawn(listener, config).expect("bank");
+        let options = tune(ChannelOptions {
+            retry_initial_ms: 20,
+            retry_max_ms: 40,
+            attempts_max: 3,
+            poll_ms: 5,
+            net_window_ms: 5,
+            ..ChannelOptions::new(no("bank1"), addr)
+        });
+        let mut scenario = Scenario {
+            _dir: dir,
+            runtime: Some(runtime),
+            handle,
+            bank,
+            options,
+            processor: None,
+            next_tx: 1,
+        };
         for (account, kind) in [
             ("alice", AccountKind::User),
             ("bob", AccountKind::User),
@@ -55,17 +83,18 @@ impl Scenario {
                 limits: AccountLimits::default(),
             });
         }
-        let options = ChannelOptions {
-            retry_initial_ms: 20,
-            retry_max_ms: 40,
-            attempts_max: 3,
-            poll_ms: 5,
-            ..ChannelOptions::new(no("bank1"), addr)
-        };
-        let data_dir = scenario._dir.path().to_path_buf();
-        scenario.processor =
-            Some(spawn(&data_dir, scenario.handle.clone(), options).expect("spawn"));
+        scenario.restart_processor();
         scenario
+    }
+
+    /// Stops the processor (if any) and starts a new one, which re-reads the journal.
+    fn restart_processor(&mut self) {
+        if let Some(processor) = self.processor.take() {
+            processor.shutdown();
+        }
+        let data_dir = self._dir.path().to_path_buf();
+        let processor = spawn(&data_dir, self.handle.clone(), self.options.clone());
+        self.processor = Some(processor.expect("spawn"));
     }
 
     fn run(&mut self, body: CommandBody) -> (TxId, ResultCode) {
@@ -87,6 +116,30 @@ impl Scenario {
             channel_no: no("bank1"),
             amount: amount(value),
         })
+    }
+
+    fn withdraw(&mut self, account: &str, value: &str) -> TxId {
+        self.ok(CommandBody::Withdraw {
+            account_no: no(account),
+            channel_no: no("bank1"),
+            amount: amount(value),
+        })
+    }
+
+    /// Closes `date` and waits for the processor's files: (settlement file, netting report).
+    fn cutover(&mut self, date: u32) -> (String, String) {
+        self.ok(CommandBody::Cutover { business_date: date });
+        let files = [
+            settlement_file(self._dir.path(), &no("bank1"), date),
+            netting_file(self._dir.path(), &no("bank1"), date),
+        ];
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !files.iter().all(|path| path.exists()) {
+            assert!(Instant::now() < deadline, "no settlement files");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let read = |path: &std::path::Path| std::fs::read_to_string(path).expect("read");
+        (read(&files[0]), read(&files[1]))
     }
 
     fn state(&self, tx_id: TxId) -> Option<TxState> {
@@ -218,14 +271,7 @@ fn a_cutover_writes_the_days_settlement_file() {
         amount: amount("1"),
     });
     s.wait_for(withdrawal, TxState::Settled);
-    s.ok(CommandBody::Cutover { business_date: 20_261_126 });
-    let path = settlement_file(s._dir.path(), &no("bank1"), 20_261_126);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !path.exists() {
-        assert!(Instant::now() < deadline, "no settlement file");
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    let text = std::fs::read_to_string(&path).expect("read");
+    let (text, _) = s.cutover(20_261_126);
     let mut lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.remove(0), "tx_id,direction,amount,currency");
     lines.sort_unstable();
@@ -254,4 +300,194 @@ fn a_cutover_writes_the_days_settlement_file() {
         "{report}"
     );
     assert!(report.contains("mismatches: 2\n"), "{report}");
+}
+
+#[test]
+fn transactions_within_a_window_settle_as_one_net_payment() {
+    let config = BankConfig { latency_ms: 2, ..BankConfig::default() };
+    let mut s = Scenario::start_with(config, |options| ChannelOptions {
+        net_window_ms: 1_000,
+        net_items_max: 3,
+        ..options
+    });
+    let first = s.deposit("alice", "10");
+    let second = s.deposit("bob", "20.5");
+    let third = s.withdraw("alice", "4");
+    // The fourth is past `net_items_max`: a batch of its own.
+    let fourth = s.deposit("carol", "1");
+    for tx_id in [first, second, third, fourth] {
+        s.wait_for(tx_id, TxState::Settled);
+    }
+    s.check(true);
+    // One instruction per batch, each sent once; the bank lists every transaction.
+    assert_eq!(s.bank.sends(batch_id(first)), 1);
+    assert_eq!(s.bank.sends(batch_id(fourth)), 1);
+    for tx_id in [first, second, third, fourth] {
+        assert_eq!(s.bank.sends(tx_id.0), 0, "no gross instruction");
+    }
+    let mut listed: Vec<u128> = s.bank.statement().iter().map(|line| line.id).collect();
+    listed.sort_unstable();
+    assert_eq!(listed, vec![first.0, second.0, third.0, fourth.0]);
+    // Gross vs net, per batch and in total.
+    let (settlement, netting) = s.cutover(20_261_127);
+    assert_eq!(settlement.lines().count(), 5, "{settlement}");
+    let rows: Vec<&str> = netting.lines().collect();
+    assert_eq!(
+        rows,
+        vec![
+            "batch_id,items,deposits,withdrawals,gross,net,direction",
+            &format!("{:032x},3,30.5,4.0,34.5,26.5,DEPOSIT", batch_id(first)),
+            &format!("{:032x},1,1.0,0.0,1.0,1.0,DEPOSIT", batch_id(fourth)),
+            "total,4,31.5,4.0,35.5,27.5,",
+        ]
+    );
+}
+
+#[test]
+fn a_withdrawal_heavy_batch_pays_out_the_net() {
+    let config = BankConfig { latency_ms: 2, ..BankConfig::default() };
+    let mut s =
+        Scenario::start_with(config, |options| ChannelOptions { net_window_ms: 1_000, ..options });
+    let funding = s.deposit("alice", "100");
+    s.wait_for(funding, TxState::Settled);
+    let out = s.withdraw("alice", "30");
+    let back = s.deposit("bob", "5");
+    s.wait_for(out, TxState::Settled);
+    s.wait_for(back, TxState::Settled);
+    s.check(true);
+    assert_eq!(s.bal("alice"), (7_000, 0, 7_000));
+    let (_, netting) = s.cutover(20_261_128);
+    assert!(netting.contains(&format!("{:032x},1,100,0,100,100,DEPOSIT\n", batch_id(funding))));
+    assert!(netting.contains(&format!("{:032x},2,5,30,35,25,WITHDRAW\n", batch_id(out))));
+    assert!(netting.ends_with("total,3,105,30,135,125,\n"), "{netting}");
+
+    // A refused net payment fails every transaction it carried.
+    let config = BankConfig { latency_ms: 2, fail_ppm: PPM, ..BankConfig::default() };
+    let mut s =
+        Scenario::start_with(config, |options| ChannelOptions { net_window_ms: 1_000, ..options });
+    let first = s.deposit("alice", "10");
+    let second = s.deposit("bob", "7");
+    s.ok(CommandBody::Transfer { from: no("alice"), to: no("carol"), amount: amount("10") });
+    s.wait_for(first, TxState::Failed);
+    s.wait_for(second, TxState::Failed);
+    assert_eq!(s.bal("carol"), (1_000, 0, 1_000), "money paid on is the receiver's");
+    assert_eq!(s.bal("risk"), (-1_000, 0, -1_000), "the receivable");
+    s.check(true);
+}
+
+#[test]
+fn a_restarted_processor_resends_the_same_batch() {
+    // The bank never answers the first sends; the processor is restarted meanwhile.
+    let config = BankConfig { latency_ms: 2, timeout_ppm: PPM, ..BankConfig::default() };
+    let mut s = Scenario::start_with(config, |options| ChannelOptions {
+        attempts_max: 1,
+        net_window_ms: 50,
+        ..options
+    });
+    let first = s.deposit("alice", "3");
+    let second = s.deposit("bob", "4");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while s.processor.as_ref().map(|p| p.stuck().len()) != Some(2) {
+        assert!(Instant::now() < deadline, "never given up");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(s.bank.sends(batch_id(first)), 1);
+    s.restart_processor();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while s.bank.sends(batch_id(first)) < 2 {
+        assert!(Instant::now() < deadline, "not sent again after the restart");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(s.state(first), Some(TxState::Settling));
+    assert_eq!(s.state(second), Some(TxState::Settling));
+    s.check(false);
+}
+
+/// One step of the random scenario.
+#[derive(Clone, Debug)]
+enum Action {
+    Deposit(usize, u32),
+    Withdraw(usize, u32),
+    Transfer(usize, usize, u32),
+}
+
+fn action() -> impl proptest::strategy::Strategy<Value = Action> {
+    use proptest::prelude::*;
+    prop_oneof![
+        3 => (0..3usize, 1..10_000u32).prop_map(|(who, cents)| Action::Deposit(who, cents)),
+        1 => (0..3usize, 1..10_000u32).prop_map(|(who, cents)| Action::Withdraw(who, cents)),
+        2 => (0..3usize, 0..3usize, 1..10_000u32)
+            .prop_map(|(from, to, cents)| Action::Transfer(from, to, cents)),
+    ]
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 8, ..Default::default() })]
+
+    /// Random bank behaviour (refusals, duplicates, lost answers, jitter) and random activity:
+    /// once every channel transaction is finished, money is conserved, nothing user-owned is
+    /// negative, `ledger == available + frozen` everywhere, and the bank's statement lists
+    /// exactly the transactions the ledger settled.
+    #[test]
+    fn random_channel_outcomes_keep_the_books(
+        seed in proptest::prelude::any::<u64>(),
+        fail_ppm in 0..500_000u32,
+        duplicate_ppm in 0..500_000u32,
+        timeout_ppm in 0..300_000u32,
+        net_window_ms in 1..40u64,
+        actions in proptest::collection::vec(action(), 1..30),
+    ) {
+        let config = BankConfig { latency_ms: 3, fail_ppm, timeout_ppm, duplicate_ppm, seed };
+        let mut s = Scenario::start_with(config, |options| ChannelOptions {
+            attempts_max: 40,
+            retry_initial_ms: 5,
+            retry_max_ms: 20,
+            net_window_ms,
+            ..options
+        });
+        let names = ["alice", "bob", "carol"];
+        let cents = |value: u32| Amount { mantissa: value as i128, scale: 2 };
+        let mut channel_txs = Vec::new();
+        for action in &actions {
+            let body = match *action {
+                Action::Deposit(who, value) => CommandBody::Deposit {
+                    account_no: no(names[who]),
+                    channel_no: no("bank1"),
+                    amount: cents(value),
+                },
+                Action::Withdraw(who, value) => CommandBody::Withdraw {
+                    account_no: no(names[who]),
+                    channel_no: no("bank1"),
+                    amount: cents(value),
+                },
+                Action::Transfer(from, to, value) => CommandBody::Transfer {
+                    from: no(names[from]),
+                    to: no(names[to]),
+                    amount: cents(value),
+                },
+            };
+            let (tx_id, result) = s.run(body);
+            let channel = matches!(action, Action::Deposit(..) | Action::Withdraw(..));
+            if channel && result == ResultCode::Ok {
+                channel_txs.push(tx_id);
+            }
+            s.check(false);
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let finished = |state| matches!(state, Some(TxState::Settled | TxState::Failed));
+        while !channel_txs.iter().all(|tx_id| finished(s.state(*tx_id))) {
+            assert!(Instant::now() < deadline, "not finished: {channel_txs:?}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        s.check(true);
+        let mut settled: Vec<u128> = channel_txs
+            .iter()
+            .filter(|tx_id| s.state(**tx_id) == Some(TxState::Settled))
+            .map(|tx_id| tx_id.0)
+            .collect();
+        settled.sort_unstable();
+        let mut listed: Vec<u128> = s.bank.statement().iter().map(|line| line.id).collect();
+        listed.sort_unstable();
+        proptest::prop_assert_eq!(settled, listed);
+    }
 }

@@ -596,9 +596,13 @@ fn settlement_through_a_bank_channel_with_the_cli() {
     );
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("bank-20261126.csv"), "{out}");
+    assert!(out.contains("netting/bank-20261126.csv"), "the netting report too: {out}");
     let file = server.data_dir().join("settlement").join("bank-20261126.csv");
     let text = std::fs::read_to_string(&file).expect("settlement file");
     assert!(text.lines().count() >= 2, "{text}");
+    let report = server.data_dir().join("settlement/netting/bank-20261126.csv");
+    let text = std::fs::read_to_string(&report).expect("netting report");
+    assert!(text.ends_with("total,1,100,0,100,100,\n"), "{text}");
 }
 
 /// Waits until the ledger reports the transaction `tx_id` settled.
