@@ -108,8 +108,10 @@ impl Engine {
             pending_len: 0,
         };
         for &(id, delta) in deltas {
-            let target = match self.t1_accounts.get(&id) {
-                Some(t1) if self.acct(id).t1 => {
+            // `Account::t1` first: a T+0 account costs no map lookup.
+            let t1 = if self.acct(id).t1 { self.t1_accounts.get(&id) } else { None };
+            let target = match t1 {
+                Some(t1) => {
                     let planned = &mut plan.pending[..plan.pending_len];
                     match planned.iter_mut().find(|(account, _)| *account == id) {
                         Some(existing) => existing.1 = in_range(existing.1 + delta)?,
@@ -121,7 +123,7 @@ impl Engine {
                     }
                     t1.clearing
                 }
-                Some(_) | None => id,
+                None => id,
             };
             match plan.moves[..plan.moves_len].iter_mut().find(|(a, _, _)| *a == target) {
                 Some(existing) => existing.2 += delta,

@@ -331,20 +331,15 @@ impl Engine {
         }
         self.check_credit(payee)?;
         let payee_available = in_range(self.acct(payee).available_minor + amount_minor)?;
-        let payer_ledger = in_range(self.acct(payer).ledger_minor - debit_minor)?;
-        let payee_ledger = in_range(self.acct(payee).ledger_minor + amount_minor)?;
+        // A T+1 side's `ledger` moves through its clearing account at the cutover.
+        let ledger = self.plan_ledger(&[(payer, -debit_minor), (payee, amount_minor)])?;
         let fee_after = self.fee_after(fee)?;
         // Nothing below can fail.
-        let debit = self.acct_mut(payer);
-        debit.frozen_minor -= debit_minor;
-        debit.ledger_minor = payer_ledger;
-        let credit = self.acct_mut(payee);
-        credit.available_minor = payee_available;
-        credit.ledger_minor = payee_ledger;
+        self.acct_mut(payer).frozen_minor -= debit_minor;
+        self.acct_mut(payee).available_minor = payee_available;
         Self::post(fx, tx_id, payer, Bucket::Frozen, -debit_minor);
         Self::post(fx, tx_id, payee, Bucket::Available, amount_minor);
-        Self::post(fx, tx_id, payer, Bucket::Ledger, -debit_minor);
-        Self::post(fx, tx_id, payee, Bucket::Ledger, amount_minor);
+        self.apply_ledger(tx_id, &ledger, fx);
         let active = self.holds.get_mut(&hold_id).expect("active_hold checked it");
         active.remaining_minor -= debit_minor;
         active.captured_minor += debit_minor;
@@ -571,19 +566,14 @@ impl Engine {
         let dr_available = self.available_after_debit(dr, amount_minor)?;
         self.check_exposure(dr, dr_available)?;
         let cr_available = in_range(self.acct(cr).available_minor + amount_minor)?;
-        let dr_ledger = in_range(self.acct(dr).ledger_minor - amount_minor)?;
-        let cr_ledger = in_range(self.acct(cr).ledger_minor + amount_minor)?;
+        // A T+1 side's `ledger` moves through its clearing account at the cutover.
+        let ledger = self.plan_ledger(&[(dr, -amount_minor), (cr, amount_minor)])?;
         // Nothing below can fail.
-        let debit = self.acct_mut(dr);
-        debit.available_minor = dr_available;
-        debit.ledger_minor = dr_ledger;
-        let credit = self.acct_mut(cr);
-        credit.available_minor = cr_available;
-        credit.ledger_minor = cr_ledger;
+        self.acct_mut(dr).available_minor = dr_available;
+        self.acct_mut(cr).available_minor = cr_available;
         Self::post(fx, tx_id, dr, Bucket::Available, -amount_minor);
         Self::post(fx, tx_id, cr, Bucket::Available, amount_minor);
-        Self::post(fx, tx_id, dr, Bucket::Ledger, -amount_minor);
-        Self::post(fx, tx_id, cr, Bucket::Ledger, amount_minor);
+        self.apply_ledger(tx_id, &ledger, fx);
         self.refunded.insert(original, refunded_before + amount_minor);
         if record.state == Some(TxState::Settled) {
             self.txs.get_mut(loc).enter(TxState::Reversed);

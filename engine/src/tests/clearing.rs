@@ -380,6 +380,27 @@ fn t1_works_with_fees_and_between_two_t1_accounts() {
 }
 
 #[test]
+fn t1_captures_and_refunds_move_ledger_at_the_cutover_too() {
+    let mut h = with_t1();
+    h.ok(transfer("alice", "bob", "40"));
+    let hold = h.ok(freeze("bob", "25", None)).tx_id;
+    h.ok(CommandBody::Capture { hold, to: no("carol"), amount: amt("10") });
+    assert_eq!(h.bal("bob"), (1_500, 1_500, 0), "bob's ledger waits for the cutover");
+    assert_eq!(h.bal("carol"), (1_000, 0, 1_000), "carol is T+0");
+    let paid = h.ok(transfer("carol", "bob", "5")).tx_id;
+    h.ok(CommandBody::Refund { original: paid, amount: amt("2") });
+    assert_eq!(h.bal("bob"), (1_800, 1_500, 0));
+    assert_eq!(h.bal("carol"), (700, 0, 700));
+    assert_eq!(h.engine.t1(&no("bob")).map(|t1| t1.pending_minor), Some(3_300));
+    assert_eq!(h.bal("t1clr"), (0, 0, 3_300));
+    h.check();
+    h.ok(cutover(20_261_126));
+    assert_eq!(h.bal("bob"), (1_800, 1_500, 3_300));
+    assert_eq!(h.bal("t1clr"), (0, 0, 0));
+    assert_ledgers_caught_up(&h);
+}
+
+#[test]
 fn settlement_cycle_changes_are_checked() {
     let mut h = with_t1();
     let invalid = ResultCode::SettlementCycleInvalid;
