@@ -603,6 +603,16 @@ fn settlement_through_a_bank_channel_with_the_cli() {
     let report = server.data_dir().join("settlement/netting/bank-20261126.csv");
     let text = std::fs::read_to_string(&report).expect("netting report");
     assert!(text.ends_with("total,1,100,0,100,100,\n"), "{text}");
+    // The bank's statement has the deposit with a wrong amount and a line the ledger lacks.
+    let statement = server.data_dir().join("statement.csv");
+    let rows = format!("tx_id,amount\n{:032x},99.00\n{:032x},5.00\n", 1, 0xdead_u128);
+    std::fs::write(&statement, rows).expect("write the statement");
+    let statement = statement.to_string_lossy().into_owned();
+    let args = ["reconcile", "--channel", "bank", &statement, "--data-dir", &data_dir];
+    let (code, out, err) = cli(&server, &args);
+    assert_eq!(code, 1, "mismatches exit 1: {out}{err}");
+    assert!(out.contains(&format!("amount_differs {:032x}", 1)), "{out}");
+    assert!(out.contains(&format!("extra {:032x}", 0xdead_u128)), "{out}");
 }
 
 /// Waits until the ledger reports the transaction `tx_id` settled.
