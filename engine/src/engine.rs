@@ -97,6 +97,9 @@ pub struct Engine {
     pub(crate) expiries: BTreeSet<(u64, TxId)>,
     /// Refunded total per refunded transaction.
     pub(crate) refunded: IdMap<i128>,
+    /// The fee (fee account, amount) charged by each pending withdrawal that paid one, kept
+    /// to give it back if the channel refuses the withdrawal.
+    pub(crate) withdrawal_fees: IdMap<(AccountId, i128)>,
     /// Per account with unsettled deposits or an exposure limit: its clearing state
     /// (`clearing.rs`). `Account::exposure_tracked` says whether an account has an entry.
     pub(crate) exposures: BTreeMap<AccountId, Exposure>,
@@ -134,6 +137,7 @@ impl Engine {
             holds: IdMap::with_hasher(IdBuildHasher { seed: config.hash_seed }),
             expiries: BTreeSet::new(),
             refunded: IdMap::with_hasher(IdBuildHasher { seed: config.hash_seed }),
+            withdrawal_fees: IdMap::with_hasher(IdBuildHasher { seed: config.hash_seed }),
             exposures: BTreeMap::new(),
             t1_accounts: BTreeMap::new(),
             channel_day: BTreeMap::new(),
@@ -556,12 +560,20 @@ impl Engine {
             assert!(hold.remaining_minor > 0);
             frozen_expected[hold.account.0 as usize] += hold.remaining_minor;
         }
+        let mut fees_of_pending = 0;
         for record in self.txs.iter_canonical() {
             let pending =
                 matches!(record.state, Some(TxState::PendingSettlement | TxState::Settling));
             if record.kind == TxKind::Withdraw && pending {
                 frozen_expected[record.debit as usize] += record.amount_minor();
+                fees_of_pending += self.withdrawal_fees.contains_key(&record.tx_id()) as usize;
             }
+        }
+        if fees_of_pending != self.withdrawal_fees.len() {
+            return Err(format!(
+                "{} withdrawal fees kept but {fees_of_pending} belong to pending withdrawals",
+                self.withdrawal_fees.len()
+            ));
         }
         for (index, account) in self.accounts.iter().enumerate() {
             if account.kind == AccountKind::User

@@ -216,21 +216,37 @@ impl Engine {
         let (user, channel) = self.pair(account_no, channel_no)?;
         self.channel(channel)?;
         let amount_minor = self.amount_minor(user, amount)?;
-        self.check_debit(user, amount_minor)?;
+        // The fee is paid at once, on top of the amount; the amount is held.
+        let fee = self.fee_for(FeeKind::Withdraw, user, channel, amount_minor);
+        let fee_minor = fee.map_or(0, |(_, fee_minor)| fee_minor);
+        let debit_minor = amount_minor + fee_minor;
+        self.check_debit(user, debit_minor)?;
         self.check_credit(channel)?;
-        let user_available = self.available_after_debit(user, amount_minor)?;
+        let user_available = self.available_after_debit(user, debit_minor)?;
         self.check_exposure(user, user_available)?;
         let user_frozen = in_range(self.acct(user).frozen_minor + amount_minor)?;
+        let fee_ledger = match fee {
+            Some(_) => Some(self.plan_ledger(&[(user, -fee_minor)])?),
+            None => None,
+        };
+        let fee_after = self.fee_after(fee)?;
         // Nothing below can fail. The money is held until the channel confirms.
-        self.count_debit(user, amount_minor);
+        self.count_debit(user, debit_minor);
         let account = self.acct_mut(user);
         account.available_minor = user_available;
         account.frozen_minor = user_frozen;
-        Self::post(fx, tx_id, user, Bucket::Available, -amount_minor);
+        Self::post(fx, tx_id, user, Bucket::Available, -debit_minor);
         Self::post(fx, tx_id, user, Bucket::Frozen, amount_minor);
+        if let Some(plan) = &fee_ledger {
+            self.apply_ledger(tx_id, plan, fx);
+        }
         fx.transitions.push((tx_id, TxState::PendingSettlement));
         out.push(self.view(user));
         out.push(self.view(channel));
+        self.pay_fee(tx_id, fee, fee_after, out, fx);
+        if let Some(charged) = fee {
+            self.withdrawal_fees.insert(tx_id, charged);
+        }
         Ok(Applied::movement(TxState::PendingSettlement, amount_minor, user, channel))
     }
 
@@ -414,6 +430,8 @@ impl Engine {
         if kind == TxKind::Deposit {
             self.deposit_finished(credit, amount_minor);
         }
+        // A settled withdrawal keeps its fee.
+        self.withdrawal_fees.remove(&target);
         // The channel is the debit of a deposit and the credit of a withdrawal.
         if kind == TxKind::Deposit {
             self.count_settlement(debit, amount_minor, true);
@@ -441,16 +459,35 @@ impl Engine {
         let (debit, credit, amount_minor, kind) = self.target_accounts(loc);
         match kind {
             TxKind::Withdraw => {
-                // Release the hold back to the customer.
-                let available = in_range(self.acct(debit).available_minor + amount_minor)?;
+                // Release the hold back to the customer, and give the fee back.
+                let fee = self.withdrawal_fees.get(&target).copied();
+                let fee_minor = fee.map_or(0, |(_, fee_minor)| fee_minor);
+                let available =
+                    in_range(self.acct(debit).available_minor + amount_minor + fee_minor)?;
+                let fee_back = match fee {
+                    Some((account, fee_minor)) => Some((
+                        account,
+                        in_range(self.acct(account).available_minor - fee_minor)?,
+                        self.plan_ledger(&[(debit, fee_minor), (account, -fee_minor)])?,
+                    )),
+                    None => None,
+                };
+                // Nothing below can fail.
                 let user = self.acct_mut(debit);
                 user.frozen_minor -= amount_minor;
                 user.available_minor = available;
                 assert!(user.frozen_minor >= 0, "withdrawal released more than was frozen");
                 Self::post(fx, target, debit, Bucket::Frozen, -amount_minor);
-                Self::post(fx, target, debit, Bucket::Available, amount_minor);
+                Self::post(fx, target, debit, Bucket::Available, amount_minor + fee_minor);
                 out.push(self.view(debit));
                 out.push(self.view(credit));
+                if let Some((account, fee_available, plan)) = fee_back {
+                    self.withdrawal_fees.remove(&target);
+                    self.acct_mut(account).available_minor = fee_available;
+                    Self::post(fx, target, account, Bucket::Available, -fee_minor);
+                    self.apply_ledger(target, &plan, fx);
+                    out.push(self.view(account));
+                }
             }
             TxKind::Deposit => self.fail_deposit(target, debit, credit, amount_minor, out, fx)?,
             _ => unreachable!("settlement_target admits deposits and withdrawals only"),

@@ -21,7 +21,8 @@ fn sorted<V>(map: &IdMap<V>) -> Vec<(&TxId, &V)> {
 /// account: unsettled deposits and exposure limit) and the fee section; version 1 is still
 /// read: its unsettled amounts are recomputed from the pending deposit records, and it has no
 /// exposure limits and no fees.
-pub const STATE_ENCODING_VERSION: u32 = 2;
+/// Version 3 appended the fees of pending withdrawals; version 2 has none.
+pub const STATE_ENCODING_VERSION: u32 = 3;
 
 impl Engine {
     /// Writes the canonical encoding of the whole state into `sink`.
@@ -125,6 +126,13 @@ impl Engine {
         sink.u32(self.last_cutover.0);
         sink.u64(self.last_cutover.1.len() as u64);
         channel_days(sink, &mut self.last_cutover.1.iter().map(|(channel, day)| (channel, day)));
+
+        sink.u64(self.withdrawal_fees.len() as u64);
+        for (tx_id, (account, fee_minor)) in sorted(&self.withdrawal_fees) {
+            sink.u128(tx_id.0);
+            sink.u32(account.0);
+            sink.i128(*fee_minor);
+        }
     }
 
     /// The fee rules that charge something, as (currency, kind, rule), in that order.
@@ -527,6 +535,23 @@ impl Engine {
                     crate::clearing::FeeRule { account, fixed_minor, rate_bps };
             }
             decode_cycles(&mut r, &mut engine, account_count)?;
+        }
+        if version >= 3 {
+            let fee_count = r.count(36)?;
+            for _ in 0..fee_count {
+                let tx_id = TxId(r.u128()?);
+                let account = r.u32()?;
+                let fee_minor = r.i128()?;
+                let valid = (account as usize) < account_count
+                    && (1..=crate::limits::AMOUNT_MINOR_MAX * 2).contains(&fee_minor)
+                    && engine
+                        .withdrawal_fees
+                        .insert(tx_id, (AccountId(account), fee_minor))
+                        .is_none();
+                if !valid {
+                    return r.fail("invalid withdrawal fee");
+                }
+            }
         }
         if r.offset != bytes.len() {
             return r.fail("trailing bytes");

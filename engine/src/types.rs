@@ -301,17 +301,21 @@ pub enum FeeKind {
     Transfer = 0,
     /// A `Capture`: the fee comes out of the hold on top of the captured amount.
     Capture = 1,
+    /// A `Withdraw`: the customer pays the fee on top of the amount when the withdrawal is
+    /// made; a withdrawal the channel refuses (`SettleFail`) gives it back.
+    Withdraw = 2,
 }
 
 impl FeeKind {
     /// Every kind, in code order.
-    pub const ALL: [FeeKind; 2] = [FeeKind::Transfer, FeeKind::Capture];
+    pub const ALL: [FeeKind; 3] = [FeeKind::Transfer, FeeKind::Capture, FeeKind::Withdraw];
 
     /// Lower-case name, as printed by tools.
     pub fn name(self) -> &'static str {
         match self {
             FeeKind::Transfer => "transfer",
             FeeKind::Capture => "capture",
+            FeeKind::Withdraw => "withdraw",
         }
     }
 }

@@ -167,11 +167,12 @@ fn exposure_survives_state_encoding_and_version_1_is_read() {
     let mut plain = Harness::usd();
     plain.run(deposit("alice", "bank", "100"));
     plain.ok(transfer("alice", "bob", "30"));
-    let mut v2 = Vec::new();
-    plain.engine.encode_state(&mut v2);
-    // Exposures (count, alice), then empty fee, T+1, channel-day and cutover sections.
-    let section_len = 8 + 36 + 8 + 8 + 8 + 4 + 8;
-    let mut v1 = v2[..v2.len() - section_len].to_vec();
+    let mut v3 = Vec::new();
+    plain.engine.encode_state(&mut v3);
+    // Exposures (count, alice), then empty fee, T+1, channel-day, cutover and withdrawal-fee
+    // sections.
+    let section_len = 8 + 36 + 8 + 8 + 8 + 4 + 8 + 8;
+    let mut v1 = v3[..v3.len() - section_len].to_vec();
     v1[8..12].copy_from_slice(&1u32.to_le_bytes());
     let upgraded = Engine::decode_state(&v1).expect("version 1 decodes");
     upgraded.check_invariants().expect("sound");
@@ -180,7 +181,7 @@ fn exposure_survives_state_encoding_and_version_1_is_read() {
 
     // An exposure entry for an account that does not exist is refused.
     let mut bad = bytes.clone();
-    let entry_at = bad.len() - 36 - 2 * 36; // two entries, then empty sections
+    let entry_at = bad.len() - 44 - 2 * 36; // two entries, then empty sections
     bad[entry_at..entry_at + 4].copy_from_slice(&999u32.to_le_bytes());
     assert!(Engine::decode_state(&bad).is_err());
 }
@@ -273,6 +274,55 @@ fn capture_fee_comes_out_of_the_hold() {
 }
 
 #[test]
+fn withdrawal_fee_is_paid_at_once_and_given_back_if_the_channel_refuses() {
+    let mut h = with_fees();
+    h.ok(set_fee(FeeKind::Withdraw, "fees", "0.25", 100));
+    // 1 % of 20.00 plus 0.25: 0.45, on top of the amount.
+    let kept = h.fresh_tx();
+    let made = h.run_as(kept, withdraw("alice", "bank", "20"));
+    assert_eq!(made.result, ResultCode::Ok);
+    assert_eq!(made.balances.as_slice().len(), 3, "customer, channel and fee account");
+    assert_eq!(h.bal("alice"), (10_000 - 2_045, 2_000, 10_000 - 45));
+    assert_eq!(h.bal("fees"), (45, 0, 45));
+    settle(&mut h, &[kept]);
+    assert_eq!(h.bal("alice"), (7_955, 0, 7_955));
+    assert_eq!(h.bal("bank").0, -10_000 + 2_000, "the channel gets the amount only");
+    assert_eq!(h.bal("fees"), (45, 0, 45), "a settled withdrawal keeps its fee");
+    // Refused by the channel: the hold is released and the fee comes back.
+    let refused = h.fresh_tx();
+    h.run_as(refused, withdraw("alice", "bank", "10"));
+    assert_eq!(h.bal("alice"), (7_955 - 1_035, 1_000, 7_955 - 35));
+    assert_eq!(h.bal("fees"), (80, 0, 80));
+    // A snapshot taken meanwhile remembers the fee.
+    let mut bytes = Vec::new();
+    h.engine.encode_state(&mut bytes);
+    let restored = Engine::decode_state(&bytes).expect("decodes");
+    assert_eq!(restored.state_hash(), h.engine.state_hash());
+    h.ok(CommandBody::SettleBegin { target: refused });
+    let failed = h.ok(CommandBody::SettleFail { target: refused });
+    assert_eq!(failed.balances.as_slice().len(), 3);
+    assert_eq!(h.bal("alice"), (7_955, 0, 7_955));
+    assert_eq!(h.bal("fees"), (45, 0, 45));
+    h.check();
+    assert_ledgers_caught_up(&h);
+    // The fee counts in the funds check.
+    h.rejects(withdraw("alice", "bank", "79.55"), ResultCode::InsufficientFunds);
+    h.ok(withdraw("alice", "bank", "78.50"));
+    // Version 2 snapshots (no withdrawal fees) are still read.
+    let mut v2 = Harness::usd();
+    v2.ok(set_fee(FeeKind::Transfer, "bank", "1", 0));
+    let mut bytes = Vec::new();
+    v2.engine.encode_state(&mut bytes);
+    bytes[8..12].copy_from_slice(&2u32.to_le_bytes());
+    bytes.truncate(bytes.len() - 8);
+    let restored = Engine::decode_state(&bytes).expect("version 2 decodes");
+    assert_eq!(
+        restored.fee(FeeKind::Transfer, super::cur("USD")),
+        v2.engine.fee(FeeKind::Transfer, super::cur("USD"))
+    );
+}
+
+#[test]
 fn fee_schedules_are_checked() {
     let mut h = with_fees();
     h.rejects(set_fee(FeeKind::Transfer, "fees", "0", 10_001), ResultCode::FeeInvalid);
@@ -311,8 +361,9 @@ fn fees_survive_state_encoding() {
     }
     // The last rule's rate raised past 100 % is refused.
     let mut bad = bytes.clone();
-    // After it: no T+1 entry, one channel day (the funding deposit), no cutover.
-    let rate_at = bad.len() - 4 - (8 + 8 + 52 + 4 + 8);
+    // After it: no T+1 entry, one channel day (the funding deposit), no cutover, no
+    // withdrawal fee.
+    let rate_at = bad.len() - 4 - (8 + 8 + 52 + 4 + 8 + 8);
     bad[rate_at..rate_at + 4].copy_from_slice(&10_001u32.to_le_bytes());
     assert!(Engine::decode_state(&bad).is_err());
     for len in 0..bytes.len() {

@@ -80,7 +80,12 @@ fn run(steps: &[Step], tx_retained: u32) -> (Harness, Vec<(TxId, CommandBody, Ou
     h.ok(open("bank", "USD", AccountKind::System));
     h.ok(open("risk", "USD", AccountKind::Risk));
     h.ok(open("fees", "USD", AccountKind::System));
-    for (kind, fixed, rate_bps) in [(FeeKind::Transfer, "0.01", 30), (FeeKind::Capture, "0", 150)] {
+    let schedules = [
+        (FeeKind::Transfer, "0.01", 30),
+        (FeeKind::Capture, "0", 150),
+        (FeeKind::Withdraw, "0.05", 0),
+    ];
+    for (kind, fixed, rate_bps) in schedules {
         let fixed = amt(fixed);
         let currency = crate::CurrencyCode::new("USD").expect("valid");
         let fee_account_no = no("fees");

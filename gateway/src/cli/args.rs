@@ -272,6 +272,8 @@ pub enum FeeKindArg {
     Transfer,
     /// Captures from holds.
     Capture,
+    /// Withdrawals (given back if the channel refuses the withdrawal).
+    Withdraw,
 }
 
 /// `ledger settle ...`: one step of a deposit's or withdrawal's settlement.
@@ -664,6 +666,7 @@ fn planned(command: &Cmd, now_ns: u64) -> Result<Planned, (ErrorKind, String)> {
             let kind = match args.kind {
                 FeeKindArg::Transfer => FeeKind::Transfer,
                 FeeKindArg::Capture => FeeKind::Capture,
+                FeeKindArg::Withdraw => FeeKind::Withdraw,
             };
             let body = CommandBody::SetFee {
                 kind,
