@@ -308,6 +308,9 @@ fn transactions_within_a_window_settle_as_one_net_payment() {
     let mut s = Scenario::start_with(config, |options| ChannelOptions {
         net_window_ms: 1_000,
         net_items_max: 3,
+        // No re-send while the bank answers, however loaded the machine.
+        retry_initial_ms: 30_000,
+        retry_max_ms: 30_000,
         ..options
     });
     let first = s.deposit("alice", "10");
