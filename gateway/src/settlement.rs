@@ -27,7 +27,7 @@
 //! - **Files.** At each applied `Cutover` it writes the day's settlement file (one line per
 //!   confirmed transaction) and its netting report (gross vs net per batch).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -37,9 +37,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use bank::protocol::{parse_reply, Direction, NetInstruction, NetItem, Reply, Request};
+use bank::protocol::{parse_reply, Direction, NetInstruction, NetItem, Reply};
 use engine::{format_minor, AccountNo, CommandBody, ResultCode, TxId, TxState};
-use journal::runtime::{Handle, NewCommand, Query, QueryAnswer};
+use journal::runtime::{Answer, Handle, NewCommand, Producer, Query, QueryAnswer, Replies};
 use journal::JournalReader;
 
 /// Answers from the bank waiting for the processor (the reader thread blocks when full).
@@ -50,6 +50,10 @@ pub const WATCHED_MAX: usize = 65_536;
 const GIVEN_UP_MAX: usize = 1_024;
 /// Commands per submission to the runtime (below any configured submission maximum).
 const SUBMISSION_LEN: usize = 64;
+/// Requests (queries, submissions) the processor keeps in flight on its producer.
+const PIPELINE: usize = 256;
+/// Journal records read per discovery pass.
+const DISCOVER_RECORDS: usize = 16_384;
 /// When nothing closes a batch's window from the journal, it is closed this long after it.
 const CLOSE_GRACE_NS: u64 = 1_000_000_000;
 /// Where settlement files are written, under the data directory.
@@ -168,10 +172,18 @@ impl Member {
     }
 }
 
+/// Members of a batch that were given `SettleBegin`, and whether any of them is settling.
+#[derive(Clone, Copy, Default)]
+struct Begun {
+    count: usize,
+    live: bool,
+}
+
 /// The batch being collected from the journal.
 struct Collecting {
     window_end_ns: u64,
     members: Vec<Member>,
+    begun: Begun,
 }
 
 /// A closed batch: one net instruction, sent until answered or given up.
@@ -181,7 +193,7 @@ struct Batch {
     lines: String,
     attempts: u32,
     next_send: Instant,
-    begun: bool,
+    begun: Begun,
 }
 
 /// A transaction of this channel seen in the journal and not finished yet.
@@ -190,10 +202,18 @@ struct OpenTx {
     member: Member,
 }
 
-/// A transaction confirmed since the last cutover.
+/// A transaction confirmed since the last cutover, with the journal position of its
+/// `SettleConfirm`.
 struct DayEntry {
+    seq: u64,
     batch: u128,
     member: Member,
+}
+
+/// A request pipelined through the processor's producer.
+enum Request {
+    Query(TxId),
+    Submit(Vec<NewCommand>),
 }
 
 /// A running processor.
@@ -228,19 +248,24 @@ pub fn spawn(
     options.net_window_ms = options.net_window_ms.max(1);
     let stop = Arc::new(AtomicBool::new(false));
     let stuck = Arc::new(Mutex::new(Vec::new()));
+    let (producer, replies) = handle.producer(PIPELINE as u32);
     let mut state = State {
         journal_dir: journal::journal_dir(data_dir),
         handle,
+        producer,
+        replies,
         options,
         stop: stop.clone(),
         stuck: stuck.clone(),
         collecting: None,
         batches: BTreeMap::new(),
         given_up: VecDeque::new(),
-        open: BTreeMap::new(),
+        open: HashMap::new(),
         day: Vec::new(),
         data_dir: data_dir.to_path_buf(),
         next_seq: 0,
+        reader: None,
+        held: None,
         bank: None,
     };
     let name = format!("settle-{}", state.options.name);
@@ -256,6 +281,10 @@ struct Bank {
 struct State {
     journal_dir: PathBuf,
     handle: Handle,
+    /// The processor's own submission path: queries and commands are pipelined through it,
+    /// so one journal flush serves many of them.
+    producer: Producer,
+    replies: Replies,
     options: ChannelOptions,
     stop: Arc<AtomicBool>,
     stuck: Arc<Mutex<Vec<TxId>>>,
@@ -264,10 +293,15 @@ struct State {
     batches: BTreeMap<u128, Batch>,
     /// Given-up batches (id, members), oldest first: a late answer still applies.
     given_up: VecDeque<(u128, Vec<TxId>)>,
-    open: BTreeMap<TxId, OpenTx>,
+    /// This channel's transactions seen in the journal and not finished yet.
+    open: HashMap<TxId, OpenTx>,
+    /// Confirmations since the last cutover (not in journal order: sorted when written).
     day: Vec<DayEntry>,
     data_dir: PathBuf,
+    /// The next journal record to follow, its reader, and a record read before it was durable.
     next_seq: u64,
+    reader: Option<JournalReader>,
+    held: Option<(u64, engine::Command)>,
     bank: Option<Bank>,
 }
 
@@ -275,6 +309,11 @@ fn now_ns() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |since| u64::try_from(since.as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// Whether a query answer says the engine applied the transaction.
+fn was_applied(answer: &Option<Answer>) -> bool {
+    matches!(answer, Some(Answer::Query(QueryAnswer::Tx(Some(view)))) if view.result == ResultCode::Ok)
 }
 
 impl State {
@@ -303,7 +342,47 @@ impl State {
         eprintln!("ledgerd: channel {}: {message}", self.options.name);
     }
 
-    /// Reads new durable journal records and starts following this channel's transactions.
+    /// Sends `requests` through the producer, at most `PIPELINE` in flight, and returns their
+    /// answers in order (`None`: refused, or the runtime stopped).
+    fn pipeline(&self, requests: Vec<Request>) -> Vec<Option<Answer>> {
+        let mut answers: Vec<Option<Answer>> = (0..requests.len()).map(|_| None).collect();
+        let mut in_flight = 0usize;
+        let receive = |in_flight: &mut usize, answers: &mut Vec<Option<Answer>>| {
+            *in_flight = in_flight.saturating_sub(1);
+            match self.replies.recv() {
+                Some(reply) => {
+                    if let Some(slot) = answers.get_mut(reply.token as usize) {
+                        *slot = reply.result.ok();
+                    }
+                }
+                // The runtime stopped: nothing more will come.
+                None => *in_flight = 0,
+            }
+        };
+        for (index, request) in requests.into_iter().enumerate() {
+            if in_flight >= PIPELINE {
+                receive(&mut in_flight, &mut answers);
+            }
+            let sent = match request {
+                Request::Query(tx_id) => self.producer.query(index as u64, Query::Tx(tx_id)),
+                Request::Submit(commands) => {
+                    self.producer.submit(index as u64, commands).map_err(|refused| refused.error)
+                }
+            };
+            match sent {
+                Ok(()) => in_flight += 1,
+                Err(error) => self.log(&format!("request refused by the runtime: {error}")),
+            }
+        }
+        while in_flight > 0 {
+            receive(&mut in_flight, &mut answers);
+        }
+        answers
+    }
+
+    /// Reads new durable journal records (at most `DISCOVER_RECORDS` per call) and follows this
+    /// channel's transactions. Whether the engine applied a record is asked for all of them at
+    /// once, pipelined.
     fn discover(&mut self) {
         if self.open.len() >= WATCHED_MAX {
             return;
@@ -316,55 +395,101 @@ impl State {
         if self.next_seq > durable_seq {
             return;
         }
-        let Ok(mut reader) = JournalReader::open(&self.journal_dir, self.next_seq) else { return };
-        while self.next_seq <= durable_seq && self.open.len() < WATCHED_MAX {
-            let Ok(Some(record)) = reader.next_ref() else { break };
-            if record.seq > durable_seq {
+        // One reader for the processor's life: reopening one would scan its segment again.
+        let mut reader = match self.reader.take() {
+            Some(reader) => reader,
+            None => match JournalReader::open(&self.journal_dir, self.next_seq) {
+                Ok(reader) => reader,
+                Err(error) => {
+                    self.log(&format!("read the journal from {}: {error}", self.next_seq));
+                    return;
+                }
+            },
+        };
+        let mut records: Vec<(u64, engine::Command, bool)> = Vec::new();
+        let mut new_txs: HashMap<TxId, ()> = HashMap::new();
+        let mut asks: Vec<usize> = Vec::new();
+        while records.len() < DISCOVER_RECORDS && self.open.len() + new_txs.len() < WATCHED_MAX {
+            let (seq, command) = match self.held.take() {
+                Some(held) => held,
+                None => match reader.next_ref() {
+                    Ok(Some(record)) => match engine::decode_command(record.payload) {
+                        Ok(command) => (record.seq, command),
+                        Err(_) => {
+                            self.next_seq = record.seq + 1;
+                            continue;
+                        }
+                    },
+                    Ok(None) => break,
+                    Err(error) => {
+                        // Reopened at `next_seq` on the next call.
+                        self.log(&format!("read the journal at {}: {error}", self.next_seq));
+                        return;
+                    }
+                },
+            };
+            if seq > durable_seq {
+                // Read but not durable yet: kept for a later call.
+                self.held = Some((seq, command));
                 break;
             }
-            self.next_seq = record.seq + 1;
-            let Ok(command) = engine::decode_command(record.payload) else { continue };
+            self.next_seq = seq + 1;
+            let ask = match command.body {
+                CommandBody::Deposit { channel_no, .. }
+                | CommandBody::Withdraw { channel_no, .. }
+                    if channel_no == self.options.name =>
+                {
+                    new_txs.insert(command.tx_id, ());
+                    true
+                }
+                CommandBody::SettleConfirm { target } | CommandBody::SettleFail { target } => {
+                    self.open.contains_key(&target) || new_txs.contains_key(&target)
+                }
+                CommandBody::Cutover { .. } => true,
+                _ => false,
+            };
+            if ask {
+                asks.push(records.len());
+            }
+            records.push((seq, command, false));
+        }
+        self.reader = Some(reader);
+        let questions = asks.iter().map(|&index| Request::Query(records[index].1.tx_id)).collect();
+        for (&index, answer) in asks.iter().zip(self.pipeline(questions)) {
+            records[index].2 = was_applied(&answer);
+        }
+        for (seq, command, applied) in records {
             if self.collecting.as_ref().is_some_and(|c| command.timestamp_ns >= c.window_end_ns) {
                 self.close_batch();
             }
-            self.follow(command);
+            if applied {
+                self.follow(seq, command);
+            }
         }
     }
 
-    /// One journaled command: a new transaction of this channel, a settlement of one, or a
-    /// cutover (which writes the day's files).
-    fn follow(&mut self, command: engine::Command) {
-        let (direction, channel_no, amount) = match command.body {
-            CommandBody::Deposit { channel_no, amount, .. } => {
-                (Direction::Deposit, channel_no, amount)
+    /// One journaled command the engine applied: a new transaction of this channel, a
+    /// settlement of one, or a cutover (which writes the day's files).
+    fn follow(&mut self, seq: u64, command: engine::Command) {
+        let (direction, amount) = match command.body {
+            CommandBody::Deposit { amount, .. } => (Direction::Deposit, amount),
+            CommandBody::Withdraw { amount, .. } => (Direction::Withdraw, amount),
+            CommandBody::SettleConfirm { target } => {
+                self.finished(target, Some(seq));
+                return;
             }
-            CommandBody::Withdraw { channel_no, amount, .. } => {
-                (Direction::Withdraw, channel_no, amount)
-            }
-            CommandBody::SettleConfirm { target } | CommandBody::SettleFail { target } => {
-                let confirmed = matches!(command.body, CommandBody::SettleConfirm { .. });
-                if self.open.contains_key(&target) && self.applied(command.tx_id) {
-                    if let Some(open) = self.open.remove(&target) {
-                        if confirmed {
-                            self.day.push(DayEntry { batch: open.batch, member: open.member });
-                        }
-                    }
-                }
+            CommandBody::SettleFail { target } => {
+                self.finished(target, None);
                 return;
             }
             CommandBody::Cutover { business_date } => {
                 // The end of the day also ends the open netting window.
                 self.close_batch();
-                if self.applied(command.tx_id) {
-                    self.write_day_files(business_date);
-                }
+                self.write_day_files(business_date, seq);
                 return;
             }
             _ => return,
         };
-        if channel_no != self.options.name || !self.applied(command.tx_id) {
-            return;
-        }
         let member = Member {
             tx_id: command.tx_id,
             direction,
@@ -382,10 +507,20 @@ impl State {
         let collecting = self.collecting.get_or_insert_with(|| Collecting {
             window_end_ns: command.timestamp_ns.saturating_add(window_ns),
             members: Vec::new(),
+            begun: Begun::default(),
         });
         let batch = batch_id(collecting.members.first().map_or(member.tx_id, |first| first.tx_id));
         collecting.members.push(member.clone());
         self.open.insert(member.tx_id, OpenTx { batch, member });
+    }
+
+    /// `target` was settled (`confirmed_seq`: its `SettleConfirm`'s journal position) or
+    /// failed: it leaves the open set, and a confirmation joins the day.
+    fn finished(&mut self, target: TxId, confirmed_seq: Option<u64>) {
+        let Some(open) = self.open.remove(&target) else { return };
+        if let Some(seq) = confirmed_seq {
+            self.day.push(DayEntry { seq, batch: open.batch, member: open.member });
+        }
     }
 
     /// Ends the batch being collected: it becomes one net instruction.
@@ -414,9 +549,10 @@ impl State {
             currency,
             items,
         };
-        let lines = format!("{}\n", Request::Net(instruction));
+        let lines = format!("{}\n", bank::protocol::Request::Net(instruction));
         let members = collecting.members.iter().map(|member| member.tx_id).collect();
-        let batch = Batch { members, lines, attempts: 0, next_send: Instant::now(), begun: false };
+        let next_send = Instant::now();
+        let batch = Batch { members, lines, attempts: 0, next_send, begun: collecting.begun };
         self.batches.insert(id, batch);
     }
 
@@ -429,40 +565,40 @@ impl State {
         if now < window_end_ns {
             return;
         }
-        let members: Vec<TxId> = collecting.members.iter().map(|member| member.tx_id).collect();
-        self.begin(&members);
+        let rest: Vec<TxId> =
+            collecting.members[collecting.begun.count..].iter().map(|m| m.tx_id).collect();
+        let live = self.begin(&rest);
+        if let Some(collecting) = &mut self.collecting {
+            collecting.begun.count += rest.len();
+            collecting.begun.live |= live;
+        }
         self.discover();
         let still_open = self.collecting.as_ref().is_some_and(|c| c.window_end_ns == window_end_ns);
-        if still_open && now >= window_end_ns.saturating_add(CLOSE_GRACE_NS) {
+        let read_all = self.next_seq > self.handle.durable_seq();
+        if still_open && read_all && now >= window_end_ns.saturating_add(CLOSE_GRACE_NS) {
             self.close_batch();
         }
     }
 
-    /// Submits `SettleBegin` for every one of `members` still `PendingSettlement`.
-    fn begin(&self, members: &[TxId]) {
-        let pending: Vec<TxId> = members
-            .iter()
-            .copied()
-            .filter(|tx_id| self.state_of(*tx_id) == Some(TxState::PendingSettlement))
-            .collect();
-        self.submit(&pending, Step::Begin);
+    /// Submits `SettleBegin` for `members`; true when any of them is now settling. (A
+    /// member refused as an illegal transition was settling or finished already.)
+    fn begin(&mut self, members: &[TxId]) -> bool {
+        let results = self.submit(members, Step::Begin);
+        results.contains(&Some(ResultCode::Ok))
     }
 
-    /// Whether the engine applied the command `tx_id` (rejected ones are journaled too).
-    fn applied(&self, tx_id: TxId) -> bool {
-        matches!(
-            self.handle.query(Query::Tx(tx_id)),
-            Ok(QueryAnswer::Tx(Some(view))) if view.result == ResultCode::Ok
-        )
-    }
-
-    /// Writes the day's settlement file and netting report, then starts a new day.
-    fn write_day_files(&mut self, business_date: u32) {
+    /// Writes the day's settlement file and netting report: the confirmations journaled
+    /// before the cutover at `cutover_seq`; later ones stay for the next day.
+    fn write_day_files(&mut self, business_date: u32, cutover_seq: u64) {
+        let (mut today, later): (Vec<DayEntry>, Vec<DayEntry>) =
+            std::mem::take(&mut self.day).into_iter().partition(|entry| entry.seq < cutover_seq);
+        self.day = later;
+        today.sort_unstable_by_key(|entry| entry.seq);
         let mut settlement = format!("{SETTLEMENT_HEADER}\n");
         let mut by_batch: BTreeMap<u128, Vec<&Member>> = BTreeMap::new();
         let mut order: Vec<u128> = Vec::new();
         let currency = self.currency().unwrap_or_default();
-        for entry in &self.day {
+        for entry in &today {
             let member = &entry.member;
             let (id, direction) = (member.tx_id.0, member.direction.word());
             settlement.push_str(&format!("{id:032x},{direction},{},{currency}\n", member.amount()));
@@ -473,8 +609,7 @@ impl State {
             members.push(member);
         }
         let mut netting = format!("{NETTING_HEADER}\n");
-        let all = self.day.iter().map(|entry| &entry.member);
-        let scale = all.clone().map(|member| member.scale).max().unwrap_or(0);
+        let scale = today.iter().map(|entry| entry.member.scale).max().unwrap_or(0);
         let mut total = Totals::default();
         for batch in order {
             let members = by_batch.get(&batch).map(Vec::as_slice).unwrap_or_default();
@@ -491,10 +626,12 @@ impl State {
         for (path, text) in files {
             if let Err(error) = write_atomically(&path, &text) {
                 self.log(&format!("write {}: {error}", path.display()));
+                // Keep the day: a later cutover writes it again.
+                today.append(&mut self.day);
+                self.day = today;
                 return;
             }
         }
-        self.day.clear();
     }
 
     fn currency(&self) -> Option<String> {
@@ -504,47 +641,70 @@ impl State {
         }
     }
 
-    fn state_of(&self, tx_id: TxId) -> Option<TxState> {
-        match self.handle.query(Query::Tx(tx_id)) {
-            Ok(QueryAnswer::Tx(Some(view))) if view.result == ResultCode::Ok => view.state,
-            _ => None,
-        }
-    }
-
-    /// Submits the settlement command `step` for every target; logs what the engine refused.
-    fn submit(&self, targets: &[TxId], step: Step) {
-        for chunk in targets.chunks(SUBMISSION_LEN) {
-            let commands = chunk
-                .iter()
-                .map(|&target| {
-                    let body = match step {
-                        Step::Begin => CommandBody::SettleBegin { target },
-                        Step::Confirm => CommandBody::SettleConfirm { target },
-                        Step::Fail => CommandBody::SettleFail { target },
-                    };
-                    NewCommand { tx_id: settlement_tx_id(target, step), body }
-                })
-                .collect();
-            let executed = match self.handle.execute(commands) {
-                Ok(executed) => executed,
-                Err(error) => {
-                    self.log(&format!("submit {step:?} for {} transactions: {error}", chunk.len()));
-                    continue;
-                }
+    /// Submits the settlement command `step` for every target, pipelined, and returns each
+    /// result (`None`: not answered). Applied confirmations and failures finish their target
+    /// at once; anything refused other than a `SettleBegin` already done is logged.
+    fn submit(&mut self, targets: &[TxId], step: Step) -> Vec<Option<ResultCode>> {
+        let requests = targets
+            .chunks(SUBMISSION_LEN)
+            .map(|chunk| {
+                let commands = chunk
+                    .iter()
+                    .map(|&target| {
+                        let body = match step {
+                            Step::Begin => CommandBody::SettleBegin { target },
+                            Step::Confirm => CommandBody::SettleConfirm { target },
+                            Step::Fail => CommandBody::SettleFail { target },
+                        };
+                        NewCommand { tx_id: settlement_tx_id(target, step), body }
+                    })
+                    .collect();
+                Request::Submit(commands)
+            })
+            .collect();
+        let answers = self.pipeline(requests);
+        let mut results = Vec::with_capacity(targets.len());
+        for (chunk, answer) in targets.chunks(SUBMISSION_LEN).zip(answers) {
+            let Some(Answer::Executed(executed)) = answer else {
+                self.log(&format!("{step:?} for {} transactions not answered", chunk.len()));
+                results.extend(chunk.iter().map(|_| None));
+                continue;
             };
-            for (target, outcome) in chunk.iter().zip(&executed.outcomes) {
-                match outcome.result {
-                    ResultCode::Ok => {}
-                    ResultCode::IllegalTransition => self.log(&format!(
+            let first_seq = executed.last_seq + 1 - executed.outcomes.len() as u64;
+            for (index, (&target, outcome)) in chunk.iter().zip(&executed.outcomes).enumerate() {
+                results.push(Some(outcome.result));
+                match (outcome.result, step) {
+                    // A duplicate was applied before: the journal shows it to `discover`.
+                    (ResultCode::Ok, _) if outcome.duplicate => {}
+                    (ResultCode::Ok, Step::Begin) => {}
+                    (ResultCode::Ok, Step::Confirm) => {
+                        self.finished(target, Some(first_seq + index as u64));
+                    }
+                    (ResultCode::Ok, Step::Fail) => self.finished(target, None),
+                    (ResultCode::IllegalTransition, Step::Begin) => {}
+                    (ResultCode::IllegalTransition, _) => self.log(&format!(
                         "{:032x}: {step:?} for a transaction already finished otherwise: reconcile",
                         target.0
                     )),
-                    other => {
+                    (other, _) => {
                         self.log(&format!("{:032x}: {step:?} refused: {}", target.0, other.name()))
                     }
                 }
             }
         }
+        results
+    }
+
+    /// Whether any of `members` is still pending or settling (asked all at once).
+    fn any_unfinished(&self, members: &[TxId]) -> bool {
+        let questions = members.iter().map(|&tx_id| Request::Query(tx_id)).collect();
+        self.pipeline(questions).iter().any(|answer| {
+            matches!(
+                answer,
+                Some(Answer::Query(QueryAnswer::Tx(Some(view))))
+                    if matches!(view.state, Some(TxState::PendingSettlement | TxState::Settling))
+            )
+        })
     }
 
     fn connect(&mut self) -> bool {
@@ -589,22 +749,20 @@ impl State {
             .collect();
         for id in due {
             let Some(batch) = self.batches.get(&id) else { continue };
-            if !batch.begun {
-                let members = batch.members.clone();
-                self.begin(&members);
-                let unfinished = members.iter().any(|tx_id| {
-                    matches!(
-                        self.state_of(*tx_id),
-                        Some(TxState::PendingSettlement | TxState::Settling)
-                    )
-                });
-                if !unfinished {
-                    // Settled, failed or rejected already (a restart re-reads old batches).
+            if batch.begun.count < batch.members.len() {
+                let rest = batch.members[batch.begun.count..].to_vec();
+                let mut begun = batch.begun;
+                begun.live |= self.begin(&rest);
+                begun.count += rest.len();
+                let members = self.batches.get(&id).map(|batch| batch.members.clone());
+                // Nothing began now: settled, failed or rejected already (a restarted
+                // processor re-reads old batches), unless someone else began them.
+                if !begun.live && !members.is_some_and(|members| self.any_unfinished(&members)) {
                     self.batches.remove(&id);
                     continue;
                 }
                 if let Some(batch) = self.batches.get_mut(&id) {
-                    batch.begun = true;
+                    batch.begun = Begun { count: begun.count, live: true };
                 }
             }
             let Some(batch) = self.batches.get(&id) else { continue };
@@ -632,7 +790,6 @@ impl State {
         }
     }
 
-    /// Stops sending batch `id`; its members stay `Settling` and are listed as stuck.
     fn give_up(&mut self, id: u128) {
         let Some(batch) = self.batches.remove(&id) else { return };
         let count = batch.members.len();
