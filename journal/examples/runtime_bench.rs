@@ -2,6 +2,8 @@
 //!
 //! ```text
 //! runtime_bench append DIR RECORDS BATCH_LEN [SEGMENT_MIB]  journal append+flush, Fsync, None
+//! runtime_bench rollover DIR RECORDS BATCH_LEN [SEGMENT_MIB] [fsync|none]
+//!                                                     per-batch latency, rollover batches apart
 //! runtime_bench e2e DIR PRODUCERS BATCH_LEN WINDOW SUBMISSIONS [fsync|none] [ACCOUNTS] [SEG_MIB]
 //!                   [pipeline|inline]
 //!                                                     submit -> durable reply, in process
@@ -54,10 +56,19 @@ fn main() -> BenchResult {
                 pipeline: arg(9, "pipeline") != "inline",
             },
         ),
+        "rollover" => rollover(
+            Path::new(&arg(1, "/tmp")),
+            num(2, 4_000_000)?,
+            num(3, 256)?,
+            num(4, RUNTIME_SEGMENT_LEN_BYTES_DEFAULT >> 20)?,
+            if arg(5, "fsync") == "none" { SyncMode::None } else { SyncMode::Fsync },
+        ),
         "replay" => replay(Path::new(&arg(1, "/tmp")), num(2, 3_000_000)?),
         "ring" => ring(num(1, 4)? as usize, num(2, 1)? as usize, num(3, 200_000)?),
         _ => {
-            eprintln!("usage: runtime_bench append|e2e|replay|ring ... (see the file's docs)");
+            eprintln!(
+                "usage: runtime_bench append|rollover|e2e|replay|ring ... (see the file's docs)"
+            );
             Ok(())
         }
     }
@@ -139,7 +150,8 @@ fn percentiles(histogram: &Histogram<u64>) -> String {
 
 // ----- journal append -----
 
-fn append(dir: &Path, records: u64, batch_len: u64, segment_mib: u64) -> BenchResult {
+/// 4 096 encoded transfers (77 bytes each), cycled through by the journal benchmarks.
+fn transfer_payloads() -> Vec<Vec<u8>> {
     let nos = account_nos(100_000);
     let mut rng = Rng(7);
     let mut payloads = Vec::new();
@@ -150,6 +162,11 @@ fn append(dir: &Path, records: u64, batch_len: u64, segment_mib: u64) -> BenchRe
         engine::encode_command(&command, &mut encoded);
         payloads.push(encoded);
     }
+    payloads
+}
+
+fn append(dir: &Path, records: u64, batch_len: u64, segment_mib: u64) -> BenchResult {
+    let payloads = transfer_payloads();
     for sync_mode in [SyncMode::Fsync, SyncMode::None] {
         let temp = tempfile::tempdir_in(dir)?;
         let options = JournalOptions { sync_mode, segment_len_bytes: segment_mib << 20 };
@@ -176,6 +193,70 @@ fn append(dir: &Path, records: u64, batch_len: u64, segment_mib: u64) -> BenchRe
             percentiles(&flush_us)
         );
     }
+    Ok(())
+}
+
+// ----- rollover stall -----
+
+/// Batches of `batch_len` appends, each followed by one flush (group commit as the runtime does
+/// it inline), timed one by one. A batch whose records start a new segment pays the rollover;
+/// they are found by replaying the journal's space accounting (FORMAT.md: a record goes to a new
+/// segment when it does not fit), so the figures need nothing from the journal's internals.
+fn rollover(
+    dir: &Path,
+    records: u64,
+    batch_len: u64,
+    segment_mib: u64,
+    sync_mode: SyncMode,
+) -> BenchResult {
+    let payloads = transfer_payloads();
+    let segment_len_bytes = segment_mib << 20;
+    let temp = tempfile::tempdir_in(dir)?;
+    let options = JournalOptions { sync_mode, segment_len_bytes };
+    let (mut journal, _) = Journal::open(temp.path(), options)?;
+    let histogram = || Histogram::<u64>::new_with_bounds(1, 60_000_000, 3);
+    let (mut all_us, mut rollover_us, mut plain_us) = (histogram()?, histogram()?, histogram()?);
+    let mut write_offset = journal::SEGMENT_HEADER_LEN_BYTES;
+    let (mut index, started) = (0u64, Instant::now());
+    while index < records {
+        let batch_started = Instant::now();
+        let mut rolled = false;
+        let batch_end = records.min(index + batch_len);
+        while index < batch_end {
+            let payload = &payloads[(index % 4096) as usize];
+            journal.append(payload)?;
+            let record_len_bytes = (journal::RECORD_HEADER_LEN_BYTES + payload.len() as u64)
+                .div_ceil(journal::RECORD_ALIGN_BYTES)
+                * journal::RECORD_ALIGN_BYTES;
+            if write_offset + record_len_bytes > segment_len_bytes {
+                write_offset = journal::SEGMENT_HEADER_LEN_BYTES;
+                rolled = true;
+            }
+            write_offset += record_len_bytes;
+            index += 1;
+        }
+        journal.flush()?;
+        let took_us = batch_started.elapsed().as_micros().max(1) as u64;
+        all_us.record(took_us)?;
+        if rolled {
+            rollover_us.record(took_us)?;
+        } else {
+            plain_us.record(took_us)?;
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "rollover {sync_mode:?}: {records} records, {batch_len} per flush, {segment_mib} MiB \
+         segments, {:.2} M records/s; batch (append + flush): all {}; {} batches with a \
+         rollover: p50 {} µs, max {} µs; others: p99 {} µs, max {} µs",
+        records as f64 / secs / 1e6,
+        percentiles(&all_us),
+        rollover_us.len(),
+        rollover_us.value_at_quantile(0.5),
+        rollover_us.max(),
+        plain_us.value_at_quantile(0.99),
+        plain_us.max(),
+    );
     Ok(())
 }
 

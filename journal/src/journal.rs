@@ -2,9 +2,13 @@
 //! segment rollover and explicit archival.
 //!
 //! Durability contract: a record is acknowledged only once a `flush` that returned its sequence
-//! number (or more) has succeeded. Everything the writer does keeps three facts true:
+//! number (or more) has succeeded. Everything the writer does keeps four facts true:
 //! bytes past `write_offset` in the active segment are zero, every segment but the last was synced
-//! in full before the next one was created, and a failed sync poisons the journal for good.
+//! in full (data and name) before the next one was created, a file with a segment name has a
+//! durable header, and a failed sync poisons the journal for good.
+//!
+//! Rollover takes a spare segment that the preparer thread (`spare.rs`) made ready in the
+//! background; the directory sync that makes its new name durable runs with the next flush.
 
 use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -19,7 +23,8 @@ use crate::format::{
     SEGMENT_LEN_ALIGN_BYTES, SEGMENT_LEN_BYTES_DEFAULT, SEGMENT_LEN_BYTES_MAX,
     SEGMENT_LEN_BYTES_MIN,
 };
-use crate::segment::{self, list_segments, SegmentInfo, TEMP_SUFFIX};
+use crate::segment::{self, list_segments, NewSegment, SegmentInfo, TEMP_SUFFIX};
+use crate::spare::{Preparer, Sealed};
 
 /// Whether `flush` makes records durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -79,7 +84,8 @@ pub struct Recovery {
     pub next_seq: u64,
     /// The torn last record that was zeroed, if there was one.
     pub torn_tail: Option<TornTail>,
-    /// Temporary segment files left by a crash during segment creation, now removed.
+    /// Temporary segment files left by a crash during segment creation (`<name>.seg.tmp`) or
+    /// by a killed writer's preparer (`spare.seg.tmp`), now removed.
     pub removed_temp_files: Vec<PathBuf>,
 }
 
@@ -98,12 +104,28 @@ pub struct TornTail {
     pub defect: Defect,
 }
 
+/// How segment rollovers went since [`Journal::open`] ([`Journal::rollover_stats`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RolloverStats {
+    /// Segments started after the one `open` found or created.
+    pub rollovers: u64,
+    /// Of those, the ones that installed a spare prepared in the background (the others were
+    /// created inline, on the appending thread).
+    pub from_spare: u64,
+    /// Spares whose preparation or installation failed (the rollover then created its segment
+    /// inline, or reported that creation's error).
+    pub spare_failures: u64,
+}
+
 /// A flush taken by [`Journal::begin_flush`]: its sync may run on any thread while the writer
 /// appends, and its result goes back to [`Journal::end_flush`].
 #[derive(Debug)]
 pub struct FlushJob {
     /// The segment file to sync; `None` when there is nothing to sync (or `SyncMode::None`).
     file: Option<Arc<File>>,
+    /// The journal directory, when the segment's name is not durable yet (it was installed from a
+    /// spare since the last flush): synced after the file.
+    dir: Option<Arc<File>>,
     path: PathBuf,
     /// The last record the job covers.
     seq: u64,
@@ -120,23 +142,30 @@ impl FlushJob {
     }
 
     /// Whether [`FlushJob::sync`] does any I/O (false in `SyncMode::None`, or when nothing was
-    /// appended to the active segment since its last sync).
+    /// appended to the active segment since its last sync, unless the segment's new name still
+    /// has to be made durable).
     pub fn needs_sync(&self) -> bool {
-        self.file.is_some()
+        self.file.is_some() || self.dir.is_some()
     }
 
     /// Makes the job's records durable with one `fdatasync` of the segment file (on Linux the
     /// same `vfs_fsync_range` as `msync` of the range, so pages written through the mapping are
-    /// included; records appended meanwhile may be written too, which is harmless). Blocks.
+    /// included; records appended meanwhile may be written too, which is harmless), then, after a
+    /// rollover, the segment's name with one `fsync` of the directory. Blocks.
     pub fn sync(&self) -> std::io::Result<()> {
         #[cfg(test)]
         if let Some(errno) = self.injected_errno {
             return Err(std::io::Error::from_raw_os_error(errno));
         }
-        match &self.file {
-            Some(file) => file.sync_data(),
-            None => Ok(()),
+        if let Some(file) = &self.file {
+            file.sync_data()?;
         }
+        // After the data: on ext4 the file's sync usually commits the rename as well, and this
+        // one then returns at once.
+        if let Some(dir) = &self.dir {
+            dir.sync_all()?;
+        }
+        Ok(())
     }
 }
 
@@ -151,18 +180,40 @@ struct Active {
     write_offset: u64,
     /// Bytes before this offset are durable.
     synced_offset: u64,
+    /// Whether the segment's name is durable (false after installing a spare, until the
+    /// directory sync of the next flush).
+    name_durable: bool,
+}
+
+impl Active {
+    fn new(segment: NewSegment, segment_len_bytes: u64, name_durable: bool) -> Active {
+        Active {
+            path: segment.path,
+            map: segment.map,
+            file: Arc::new(segment.file),
+            segment_len_bytes,
+            write_offset: SEGMENT_HEADER_LEN_BYTES,
+            // The header was synced when the segment was created.
+            synced_offset: SEGMENT_HEADER_LEN_BYTES,
+            name_durable,
+        }
+    }
 }
 
 /// The single writer of a journal directory (enforced with an exclusive `flock`).
 pub struct Journal {
     dir: PathBuf,
-    /// Holds the writer lock; also used to sync the directory.
-    dir_file: File,
+    /// Prepares the next segment. Declared before `dir_file`, so it is dropped (its thread
+    /// joined, an unused spare removed) while the writer lock is still held.
+    preparer: Preparer,
+    /// Holds the writer lock; also used to sync the directory (shared with [`FlushJob`]s).
+    dir_file: Arc<File>,
     options: JournalOptions,
     active: Active,
     next_seq: u64,
     durable_seq: u64,
     poisoned: bool,
+    rollovers: RolloverStats,
 }
 
 impl std::fmt::Debug for Journal {
@@ -192,15 +243,7 @@ impl Journal {
         let (active, first_seq, next_seq, torn_tail) = match segments.split_last() {
             None => {
                 let new = segment::create_segment(dir, &dir_file, 1, options.segment_len_bytes)?;
-                let active = Active {
-                    path: new.path,
-                    map: new.map,
-                    file: Arc::new(new.file),
-                    segment_len_bytes: options.segment_len_bytes,
-                    write_offset: SEGMENT_HEADER_LEN_BYTES,
-                    synced_offset: SEGMENT_HEADER_LEN_BYTES,
-                };
-                (active, 1, 1, None)
+                (Active::new(new, options.segment_len_bytes, true), 1, 1, None)
             }
             Some((last, sealed)) => {
                 let mut expected_first_seq = None;
@@ -208,6 +251,9 @@ impl Journal {
                     expected_first_seq = Some(verify_sealed(segment, expected_first_seq)?);
                 }
                 let (active, next_seq, torn_tail) = open_last(last, expected_first_seq)?;
+                // A crashed writer may have renamed its last segment without syncing the
+                // directory: make every name found durable before appending after them.
+                segment::sync_dir(dir, &dir_file)?;
                 (active, segments[0].first_seq, next_seq, torn_tail)
             }
         };
@@ -223,12 +269,14 @@ impl Journal {
         };
         let journal = Journal {
             dir: dir.to_path_buf(),
-            dir_file,
+            preparer: Preparer::start(dir, options.segment_len_bytes),
+            dir_file: Arc::new(dir_file),
             options,
             active,
             next_seq,
             durable_seq: next_seq - 1,
             poisoned: false,
+            rollovers: RolloverStats::default(),
         };
         Ok((journal, recovery))
     }
@@ -259,6 +307,9 @@ impl Journal {
         if self.poisoned {
             return Err(JournalError::Poisoned);
         }
+        // The first append asks for the next segment (a journal opened only to read or archive
+        // never creates one); later ones find it requested (one compare).
+        self.preparer.request();
         let len_bytes_max = self.payload_len_bytes_max();
         if len_bytes == 0 || len_bytes > len_bytes_max {
             return Err(JournalError::PayloadLen {
@@ -300,16 +351,23 @@ impl Journal {
             return Err(JournalError::Poisoned);
         }
         let active = &self.active;
-        let needs_sync =
+        let needs_data =
             self.options.sync_mode == SyncMode::Fsync && active.write_offset > active.synced_offset;
-        Ok(FlushJob {
-            file: needs_sync.then(|| active.file.clone()),
+        let job = FlushJob {
+            file: needs_data.then(|| active.file.clone()),
+            dir: (!active.name_durable).then(|| self.dir_file.clone()),
             path: active.path.clone(),
             seq: self.next_seq - 1,
             write_offset: active.write_offset,
             #[cfg(test)]
-            injected_errno: if needs_sync { segment::fault::SYNC_ERRNO.take() } else { None },
-        })
+            injected_errno: None,
+        };
+        #[cfg(test)]
+        let job = FlushJob {
+            injected_errno: if job.needs_sync() { segment::fault::SYNC_ERRNO.take() } else { None },
+            ..job
+        };
+        Ok(job)
     }
 
     /// Records the result of a job's [`FlushJob::sync`] and returns the durable sequence number.
@@ -329,6 +387,7 @@ impl Journal {
         // After a rollover the job's segment is sealed (and was synced in full by the rollover).
         if job.path == self.active.path {
             self.active.synced_offset = self.active.synced_offset.max(job.write_offset);
+            self.active.name_durable |= job.dir.is_some();
         }
         self.durable_seq = self.durable_seq.max(job.seq);
         Ok(self.durable_seq)
@@ -360,6 +419,11 @@ impl Journal {
         self.poisoned
     }
 
+    /// How rollovers went since open: how many, and how many used a prepared spare.
+    pub fn rollover_stats(&self) -> RolloverStats {
+        self.rollovers
+    }
+
     /// Deletes the segments whose records all precede `seq` (see [`crate::segments_before`]),
     /// oldest first, syncing the directory after each so a crash leaves no gap. For an explicit
     /// operator command once a snapshot covers `seq - 1`; never called automatically.
@@ -381,33 +445,56 @@ impl Journal {
         Ok(removed)
     }
 
-    /// Seals the active segment (synced in full, so only the last segment can ever hold a torn
-    /// record) and switches to a new one. If creating the new segment fails, nothing changes and
-    /// the append can be retried.
+    /// Seals the active segment (synced in full, data and name, so only the last segment can
+    /// ever hold a torn record) and switches to a new one: the spare prepared in the background
+    /// if there is one (waiting for its preparation if it is still running), else one created
+    /// here. Then asks for the next spare. If no segment can be had, nothing changes and the
+    /// append can be retried.
     fn roll_over(&mut self) -> Result<(), JournalError> {
         self.sync_active()?;
-        let segment_len_bytes = self.options.segment_len_bytes;
-        let new =
-            segment::create_segment(&self.dir, &self.dir_file, self.next_seq, segment_len_bytes)
-                .inspect_err(|error| {
-                    // The directory sync after the rename failed: the new segment may or may not
-                    // survive a crash, so stop appending to either segment.
-                    if matches!(error, JournalError::SyncFailed { .. }) {
-                        self.poisoned = true;
-                    }
-                })?;
-        self.active = Active {
-            path: new.path,
-            map: new.map,
-            file: Arc::new(new.file),
-            segment_len_bytes,
-            write_offset: SEGMENT_HEADER_LEN_BYTES,
-            synced_offset: SEGMENT_HEADER_LEN_BYTES,
+        let next = match self.next_segment() {
+            Ok(next) => next,
+            Err(error) => {
+                // The retry should find a spare.
+                self.preparer.request();
+                return Err(error);
+            }
         };
+        let sealed = std::mem::replace(&mut self.active, next);
+        self.rollovers.rollovers += 1;
+        self.preparer.request_after_rollover(Sealed { map: sealed.map, file: sealed.file });
         Ok(())
     }
 
-    /// One sync covering the active segment's bytes appended since the last sync.
+    /// The segment that starts at `next_seq`: the spare, installed, or else one created inline
+    /// (which reports the errors a rollover reports: `NoSpace`, `Io`, or a failed directory sync
+    /// after the rename, which poisons because the new segment may or may not survive a crash).
+    fn next_segment(&mut self) -> Result<Active, JournalError> {
+        let segment_len_bytes = self.options.segment_len_bytes;
+        let installed = match self.preparer.take() {
+            Some(Ok(spare)) => segment::install_spare(&self.dir, spare, self.next_seq).map(Some),
+            Some(Err(error)) => Err(error),
+            None => Ok(None),
+        };
+        match installed {
+            Ok(Some(new)) => {
+                self.rollovers.from_spare += 1;
+                return Ok(Active::new(new, segment_len_bytes, false));
+            }
+            Ok(None) => {}
+            // Not reported: the inline creation below meets the same disk and reports for it.
+            Err(_) => self.rollovers.spare_failures += 1,
+        }
+        let created =
+            segment::create_segment(&self.dir, &self.dir_file, self.next_seq, segment_len_bytes);
+        if let Err(JournalError::SyncFailed { .. }) = created {
+            self.poisoned = true;
+        }
+        Ok(Active::new(created?, segment_len_bytes, true))
+    }
+
+    /// One sync covering the active segment's bytes appended since the last sync, then its
+    /// name if that is not durable yet.
     fn sync_active(&mut self) -> Result<(), JournalError> {
         let active = &mut self.active;
         if self.options.sync_mode == SyncMode::Fsync && active.write_offset > active.synced_offset {
@@ -415,6 +502,10 @@ impl Journal {
                 self.poisoned = true;
                 return Err(JournalError::SyncFailed { path: active.path.clone(), source });
             }
+        }
+        if !active.name_durable {
+            segment::sync_dir(&self.dir, &self.dir_file).inspect_err(|_| self.poisoned = true)?;
+            active.name_durable = true;
         }
         active.synced_offset = active.write_offset;
         self.durable_seq = self.next_seq - 1;
@@ -557,6 +648,8 @@ fn open_last(
         segment_len_bytes,
         write_offset: scan.end_offset,
         synced_offset: scan.end_offset,
+        // The caller syncs the directory before appending.
+        name_durable: true,
     };
     Ok((active, scan.next_seq, torn_tail))
 }

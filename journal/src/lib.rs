@@ -9,7 +9,9 @@
 //!   record into the mapped segment, [`Journal::flush`] makes everything appended durable with one
 //!   sync (the caller appends a batch, flushes once, then releases the batch's replies);
 //!   [`Journal::begin_flush`] / [`FlushJob::sync`] / [`Journal::end_flush`] split that flush so
-//!   its sync runs on another thread while the writer appends the next batch.
+//!   its sync runs on another thread while the writer appends the next batch. A preparer thread
+//!   makes the next segment file ready in the background, so a rollover only stamps its header,
+//!   syncs one page and renames it.
 //! - [`JournalReader`] reads records from a sequence number, read-only, even while a writer in
 //!   another process appends.
 //! - [`snapshot`] writes and loads `snap-<seq>.snap` files.
@@ -30,6 +32,7 @@ mod reader;
 pub mod runtime;
 mod segment;
 pub mod snapshot;
+mod spare;
 
 use std::path::{Path, PathBuf};
 
@@ -39,7 +42,7 @@ pub use format::{
     SEGMENT_HEADER_LEN_BYTES, SEGMENT_LEN_ALIGN_BYTES, SEGMENT_LEN_BYTES_DEFAULT,
     SEGMENT_LEN_BYTES_MAX, SEGMENT_LEN_BYTES_MIN, SEGMENT_MAGIC,
 };
-pub use journal::{FlushJob, Journal, JournalOptions, Recovery, SyncMode, TornTail};
+pub use journal::{FlushJob, Journal, JournalOptions, Recovery, RolloverStats, SyncMode, TornTail};
 pub use reader::{JournalReader, Record, RecordRef};
 pub use segment::{list_segments, segments_before, SegmentInfo};
 

@@ -3,6 +3,12 @@
 //! A segment is created as `<name>.seg.tmp`, preallocated, given its header, fsynced and only
 //! then renamed to `<name>.seg` (and the directory fsynced), so a file with a final name always
 //! has a complete, durable header and its full length of real blocks.
+//!
+//! A *spare* (`spare.seg.tmp`) is the same file prepared ahead of need, before its first
+//! sequence number is known: created, preallocated, its first page written, fsynced and mapped
+//! ([`prepare_spare`], on the preparer thread). Installing it at rollover ([`install_spare`])
+//! only stamps the header into the mapping, syncs that one page and renames the file; the
+//! directory sync that makes the new name durable is left to the caller.
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -13,12 +19,15 @@ use std::path::{Path, PathBuf};
 use memmap2::{Mmap, MmapMut, MmapOptions};
 
 use crate::error::{Corruption, JournalError};
-use crate::format::{HeaderError, SegmentHeader, FORMAT_VERSION};
+use crate::format::{HeaderError, SegmentHeader, FORMAT_VERSION, SEGMENT_LEN_ALIGN_BYTES};
 
 /// Segment files end with this.
 pub(crate) const SEGMENT_SUFFIX: &str = ".seg";
 /// A segment being created ends with this; one left behind by a crash is removed by the writer.
 pub(crate) const TEMP_SUFFIX: &str = ".seg.tmp";
+/// The spare segment's name: a temporary name (never read, removed by the next open).
+pub(crate) const SPARE_FILE_NAME: &str = "spare.seg.tmp";
+const _: () = assert!(SPARE_FILE_NAME.len() > TEMP_SUFFIX.len(), "the spare is a temporary file");
 /// Digits in a segment name: enough for any `u64`, zero-padded so lexical order = numeric order.
 const NAME_DIGITS: usize = 20;
 /// Zeros written per call when `fallocate` is not supported.
@@ -169,6 +178,73 @@ pub(crate) fn create_segment(
     Ok(NewSegment { path, map, file })
 }
 
+/// A segment file prepared ahead of need (see the module docs): full length of real blocks,
+/// zero everywhere, durable, mapped. Its first sequence number is given at [`install_spare`].
+pub(crate) struct Spare {
+    pub path: PathBuf,
+    pub map: MmapMut,
+    pub file: File,
+    pub segment_len_bytes: u64,
+}
+
+/// Creates `dir/spare.seg.tmp` (replacing a stale one), preallocates it, writes its first page
+/// (zeros, so that stamping the header later changes no block allocation and its sync needs no
+/// filesystem journal commit), fsyncs it and maps it. On error the file is removed (best
+/// effort) and the error is `NoSpace` for `ENOSPC`, `Io` otherwise.
+pub(crate) fn prepare_spare(dir: &Path, segment_len_bytes: u64) -> Result<Spare, JournalError> {
+    let path = dir.join(SPARE_FILE_NAME);
+    // Only a spare that a failed removal left behind can be here; it holds nothing.
+    let _ = fs::remove_file(&path);
+    match write_spare(&path, segment_len_bytes) {
+        Ok((map, file)) => Ok(Spare { path, map, file, segment_len_bytes }),
+        Err(error) => {
+            let _ = fs::remove_file(&path);
+            Err(error)
+        }
+    }
+}
+
+fn write_spare(path: &Path, segment_len_bytes: u64) -> Result<(MmapMut, File), JournalError> {
+    let io_error = |source| space_error(path, source);
+    let file =
+        OpenOptions::new().read(true).write(true).create_new(true).open(path).map_err(io_error)?;
+    preallocate(&file, segment_len_bytes).map_err(io_error)?;
+    let first_page = [0u8; SEGMENT_LEN_ALIGN_BYTES as usize];
+    file.write_all_at(&first_page, 0).map_err(io_error)?;
+    // fsync, not fdatasync: the size and the extents must be durable before the file can get
+    // a segment's name.
+    file.sync_all().map_err(io_error)?;
+    let map = map_read_write(path, &file, segment_len_bytes)?;
+    Ok((map, file))
+}
+
+/// Turns a spare into the segment that starts at `first_seq`: stamps the header into the mapping,
+/// syncs that page (so the header is durable before the name can be), renames the file to its
+/// segment name. The caller must sync the directory before acknowledging any record of the new
+/// segment (and before creating the segment after it). On error the spare is removed (best
+/// effort) and nothing else changed: no file with a segment name was created.
+pub(crate) fn install_spare(
+    dir: &Path,
+    mut spare: Spare,
+    first_seq: u64,
+) -> Result<NewSegment, JournalError> {
+    let header = SegmentHeader { first_seq, segment_len_bytes: spare.segment_len_bytes }.encode();
+    spare.map[..header.len()].copy_from_slice(&header);
+    let path = dir.join(segment_file_name(first_seq));
+    let installed = spare
+        .map
+        .flush_range(0, header.len())
+        .map_err(|source| space_error(&spare.path, source))
+        .and_then(|()| {
+            fs::rename(&spare.path, &path).map_err(|source| space_error(&spare.path, source))
+        });
+    if let Err(error) = installed {
+        let _ = fs::remove_file(&spare.path);
+        return Err(error);
+    }
+    Ok(NewSegment { path, map: spare.map, file: spare.file })
+}
+
 fn write_temp_segment(
     temp_path: &Path,
     first_seq: u64,
@@ -267,5 +343,8 @@ pub(crate) mod fault {
         pub static FALLOCATE_ERRNO: Cell<Option<i32>> = const { Cell::new(None) };
         /// Makes the next data sync of a segment on this thread fail.
         pub static SYNC_ERRNO: Cell<Option<i32>> = const { Cell::new(None) };
+        /// Makes the `fallocate` of the next spare segment this thread (the writer) asks the
+        /// preparer thread for fail: the fault travels with the request.
+        pub static SPARE_FALLOCATE_ERRNO: Cell<Option<i32>> = const { Cell::new(None) };
     }
 }

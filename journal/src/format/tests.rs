@@ -285,3 +285,61 @@ fn reads_the_checked_in_v1_journal() {
     assert_eq!((recovery.record_count, recovery.next_seq, recovery.torn_tail), (3, 4, None));
     assert_eq!(journal.append(b"v1 continued").expect("append"), 4);
 }
+
+/// The journal files `FORMAT.md`'s *Files* block lists under `journal/`: `(name, comment)`.
+fn documented_journal_files() -> Vec<(String, String)> {
+    let block_start = FORMAT_MD.find("DATA_DIR/\n").expect("FORMAT.md has the Files block");
+    let block = &FORMAT_MD[block_start..];
+    let block = &block[..block.find("```").expect("the block ends")];
+    let mut files: Vec<(String, String)> = Vec::new();
+    for line in block.lines().skip_while(|line| !line.trim_start().starts_with("journal/")).skip(1)
+    {
+        let line = line.trim();
+        if line.starts_with("snapshots/") {
+            break;
+        }
+        match line.split_once(char::is_whitespace) {
+            // A comment continued on the next line.
+            Some((name, comment)) if name.contains('.') => {
+                files.push((name.to_string(), comment.trim().to_string()));
+            }
+            _ => files.last_mut().expect("a file first").1.push_str(line),
+        }
+    }
+    files
+}
+
+/// The directory rules in FORMAT.md's *Files* block: every temporary name it lists (the spare
+/// among them) is invisible to readers and removed by the writer's next open, whatever it holds.
+#[test]
+fn documented_temporary_files_are_ignored_and_removed() {
+    let files = documented_journal_files();
+    let names: Vec<&str> = files.iter().map(|(name, _)| name.as_str()).collect();
+    assert!(names.contains(&crate::segment::SPARE_FILE_NAME), "{names:?}");
+    let temporary: Vec<&(String, String)> =
+        files.iter().filter(|(name, _)| name.ends_with(".seg.tmp")).collect();
+    assert_eq!(temporary.len(), 2, "{files:?}");
+    for (name, comment) in temporary {
+        assert!(comment.contains("never read; removed by the next open"), "{name}: {comment}");
+        let temp = tempfile::tempdir().expect("temp dir");
+        let options = JournalOptions { segment_len_bytes: 4096, ..JournalOptions::default() };
+        let (mut journal, _) = Journal::open(temp.path(), options.clone()).expect("open");
+        journal.append(b"kept").expect("append");
+        journal.flush().expect("flush");
+        drop(journal);
+        // Even a complete segment under a temporary name is not a segment.
+        let path = temp.path().join(name);
+        let lookalike = std::fs::read(temp.path().join("00000000000000000001.seg")).expect("read");
+        std::fs::write(&path, lookalike).expect("write");
+        assert_eq!(crate::list_segments(temp.path()).expect("list").len(), 1, "{name}");
+        let records: Vec<crate::Record> = crate::JournalReader::open(temp.path(), 1)
+            .expect("reader")
+            .collect::<Result<_, _>>()
+            .expect("read");
+        assert_eq!(records.len(), 1, "{name}");
+        let (_, recovery) = Journal::open(temp.path(), options).expect("open");
+        assert_eq!(recovery.removed_temp_files, vec![path.clone()], "{name}");
+        assert_eq!(recovery.record_count, 1, "{name}");
+        assert!(!path.exists(), "{name}");
+    }
+}

@@ -10,7 +10,7 @@ use proptest::prelude::*;
 use super::*;
 use crate::error::Corruption;
 use crate::format::{read_boundary, Boundary};
-use crate::segment::fault;
+use crate::segment::{fault, SPARE_FILE_NAME};
 use crate::{segments_before, JournalReader, Record};
 
 const SEGMENT_LEN_BYTES: u64 = 4096;
@@ -347,12 +347,26 @@ fn failed_sync_at_rollover_poisons_the_journal() {
     assert_eq!(segment_paths(temp.path()).len(), 1);
 }
 
+/// Names of the files in `dir` other than the spare segment, sorted.
+fn names_besides_the_spare(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .expect("read dir")
+        .map(|entry| entry.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|name| name != SPARE_FILE_NAME)
+        .collect();
+    names.sort();
+    names
+}
+
 #[test]
 fn no_space_for_a_new_segment_is_retryable() {
     let temp = tempfile::tempdir().expect("temp dir");
     let (mut journal, _) = open(temp.path());
     let big = vec![2u8; 1000];
     let mut payloads = vec![big.clone(), big.clone(), big.clone()];
+    // The disk is full: the spare asked for at the first append cannot be prepared, and the
+    // rollover's own attempt fails as well.
+    fault::SPARE_FALLOCATE_ERRNO.set(Some(libc::ENOSPC));
     append_all(&mut journal, &payloads);
     journal.flush().expect("flush");
     fault::FALLOCATE_ERRNO.set(Some(libc::ENOSPC));
@@ -360,19 +374,210 @@ fn no_space_for_a_new_segment_is_retryable() {
     assert!(matches!(full, Err(JournalError::NoSpace { .. })), "{full:?}");
     assert!(!journal.is_poisoned());
     assert_eq!(journal.next_seq(), 4);
-    let names: Vec<String> = fs::read_dir(temp.path())
-        .expect("read dir")
-        .map(|entry| entry.expect("entry").file_name().to_string_lossy().into_owned())
-        .collect();
+    let stats = RolloverStats { rollovers: 0, from_spare: 0, spare_failures: 1 };
+    assert_eq!(journal.rollover_stats(), stats);
+    let names = names_besides_the_spare(temp.path());
     assert_eq!(names, vec!["00000000000000000001.seg".to_string()], "no temporary file is left");
-    // Space is back: the same append succeeds with the same seq.
+    // Space is back: the same append succeeds with the same seq, in the spare the failed
+    // rollover asked for.
     assert_eq!(journal.append(&big).expect("append"), 4);
     payloads.push(big);
     assert_eq!(journal.flush().expect("flush"), 4);
+    let stats = RolloverStats { rollovers: 1, from_spare: 1, spare_failures: 1 };
+    assert_eq!(journal.rollover_stats(), stats);
     drop(journal);
     let (_, recovery) = open(temp.path());
     assert_eq!((recovery.segment_count, recovery.record_count), (2, 4));
     check_contents(temp.path(), &payloads);
+}
+
+#[test]
+fn a_failed_spare_is_replaced_by_a_segment_created_inline() {
+    let temp = tempfile::tempdir().expect("temp dir");
+    let (mut journal, _) = open(temp.path());
+    let big = vec![5u8; 1000];
+    fault::SPARE_FALLOCATE_ERRNO.set(Some(libc::EIO));
+    let payloads = vec![big.clone(); 5];
+    append_all(&mut journal, &payloads);
+    assert_eq!(journal.flush().expect("flush"), 5);
+    let stats = RolloverStats { rollovers: 1, from_spare: 0, spare_failures: 1 };
+    assert_eq!(journal.rollover_stats(), stats);
+    drop(journal);
+    check_contents(temp.path(), &payloads);
+}
+
+#[test]
+fn rollover_across_many_segments_installs_prepared_spares() {
+    let temp = tempfile::tempdir().expect("temp dir");
+    let (mut journal, _) = open(temp.path());
+    let payloads: Vec<Vec<u8>> = (1..=2_000).map(payload).collect();
+    for (index, chunk) in payloads.chunks(13).enumerate() {
+        append_all(&mut journal, chunk);
+        // Some rounds are flushed by a split flush (the runtime's way), some inline.
+        if index % 2 == 0 {
+            journal.flush().expect("flush");
+        } else {
+            let job = journal.begin_flush().expect("begin");
+            let result = job.sync();
+            journal.end_flush(job, result).expect("end");
+        }
+    }
+    assert_eq!(journal.durable_seq(), payloads.len() as u64);
+    let stats = journal.rollover_stats();
+    assert!(stats.rollovers > 50, "{stats:?}: rollover was not exercised");
+    // The preparer is waited for, so every rollover got its spare.
+    let every = RolloverStats {
+        rollovers: stats.rollovers,
+        from_spare: stats.rollovers,
+        spare_failures: 0,
+    };
+    assert_eq!(stats, every);
+    let segments = list_segments(temp.path()).expect("list");
+    assert_eq!(segments.len() as u64, stats.rollovers + 1);
+    for segment in &segments {
+        let bytes = fs::read(&segment.path).expect("read");
+        assert_eq!(bytes.len() as u64, SEGMENT_LEN_BYTES, "{}", segment.path.display());
+        let header = format::SegmentHeader::decode(&bytes).expect("header");
+        assert_eq!(header.first_seq, segment.first_seq);
+    }
+    // Besides the segments, at most the next spare, which readers do not see.
+    let segment_names: Vec<String> = segments
+        .iter()
+        .map(|segment| segment.path.file_name().expect("name").to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names_besides_the_spare(temp.path()), segment_names);
+    check_contents(temp.path(), &payloads);
+    drop(journal);
+    assert!(!temp.path().join(SPARE_FILE_NAME).exists(), "an unused spare is removed on drop");
+    let (_, recovery) = open(temp.path());
+    assert_eq!(recovery.record_count, payloads.len() as u64);
+    assert_eq!(recovery.removed_temp_files, Vec::<PathBuf>::new());
+}
+
+#[test]
+fn after_a_rollover_the_next_flush_makes_the_new_name_durable() {
+    let temp = tempfile::tempdir().expect("temp dir");
+    let (mut journal, _) = open(temp.path());
+    let big = vec![6u8; 1000];
+    append_all(&mut journal, &[big.clone(), big.clone(), big.clone()]);
+    let before = journal.begin_flush().expect("begin");
+    assert!(before.dir.is_none(), "the first segment's name was synced when it was created");
+    journal.append(&big).expect("append");
+    assert_eq!(journal.rollover_stats().from_spare, 1);
+    assert!(!journal.active.name_durable);
+    // The job taken before the rollover concerns the sealed segment, which the rollover synced.
+    let result = before.sync();
+    assert_eq!(journal.end_flush(before, result).expect("end"), 3);
+    assert!(!journal.active.name_durable);
+    let job = journal.begin_flush().expect("begin");
+    assert!(job.dir.is_some() && job.file.is_some());
+    let result = job.sync();
+    assert_eq!(journal.end_flush(job, result).expect("end"), 4);
+    assert!(journal.active.name_durable);
+    let job = journal.begin_flush().expect("begin");
+    assert!(!job.needs_sync(), "nothing new: neither data nor name");
+
+    // Segment 2 (seqs 4..=6) fills up; segment 3 (7..=9) too, before any flush, so sealing it
+    // syncs its name as well as its data.
+    for _ in 0..6 {
+        journal.append(&big).expect("append");
+    }
+    assert_eq!(journal.rollover_stats().rollovers, 3);
+    assert!(!journal.active.name_durable);
+    assert_eq!(journal.durable_seq(), 9, "the last rollover sealed seqs 7..=9");
+    assert_eq!(journal.flush().expect("flush"), 10);
+    assert!(journal.active.name_durable);
+
+    // In `SyncMode::None` a flush still syncs the new name.
+    drop(journal);
+    let options = JournalOptions { sync_mode: SyncMode::None, ..options() };
+    let (mut journal, _) = Journal::open(temp.path(), options).expect("open");
+    for _ in 0..4 {
+        journal.append(&big).expect("append");
+    }
+    let job = journal.begin_flush().expect("begin");
+    assert!(job.file.is_none() && job.dir.is_some());
+    let result = job.sync();
+    journal.end_flush(job, result).expect("end");
+    assert!(journal.active.name_durable);
+}
+
+/// What a kill can leave behind of a spare segment.
+#[derive(Debug, Clone, Copy)]
+enum Leftover {
+    /// Cut short while it was being prepared.
+    Torn,
+    /// Ready, never installed.
+    Ready,
+    /// Its header stamped and synced for `first_seq`, but never renamed.
+    Stamped,
+}
+
+fn leave_spare(dir: &Path, kind: Leftover, first_seq: u64) {
+    match kind {
+        Leftover::Torn => fs::write(dir.join(SPARE_FILE_NAME), [1u8; 100]).expect("write"),
+        Leftover::Ready => drop(segment::prepare_spare(dir, SEGMENT_LEN_BYTES).expect("spare")),
+        Leftover::Stamped => {
+            let mut spare = segment::prepare_spare(dir, SEGMENT_LEN_BYTES).expect("spare");
+            let header = format::SegmentHeader { first_seq, segment_len_bytes: SEGMENT_LEN_BYTES };
+            spare.map[..64].copy_from_slice(&header.encode());
+            spare.map.flush().expect("msync");
+        }
+    }
+}
+
+#[test]
+fn leftover_spares_are_removed_at_open_and_never_read() {
+    let temp = tempfile::tempdir().expect("temp dir");
+    let (mut journal, _) = open(temp.path());
+    let payloads: Vec<Vec<u8>> = (1..=30).map(payload).collect();
+    append_all(&mut journal, &payloads);
+    journal.flush().expect("flush");
+    drop(journal);
+    let spare_path = temp.path().join(SPARE_FILE_NAME);
+    let mut expected = payloads.clone();
+    for kind in [Leftover::Torn, Leftover::Ready, Leftover::Stamped] {
+        let segment_count = list_segments(temp.path()).expect("list").len();
+        leave_spare(temp.path(), kind, expected.len() as u64 + 1);
+        assert!(spare_path.exists(), "{kind:?}");
+        let listed = list_segments(temp.path()).expect("list").len();
+        assert_eq!(listed, segment_count, "{kind:?}: not a segment");
+        check_contents(temp.path(), &expected);
+        let (mut journal, recovery) = open(temp.path());
+        assert_eq!(recovery.removed_temp_files, vec![spare_path.clone()], "{kind:?}");
+        assert_eq!(recovery.record_count, expected.len() as u64, "{kind:?}");
+        assert!(!spare_path.exists(), "{kind:?}");
+        // Enough to roll over: the next segment comes from a new spare.
+        let more: Vec<Vec<u8>> = (1..=40).map(|i| payload(expected.len() as u64 + i)).collect();
+        append_all(&mut journal, &more);
+        journal.flush().expect("flush");
+        assert!(journal.rollover_stats().from_spare >= 1, "{kind:?}");
+        expected.extend(more);
+        drop(journal);
+        check_contents(temp.path(), &expected);
+    }
+}
+
+#[test]
+fn a_spare_installed_just_before_a_crash_is_an_empty_last_segment() {
+    let temp = tempfile::tempdir().expect("temp dir");
+    let (mut journal, _) = open(temp.path());
+    let big = vec![7u8; 1000];
+    append_all(&mut journal, &[big.clone(), big.clone(), big.clone()]);
+    journal.flush().expect("flush");
+    drop(journal);
+    // The crash came after the rename (and maybe before the directory sync): the name is there,
+    // with a durable header and no record.
+    let spare = segment::prepare_spare(temp.path(), SEGMENT_LEN_BYTES).expect("spare");
+    let installed = segment::install_spare(temp.path(), spare, 4).expect("install");
+    drop(installed);
+    let (mut journal, recovery) = open(temp.path());
+    assert_eq!((recovery.segment_count, recovery.record_count, recovery.next_seq), (2, 3, 4));
+    assert_eq!(recovery.torn_tail, None);
+    assert_eq!(journal.append(&big).expect("append"), 4);
+    journal.flush().expect("flush");
+    drop(journal);
+    check_contents(temp.path(), &[big.clone(), big.clone(), big.clone(), big]);
 }
 
 #[test]

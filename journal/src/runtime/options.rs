@@ -11,7 +11,8 @@ use crate::{
 /// The runtime's segment size. Smaller than the journal's own default on purpose: on the
 /// development VM (ext4), a flush of 256 records into a 256 MiB preallocated segment took
 /// 565 µs at p50 and into an 8–32 MiB one 110–117 µs (`runtime_bench append DIR 2000000 256
-/// SEGMENT_MIB`; RUNTIME.md). Rollover (a few ms) then happens every ~350 000 transfers.
+/// SEGMENT_MIB`; RUNTIME.md). Rollover then happens every ~350 000 transfers; with the spare
+/// the journal prepares in the background it costs the writer 0.3–0.5 ms (FORMAT.md).
 pub const RUNTIME_SEGMENT_LEN_BYTES_DEFAULT: u64 = 32 << 20;
 
 /// Largest `batch_len_max`: commands appended, applied and made durable by one flush.

@@ -553,7 +553,36 @@ fn segment_rollover_under_concurrent_load_and_recovery_across_segments() {
     let (runtime, report) = start(temp.path(), small_segments());
     assert_eq!(report.journal.segment_count, segment_count as u64);
     assert_eq!((report.last_seq, report.state_hash), (shutdown.last_seq, hash));
+    assert_eq!(report.journal.removed_temp_files, Vec::<PathBuf>::new(), "shutdown removed it");
     runtime.shutdown().expect("shutdown");
+}
+
+#[test]
+fn a_copy_taken_while_serving_recovers_without_the_spare_segment() {
+    let temp = tempfile::tempdir().expect("temp dir");
+    let (runtime, _) = start(temp.path(), small_segments());
+    let handle = runtime.handle();
+    let mut workload = Workload::new(0);
+    let mut acknowledged = workload.setup();
+    acknowledged.extend(workload.transfers(300));
+    execute_all(&handle, &acknowledged, 64);
+    let hash = state_hash(&handle);
+    // What a kill leaves: the files as they are now, with the spare the preparer made (or is
+    // making) for the next rollover, complete, cut short or not there yet.
+    let crashed = tempfile::tempdir().expect("temp dir");
+    copy_dir(temp.path(), crashed.path());
+    runtime.shutdown().expect("shutdown");
+    let spare = crate::journal_dir(crashed.path()).join(crate::segment::SPARE_FILE_NAME);
+    let copied_a_spare = spare.exists();
+    let (runtime, report) = start(crashed.path(), small_segments());
+    let expected_removed = if copied_a_spare { vec![spare.clone()] } else { Vec::new() };
+    assert_eq!(report.journal.removed_temp_files, expected_removed);
+    assert_eq!((report.last_seq, report.state_hash), (acknowledged.len() as u64, hash));
+    // It goes on rolling over, with new spares.
+    execute_all(&runtime.handle(), &workload.transfers(300), 64);
+    let shutdown = runtime.shutdown().expect("shutdown");
+    assert_eq!(shutdown.last_seq, acknowledged.len() as u64 + 300);
+    assert!(!spare.exists(), "an unused spare is removed at shutdown");
 }
 
 #[test]
@@ -670,11 +699,14 @@ fn no_space_for_a_segment_refuses_the_rest_of_the_submission_and_recovers() {
     let temp = tempfile::tempdir().expect("temp dir");
     let (runtime, _) = start(temp.path(), small_segments());
     let handle = runtime.handle();
+    // The disk is full: the spare asked for at the first append cannot be prepared.
+    runtime.run_on_writer(|| fault::SPARE_FALLOCATE_ERRNO.set(Some(libc::ENOSPC)));
     let mut workload = Workload::new(0);
     execute_all(&handle, &workload.setup(), 64);
     let segment_count = segments(temp.path()).len();
     runtime.run_on_writer(|| fault::FALLOCATE_ERRNO.set(Some(libc::ENOSPC)));
-    // 64 transfers do not fit the rest of a 4 KiB segment: the next segment is needed.
+    // 64 transfers do not fit the rest of a 4 KiB segment: the next segment is needed, and
+    // creating it on the writer fails too.
     let batch = workload.transfers(64);
     let completed = match handle.execute(batch.clone()) {
         Err(RequestError::NoSpace { completed_len, .. }) => completed_len as usize,
