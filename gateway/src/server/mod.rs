@@ -1,25 +1,39 @@
-//! `ledgerd`'s network side: the listener, one reader and one writer thread per connection
-//! (see [`connection`]), the Prometheus endpoint, and an orderly shutdown that stops accepting,
-//! lets every connection finish what it already sent, and then stops the runtime.
+//! `ledgerd`'s network side: one network thread running an `epoll` event loop (through `mio`,
+//! see [`event_loop`]) over the listener and every client connection (see [`connection`]), the
+//! Prometheus endpoint on its own thread, and an orderly shutdown that stops accepting, lets
+//! every connection finish what it already sent, and then stops the runtime.
+//!
+//! The network thread never blocks but in `epoll_wait`: it reads requests from every ready
+//! socket, submits them through each connection's runtime `Producer` without blocking, and
+//! writes replies back when the runtime's writer thread rings its doorbell after releasing a
+//! round. So 32 connections cost one thread, not 64, and one wake-up serves a whole round.
 //!
 //! **Invariant:** nothing reaches a client before the runtime released it, and the runtime
 //! releases a reply only once its journal record is durable.
+//! **Invariant:** memory per connection is bounded (its window of `in_flight_max` requests, one
+//! read buffer, `OUT_LEN_BYTES_HIGH` of queued replies plus one frame); a connection that is at
+//! a bound is not read, so backpressure reaches its client through TCP.
 //! **Boundary:** everything a client can do goes through [`crate::wire`] and [`crate::auth`].
 
 mod connection;
+mod event_loop;
 pub mod metrics;
+#[cfg(test)]
+mod tests;
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use journal::runtime::Handle;
+use mio::{Interest, Poll, Waker};
 
 use crate::auth::Credentials;
 use crate::limits::{BATCH_LEN_MAX, IN_FLIGHT_MAX};
 use connection::Context;
+use event_loop::{Doorbell, EventLoop, DOORBELL, LISTENER};
 pub use metrics::Metrics;
 
 /// Most connections served at once; more are refused with `busy`.
@@ -48,15 +62,11 @@ pub struct Server {
     local_addr: SocketAddr,
     metrics_addr: Option<SocketAddr>,
     stop: Arc<AtomicBool>,
-    acceptor: Option<JoinHandle<()>>,
+    /// Wakes the network thread (to see `stop`).
+    doorbell: Arc<Doorbell>,
+    network: Option<JoinHandle<()>>,
     metrics_thread: Option<JoinHandle<()>>,
-    connections: Arc<Mutex<Vec<Connection>>>,
     metrics: Arc<Metrics>,
-}
-
-struct Connection {
-    stream: TcpStream,
-    thread: JoinHandle<()>,
 }
 
 impl Server {
@@ -69,6 +79,7 @@ impl Server {
         let listener = TcpListener::bind(options.listen)?;
         let local_addr = listener.local_addr()?;
         listener.set_nonblocking(true)?;
+        let mut listener = mio::net::TcpListener::from_std(listener);
         let metrics = Arc::new(Metrics::default());
         let stop = Arc::new(AtomicBool::new(false));
         let (metrics_addr, metrics_thread) = match options.metrics_listen {
@@ -83,27 +94,28 @@ impl Server {
             }
             None => (None, None),
         };
-        let context = Arc::new(Context {
+        let poll = Poll::new()?;
+        poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
+        let doorbell = Arc::new(Doorbell::new(Waker::new(poll.registry(), DOORBELL)?));
+        let context = Context {
             credentials: Arc::new(credentials),
             metrics: metrics.clone(),
             batch_len_max: options.batch_len_max.clamp(1, BATCH_LEN_MAX),
             in_flight_max: options.in_flight_max.clamp(1, IN_FLIGHT_MAX),
-            write_timeout_ms: options.write_timeout_ms,
-        });
-        let connections = Arc::new(Mutex::new(Vec::new()));
-        let acceptor = {
-            let (stop, connections) = (stop.clone(), connections.clone());
-            std::thread::Builder::new()
-                .name("ledgerd-accept".into())
-                .spawn(move || accept_loop(listener, handle, context, stop, connections))?
+            write_timeout: Duration::from_millis(options.write_timeout_ms),
         };
+        let event_loop =
+            EventLoop::new(poll, listener, handle, context, doorbell.clone(), stop.clone());
+        let network = std::thread::Builder::new()
+            .name("ledgerd-net".into())
+            .spawn(move || event_loop.run())?;
         Ok(Server {
             local_addr,
             metrics_addr,
             stop,
-            acceptor: Some(acceptor),
+            doorbell,
+            network: Some(network),
             metrics_thread,
-            connections,
             metrics,
         })
     }
@@ -124,77 +136,16 @@ impl Server {
     }
 
     /// Stops accepting, stops reading every connection, and waits until each has written
-    /// every reply it owes. The runtime is left running: stop it afterwards (it flushes).
+    /// every reply it owes (or, for a client that does not read, until the write timeout).
+    /// The runtime is left running: stop it afterwards (it flushes).
     pub fn shutdown(mut self) {
         self.stop.store(true, Ordering::Release);
-        if let Some(acceptor) = self.acceptor.take() {
-            let _ = acceptor.join();
-        }
-        let connections: Vec<Connection> =
-            std::mem::take(&mut *self.connections.lock().unwrap_or_else(PoisonError::into_inner));
-        for connection in &connections {
-            // Only the read side: requests already read still get their replies.
-            let _ = connection.stream.shutdown(std::net::Shutdown::Read);
-        }
-        for connection in connections {
-            let _ = connection.thread.join();
+        self.doorbell.ring();
+        if let Some(network) = self.network.take() {
+            let _ = network.join();
         }
         if let Some(thread) = self.metrics_thread.take() {
             let _ = thread.join();
-        }
-    }
-}
-
-fn accept_loop(
-    listener: TcpListener,
-    handle: Handle,
-    context: Arc<Context>,
-    stop: Arc<AtomicBool>,
-    connections: Arc<Mutex<Vec<Connection>>>,
-) {
-    const IDLE_SLEEP: Duration = Duration::from_millis(5);
-    while !stop.load(Ordering::Acquire) {
-        let stream = match listener.accept() {
-            Ok((stream, _)) => stream,
-            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
-                std::thread::sleep(IDLE_SLEEP);
-                continue;
-            }
-            Err(_) => {
-                std::thread::sleep(IDLE_SLEEP);
-                continue;
-            }
-        };
-        let _ = stream.set_nonblocking(false);
-        let mut registry = connections.lock().unwrap_or_else(PoisonError::into_inner);
-        registry.retain(|connection| !connection.thread.is_finished());
-        let metrics = &context.metrics;
-        if registry.len() >= CONNECTIONS_MAX as usize {
-            metrics.connections_refused.fetch_add(1, Ordering::Relaxed);
-            let mut frame = Vec::new();
-            crate::wire::encode_error(
-                crate::wire::RequestId::CONNECTION,
-                crate::wire::ErrorCode::Busy,
-                "too many connections",
-                &mut frame,
-            );
-            let _ = std::io::Write::write_all(&mut &stream, &frame);
-            continue;
-        }
-        let Ok(registered) = stream.try_clone() else { continue };
-        let (producer, replies) = handle.producer(context.in_flight_max);
-        let connection_context = context.clone();
-        metrics.connections_total.fetch_add(1, Ordering::Relaxed);
-        metrics.connections_open.fetch_add(1, Ordering::Relaxed);
-        let spawned = std::thread::Builder::new().name("ledgerd-conn-r".into()).spawn(move || {
-            connection::serve(stream, producer, replies, connection_context.clone());
-            connection_context.metrics.connections_open.fetch_sub(1, Ordering::Relaxed);
-        });
-        match spawned {
-            Ok(thread) => registry.push(Connection { stream: registered, thread }),
-            Err(_) => {
-                metrics.connections_open.fetch_sub(1, Ordering::Relaxed);
-            }
         }
     }
 }

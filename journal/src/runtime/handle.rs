@@ -1,6 +1,7 @@
 //! The producer side: [`Handle`] (cloneable, for any thread), [`Producer`] and [`Replies`] (a
-//! gateway thread's submission path and its bounded reply queue), and what travels through the
-//! input ring to the writer.
+//! gateway thread's submission path and its bounded reply queue, optionally with a
+//! [`ReplyNotify`] for event loops that cannot block on it), and what travels through the input
+//! ring to the writer.
 //!
 //! Every request carries a [`Pending`] reply that answers exactly once: with the result, or, if
 //! it is dropped unanswered (shutdown, a panic), with an error. So no producer waits forever.
@@ -96,10 +97,47 @@ pub struct Refused {
     pub commands: Vec<NewCommand>,
 }
 
+/// Told that replies were put on a producer's queue, for a thread that waits on many queues at
+/// once (an event loop) instead of blocking on one [`Replies::recv`].
+///
+/// The runtime calls [`ReplyNotify::notify`] after every reply it puts on the queue, though not
+/// necessarily once per reply: the writer answers a whole round first and then notifies each
+/// producer of the round once. Whoever is notified should drain the queue with
+/// [`Replies::try_recv`] until it is empty.
+pub trait ReplyNotify: Send + Sync {
+    /// Replies are waiting. Called on the writer thread (and, for refusals, on any thread):
+    /// it must be quick and must never block.
+    fn notify(&self);
+}
+
+/// A producer's reply queue as the requests hold it: the sending side and whom to notify.
+pub(crate) struct ReplyQueue {
+    replies: Sender<Reply>,
+    notify: Option<Arc<dyn ReplyNotify>>,
+}
+
+impl ReplyQueue {
+    /// Tells the producer's owner that replies are waiting (nothing without a notifier).
+    pub(crate) fn notify(&self) {
+        if let Some(notify) = &self.notify {
+            notify.notify();
+        }
+    }
+
+    /// Whether `self` and `other` notify the same way (so one notification covers both).
+    pub(crate) fn same_notify(&self, other: &ReplyQueue) -> bool {
+        match (&self.notify, &other.notify) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            (Some(_), None) | (None, Some(_)) => false,
+        }
+    }
+}
+
 /// Where a reply goes.
 pub(crate) enum ReplyTo {
     /// A producer's bounded queue (whose window guarantees room).
-    Queue { replies: Sender<Reply>, token: u64 },
+    Queue { queue: Arc<ReplyQueue>, token: u64 },
     /// A one-shot slot for a blocking call.
     Once(Sender<Result<Answer, RequestError>>),
 }
@@ -118,6 +156,24 @@ impl Pending {
     pub(crate) fn send(mut self, result: Result<Answer, RequestError>) {
         if let Some(to) = self.to.take() {
             deliver(to, result);
+        }
+    }
+
+    /// Like [`Pending::send`], but leaves the notification to the caller: returns the queue
+    /// whose owner must be notified (the writer notifies once per producer per round).
+    pub(crate) fn send_quietly(
+        mut self,
+        result: Result<Answer, RequestError>,
+    ) -> Option<Arc<ReplyQueue>> {
+        match self.to.take()? {
+            ReplyTo::Queue { queue, token } => {
+                let _ = queue.replies.send(Reply { token, result });
+                queue.notify.is_some().then_some(queue)
+            }
+            to @ ReplyTo::Once(_) => {
+                deliver(to, result);
+                None
+            }
         }
     }
 
@@ -144,8 +200,9 @@ fn deliver(to: ReplyTo, result: Result<Answer, RequestError>) {
     // A send fails only when the receiver is gone: nobody is waiting for this reply any more.
     // A queue never blocks here: its producer's window keeps a slot free for every request.
     match to {
-        ReplyTo::Queue { replies, token } => {
-            let _ = replies.send(Reply { token, result });
+        ReplyTo::Queue { queue, token } => {
+            let _ = queue.replies.send(Reply { token, result });
+            queue.notify();
         }
         ReplyTo::Once(slot) => {
             let _ = slot.try_send(result);
@@ -318,15 +375,34 @@ impl Handle {
     /// the thread that reads requests and [`Replies`] to the one that writes answers back (or
     /// use both from one thread with `try_submit`).
     pub fn producer(&self, in_flight_max: u32) -> (Producer, Replies) {
+        self.new_producer(in_flight_max, None)
+    }
+
+    /// Like [`Handle::producer`], and `notify` is told whenever replies were put on the queue:
+    /// for an event loop that serves many producers from one thread with
+    /// [`Producer::try_submit`] and [`Replies::try_recv`], never blocking on either.
+    pub fn producer_notifying(
+        &self,
+        in_flight_max: u32,
+        notify: Arc<dyn ReplyNotify>,
+    ) -> (Producer, Replies) {
+        self.new_producer(in_flight_max, Some(notify))
+    }
+
+    fn new_producer(
+        &self,
+        in_flight_max: u32,
+        notify: Option<Arc<dyn ReplyNotify>>,
+    ) -> (Producer, Replies) {
         let in_flight_max = in_flight_max.clamp(1, IN_FLIGHT_CEILING);
         let (replies_tx, replies_rx) = bounded(in_flight_max as usize);
         let window = Arc::new(Window {
-            state: Mutex::new(WindowState { in_flight: 0, receiver_gone: false }),
+            state: Mutex::new(WindowState { in_flight: 0, waiting: 0, receiver_gone: false }),
             freed: Condvar::new(),
             in_flight_max,
         });
-        let producer =
-            Producer { handle: self.clone(), replies: replies_tx, window: window.clone() };
+        let queue = Arc::new(ReplyQueue { replies: replies_tx, notify });
+        let producer = Producer { handle: self.clone(), queue, window: window.clone() };
         (producer, Replies { replies: replies_rx, window })
     }
 
@@ -440,7 +516,7 @@ fn disarm(request: Request) -> Option<Vec<NewCommand>> {
 #[derive(Clone)]
 pub struct Producer {
     handle: Handle,
-    replies: Sender<Reply>,
+    queue: Arc<ReplyQueue>,
     window: Arc<Window>,
 }
 
@@ -471,6 +547,12 @@ impl Producer {
         self.send(request, Block::Yes).map_err(|(error, _)| error)
     }
 
+    /// Like [`Producer::query`], but refuses with [`RequestError::Busy`] instead of blocking.
+    pub fn try_query(&self, token: u64, query: Query) -> Result<(), RequestError> {
+        let request = Request::Query { query, reply: self.pending(token) };
+        self.send(request, Block::No).map_err(|(error, _)| error)
+    }
+
     /// Requests of this producer that await their reply.
     pub fn in_flight(&self) -> u32 {
         self.window.lock().in_flight
@@ -486,7 +568,7 @@ impl Producer {
     }
 
     fn pending(&self, token: u64) -> Pending {
-        Pending::new(ReplyTo::Queue { replies: self.replies.clone(), token })
+        Pending::new(ReplyTo::Queue { queue: self.queue.clone(), token })
     }
 
     /// Takes a window slot, then puts the request into the ring. On failure the request is
@@ -579,6 +661,9 @@ struct Window {
 
 struct WindowState {
     in_flight: u32,
+    /// Producers blocked in `acquire`: only then does a release need to wake anyone (a
+    /// `Condvar` notification is a system call even when nobody waits).
+    waiting: u32,
     receiver_gone: bool,
 }
 
@@ -601,7 +686,9 @@ impl Window {
             if block == Block::No {
                 return Err(RequestError::Busy);
             }
+            state.waiting += 1;
             state = self.freed.wait(state).unwrap_or_else(PoisonError::into_inner);
+            state.waiting -= 1;
         }
     }
 
@@ -609,6 +696,8 @@ impl Window {
         let mut state = self.lock();
         assert!(state.in_flight > 0, "a reply or refusal without a window slot");
         state.in_flight -= 1;
-        self.freed.notify_one();
+        if state.waiting > 0 {
+            self.freed.notify_one();
+        }
     }
 }

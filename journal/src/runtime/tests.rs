@@ -337,6 +337,53 @@ enum Tear {
     Cut,
 }
 
+/// Tells a test thread about every notification, with the replies queued at that moment.
+struct Notified(std::sync::Mutex<mpsc::Sender<()>>);
+
+impl ReplyNotify for Notified {
+    fn notify(&self) {
+        let _ = self.0.lock().expect("not poisoned").send(());
+    }
+}
+
+#[test]
+fn a_notifying_producer_is_told_once_its_replies_are_queued() {
+    let temp = tempfile::tempdir().expect("temp dir");
+    let (runtime, _) = start(temp.path(), options());
+    let handle = runtime.handle();
+    let mut workload = Workload::new(0);
+    execute_all(&handle, &workload.setup(), 64);
+    let (notified_tx, notified) = mpsc::channel();
+    let notify = std::sync::Arc::new(Notified(std::sync::Mutex::new(notified_tx)));
+    let (producer, replies) = handle.producer_notifying(8, notify);
+    // Held on the writer, so all four requests land in one round: one notification for them.
+    let (entered_tx, entered_rx) = mpsc::channel();
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    runtime.run_on_writer(move || {
+        entered_tx.send(()).expect("test waits");
+        let _ = release_rx.recv();
+    });
+    entered_rx.recv().expect("the writer entered the hook");
+    for token in 1..=3 {
+        producer.try_submit(token, workload.transfers(2)).expect("room in the ring");
+    }
+    producer.try_query(4, Query::Account(account(1))).expect("room in the ring");
+    release_tx.send(()).expect("release");
+    // Never waits on the queue itself: every reply is there by the time of a notification.
+    let mut tokens = Vec::new();
+    while tokens.len() < 4 {
+        notified.recv().expect("a notification");
+        while let Some(reply) = replies.try_recv() {
+            assert!(reply.result.is_ok(), "{reply:?}");
+            tokens.push(reply.token);
+        }
+    }
+    assert_eq!(tokens, [1, 2, 3, 4]);
+    assert_eq!(producer.in_flight(), 0);
+    assert!(notified.try_recv().is_err(), "one round, one notification");
+    runtime.shutdown().expect("shutdown");
+}
+
 #[test]
 fn torn_last_record_at_every_offset_recovers_exactly_the_prefix() {
     let template = tempfile::tempdir().expect("temp dir");

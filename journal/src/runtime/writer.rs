@@ -27,7 +27,7 @@ use engine::{Command, Effects, Engine, Outcome};
 use crate::runtime::error::{RequestError, RuntimeError};
 use crate::runtime::follower::FollowerMsg;
 use crate::runtime::handle::{
-    self, Answer, Executed, NewCommand, Query, QueryAnswer, Request, Shared,
+    self, Answer, Executed, NewCommand, Query, QueryAnswer, ReplyQueue, Request, Shared,
 };
 use crate::runtime::options::FOLLOWER_STEP_RECORDS;
 use crate::{FlushJob, Journal, JournalError};
@@ -164,6 +164,9 @@ pub(crate) struct Writer {
     spare: Option<Batch>,
     encoded: Vec<u8>,
     fx: Effects,
+    /// The reply queues a round released into whose owners want a notification, each owner
+    /// once in a row (reused: at most one entry per request of a round).
+    notify: Vec<Arc<ReplyQueue>>,
 }
 
 impl Writer {
@@ -196,6 +199,7 @@ impl Writer {
             spare: None,
             encoded: Vec::with_capacity(engine::COMMAND_LEN_BYTES_MAX),
             fx: Effects::with_capacity(batch_len_max),
+            notify: Vec::new(),
         }
     }
 
@@ -500,7 +504,9 @@ impl Writer {
         }
     }
 
-    /// Releases every reply of a round, in order (all `Fatal` once the runtime has failed).
+    /// Releases every reply of a round, in order (all `Fatal` once the runtime has failed),
+    /// then notifies the producers that asked for it: once each after the whole round, so an
+    /// event loop wakes to find every reply of the round waiting.
     fn release(&mut self, batch: &mut Batch) {
         let fatal = self.shared.failure.get().cloned();
         let fatal_error = || RequestError::Fatal { message: fatal.clone().unwrap_or_default() };
@@ -518,14 +524,14 @@ impl Writer {
                             last_seq: *first_seq + slot.end as u64 - 1,
                         }))
                     };
-                    reply.send(result);
+                    remember(&mut self.notify, reply.send_quietly(result));
                 }
                 Request::Query { reply, .. } => {
                     let result = match (&fatal, slot.answer.take()) {
                         (None, Some(answer)) => Ok(Answer::Query(answer)),
                         _ => Err(fatal_error()),
                     };
-                    reply.send(result);
+                    remember(&mut self.notify, reply.send_quietly(result));
                 }
                 Request::Archive { before_seq, reply } => {
                     let result = match &fatal {
@@ -538,6 +544,9 @@ impl Writer {
                 #[cfg(test)]
                 Request::Hook(_) => {}
             }
+        }
+        for queue in self.notify.drain(..) {
+            queue.notify();
         }
     }
 
@@ -598,6 +607,15 @@ impl Writer {
 
     fn refuse(&self, request: Request) {
         handle::refuse(request, self.shared.refusal_error());
+    }
+}
+
+/// Keeps `queue` for a notification after the round, unless the previous one notifies the same
+/// owner (an event loop's producers usually share one notifier).
+fn remember(notify: &mut Vec<Arc<ReplyQueue>>, queue: Option<Arc<ReplyQueue>>) {
+    let Some(queue) = queue else { return };
+    if !notify.last().is_some_and(|last| last.same_notify(&queue)) {
+        notify.push(queue);
     }
 }
 
