@@ -27,7 +27,7 @@
 //! - **Files.** At each applied `Cutover` it writes the day's settlement file (one line per
 //!   confirmed transaction) and its netting report (gross vs net per batch).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -407,7 +407,7 @@ impl State {
             },
         };
         let mut records: Vec<(u64, engine::Command, bool)> = Vec::new();
-        let mut new_txs: HashMap<TxId, ()> = HashMap::new();
+        let mut new_txs: HashSet<TxId> = HashSet::new();
         let mut asks: Vec<usize> = Vec::new();
         while records.len() < DISCOVER_RECORDS && self.open.len() + new_txs.len() < WATCHED_MAX {
             let (seq, command) = match self.held.take() {
@@ -439,11 +439,11 @@ impl State {
                 | CommandBody::Withdraw { channel_no, .. }
                     if channel_no == self.options.name =>
                 {
-                    new_txs.insert(command.tx_id, ());
+                    new_txs.insert(command.tx_id);
                     true
                 }
                 CommandBody::SettleConfirm { target } | CommandBody::SettleFail { target } => {
-                    self.open.contains_key(&target) || new_txs.contains_key(&target)
+                    self.open.contains_key(&target) || new_txs.contains(&target)
                 }
                 CommandBody::Cutover { .. } => true,
                 _ => false,
