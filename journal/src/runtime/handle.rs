@@ -272,6 +272,9 @@ pub(crate) struct Shared {
     /// until every sender is gone, so a request that slipped in after the writer's last look
     /// would otherwise never be answered.
     ring: Receiver<Request>,
+    /// The writer parks itself when the ring is empty (see [`Shared::wake_writer`]).
+    pub writer_parked: AtomicBool,
+    pub writer_thread: OnceLock<std::thread::Thread>,
 }
 
 impl Shared {
@@ -280,6 +283,8 @@ impl Shared {
         Shared {
             drained: AtomicBool::new(false),
             ring,
+            writer_parked: AtomicBool::new(false),
+            writer_thread: OnceLock::new(),
             closed: AtomicBool::new(false),
             durable_seq: AtomicU64::new(durable_seq),
             flushes: AtomicU64::new(0),
@@ -290,6 +295,26 @@ impl Shared {
             failure: OnceLock::new(),
             failure_signal: Mutex::new(Some(signal)),
             failure_wait: wait,
+        }
+    }
+
+    /// Wakes the writer if it parked on an empty ring; called after every request put into it.
+    ///
+    /// The writer does not block in crossbeam's `recv`: its back-off spins and then calls
+    /// `sched_yield` several times before it sleeps, which on a machine with as many busy
+    /// threads as cores hands the writer's core to another thread and makes the next request
+    /// wait for the writer to be scheduled again. Instead it announces that it parks
+    /// (`writer_parked`), looks at the ring once more and parks. Dekker's pattern with a fence
+    /// on each side: either the writer's second look sees this request, or this load sees the
+    /// flag (or both); a wake-up is never lost, and an extra one is harmless (park's token).
+    pub(crate) fn wake_writer(&self) {
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if self.writer_parked.load(Ordering::Relaxed)
+            && self.writer_parked.swap(false, Ordering::AcqRel)
+        {
+            if let Some(writer) = self.writer_thread.get() {
+                writer.unpark();
+            }
         }
     }
 
@@ -480,8 +505,11 @@ impl Handle {
                 TrySendError::Disconnected(request) => (RequestError::ShuttingDown, request),
             }),
         };
-        if sent.is_ok() && self.shared.drained.load(Ordering::SeqCst) {
-            self.shared.drain_ring();
+        if sent.is_ok() {
+            self.shared.wake_writer();
+            if self.shared.drained.load(Ordering::SeqCst) {
+                self.shared.drain_ring();
+            }
         }
         sent
     }

@@ -918,6 +918,49 @@ fn group_commit_with_a_batch_delay_serves_every_producer() {
     runtime.shutdown().expect("shutdown");
 }
 
+/// The writer parks on an empty ring and every submission wakes it (`Shared::wake_writer`):
+/// producers with one request in flight each make it park and wake thousands of times, from
+/// several threads at once. A lost wake-up would leave a producer waiting forever; the deadline
+/// below turns that into a failure instead of a hung test (it is not a timing assertion: a
+/// correct writer finishes in well under a second).
+#[test]
+fn a_parked_writer_is_woken_by_every_submission() {
+    let temp = tempfile::tempdir().expect("temp dir");
+    let options = RuntimeOptions { sync_mode: SyncMode::None, ..options() };
+    let (runtime, _) = start(temp.path(), options);
+    let handle = runtime.handle();
+    const PRODUCERS: u128 = 4;
+    const SUBMISSIONS: usize = 2_000;
+    let (done_tx, done_rx) = mpsc::channel();
+    // Everything that waits for the writer runs on this thread, so that the test thread can
+    // give up on it.
+    let driver = std::thread::spawn(move || {
+        execute_all(&handle, &Workload::new(0).setup(), 64);
+        std::thread::scope(|scope| {
+            for stream in 1..=PRODUCERS {
+                let handle = handle.clone();
+                scope.spawn(move || {
+                    let mut workload = Workload::new(stream);
+                    for _ in 0..SUBMISSIONS {
+                        execute_all(&handle, &workload.transfers(1), 1);
+                    }
+                });
+            }
+        });
+        let _ = done_tx.send(());
+    });
+    if done_rx.recv_timeout(std::time::Duration::from_secs(120)).is_err() {
+        // Its shutdown would wait for the same wake-up.
+        std::mem::forget(runtime);
+        panic!("a producer never got its reply: a lost wake-up");
+    }
+    driver.join().expect("producers");
+    let stats = runtime.stats();
+    assert_eq!(stats.commands, stats.durable_seq);
+    assert_eq!(stats.commands, 1 + 2 * u64::from(ACCOUNTS) + PRODUCERS as u64 * SUBMISSIONS as u64);
+    runtime.shutdown().expect("shutdown");
+}
+
 /// The `# golden: <name>` bytes in FORMAT.md (`OFFSET: hex bytes | comment` lines).
 fn golden(name: &str) -> Vec<u8> {
     const FORMAT_MD: &str = include_str!("../../FORMAT.md");

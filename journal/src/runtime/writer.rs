@@ -230,7 +230,7 @@ impl Writer {
             let stop = match flusher.filter(|_| self.in_flight.is_some()) {
                 Some(flusher) => self.fill_while_syncing(flusher),
                 None => {
-                    let Some(first) = self.carry.take().or_else(|| self.ring.recv().ok()) else {
+                    let Some(first) = self.carry.take().or_else(|| self.next_request()) else {
                         // Unreachable while the runtime holds a sender; treat it as a stop.
                         return true;
                     };
@@ -289,6 +289,34 @@ impl Writer {
                         return true;
                     }
                 }
+            }
+        }
+    }
+
+    /// Waits for the next request: parks while the ring is empty (see [`Shared::wake_writer`]
+    /// for why not crossbeam's blocking `recv`). `None` once every sender is gone.
+    fn next_request(&self) -> Option<Request> {
+        let shared = &self.shared;
+        if shared.writer_thread.get().is_none() {
+            let _ = shared.writer_thread.set(std::thread::current());
+        }
+        // Bounded per wake-up: each iteration either returns or parks until a producer wakes
+        // it (or spuriously, which only costs another look).
+        loop {
+            match self.ring.try_recv() {
+                Ok(request) => return Some(request),
+                Err(TryRecvError::Disconnected) => return None,
+                Err(TryRecvError::Empty) => {}
+            }
+            shared.writer_parked.store(true, Ordering::Relaxed);
+            std::sync::atomic::fence(Ordering::SeqCst);
+            match self.ring.try_recv() {
+                Ok(request) => {
+                    shared.writer_parked.store(false, Ordering::Relaxed);
+                    return Some(request);
+                }
+                Err(TryRecvError::Disconnected) => return None,
+                Err(TryRecvError::Empty) => std::thread::park(),
             }
         }
     }
