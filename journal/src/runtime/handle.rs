@@ -272,7 +272,8 @@ pub(crate) struct Shared {
     /// until every sender is gone, so a request that slipped in after the writer's last look
     /// would otherwise never be answered.
     ring: Receiver<Request>,
-    /// The writer parks itself when the ring is empty (see [`Shared::wake_writer`]).
+    /// The writer parks itself when the ring is empty (see [`Shared::wake_writer`]); its
+    /// thread, set by the writer before it takes its first request.
     pub writer_parked: AtomicBool,
     pub writer_thread: OnceLock<std::thread::Thread>,
 }

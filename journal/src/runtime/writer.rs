@@ -205,6 +205,8 @@ impl Writer {
 
     /// Serves until `Stop`; then refuses whatever is still queued and reports.
     pub(crate) fn run(mut self) -> ShutdownReport {
+        // Before the first request can be taken: producers unpark this thread.
+        let _ = self.shared.writer_thread.set(std::thread::current());
         std::thread::scope(|scope| {
             let flusher = if self.pipeline_flushes { spawn_flusher(scope) } else { None };
             let stopped = self.serve(flusher.as_ref());
@@ -297,9 +299,6 @@ impl Writer {
     /// for why not crossbeam's blocking `recv`). `None` once every sender is gone.
     fn next_request(&self) -> Option<Request> {
         let shared = &self.shared;
-        if shared.writer_thread.get().is_none() {
-            let _ = shared.writer_thread.set(std::thread::current());
-        }
         // Bounded per wake-up: each iteration either returns or parks until a producer wakes
         // it (or spuriously, which only costs another look).
         loop {
@@ -318,6 +317,8 @@ impl Writer {
                 Err(TryRecvError::Disconnected) => return None,
                 Err(TryRecvError::Empty) => std::thread::park(),
             }
+            // Woken (by a producer, which cleared the flag, or spuriously): look again.
+            shared.writer_parked.store(false, Ordering::Relaxed);
         }
     }
 
