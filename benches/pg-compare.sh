@@ -93,7 +93,7 @@ log "PostgreSQL: $("$PG_BIN/postgres" --version)"
 if [ "$NO_BUILD" != 1 ]; then
     log "building ledgerd and ledger-bench (release)"
     (cd "$REPO" && CARGO_TARGET_DIR="$TARGET_DIR" cargo build --release --quiet \
-        -p gateway --bin ledgerd -p benches --bin ledger-bench)
+        -p server --bin ledgerd -p benches --bin ledger-bench)
 fi
 LEDGERD=$TARGET_DIR/release/ledgerd
 LEDGER_BENCH=$TARGET_DIR/release/ledger-bench

@@ -12,7 +12,7 @@ use std::hint::black_box;
 use benches::workload::{Generator, RunAccounts, Workload};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use engine::{AccountId, BalanceView, CommandBody, ResultCode, TxId, TxState};
-use gateway::wire::{decode_frame, encode_frame, encode_submit, Message, RequestId, WireOutcome};
+use protocol::wire::{decode_frame, encode_frame, encode_submit, Message, RequestId, WireOutcome};
 
 const BATCH_LENS: [usize; 3] = [1, 64, 1024];
 

@@ -14,8 +14,8 @@ use std::time::Duration;
 use benches::workload::{Generator, RunAccounts, Workload};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use engine::Command;
-use journal::runtime::RUNTIME_SEGMENT_LEN_BYTES_DEFAULT;
 use journal::{Journal, JournalOptions, SyncMode};
+use runtime::RUNTIME_SEGMENT_LEN_BYTES_DEFAULT;
 
 const BATCH_LENS: [usize; 4] = [1, 16, 256, 4096];
 const PAYLOADS: usize = 4096;

@@ -131,7 +131,7 @@ pub struct FlushJob {
     seq: u64,
     /// The active segment's `write_offset` when the job was taken.
     write_offset: u64,
-    #[cfg(test)]
+    #[cfg(any(test, feature = "fault-injection"))]
     injected_errno: Option<i32>,
 }
 
@@ -153,7 +153,7 @@ impl FlushJob {
     /// included; records appended meanwhile may be written too, which is harmless), then, after a
     /// rollover, the segment's name with one `fsync` of the directory. Blocks.
     pub fn sync(&self) -> std::io::Result<()> {
-        #[cfg(test)]
+        #[cfg(any(test, feature = "fault-injection"))]
         if let Some(errno) = self.injected_errno {
             return Err(std::io::Error::from_raw_os_error(errno));
         }
@@ -359,10 +359,10 @@ impl Journal {
             path: active.path.clone(),
             seq: self.next_seq - 1,
             write_offset: active.write_offset,
-            #[cfg(test)]
+            #[cfg(any(test, feature = "fault-injection"))]
             injected_errno: None,
         };
-        #[cfg(test)]
+        #[cfg(any(test, feature = "fault-injection"))]
         let job = FlushJob {
             injected_errno: if job.needs_sync() { segment::fault::SYNC_ERRNO.take() } else { None },
             ..job
@@ -549,7 +549,7 @@ impl Drop for ZeroOnUnwind<'_> {
 /// Syncs the dirty range of the active segment. `msync(MS_SYNC)` of the range (page-aligned by
 /// memmap2); FORMAT.md records the measurement against `fdatasync` that chose it.
 fn sync_range(active: &Active) -> std::io::Result<()> {
-    #[cfg(test)]
+    #[cfg(any(test, feature = "fault-injection"))]
     if let Some(errno) = segment::fault::SYNC_ERRNO.take() {
         return Err(std::io::Error::from_raw_os_error(errno));
     }

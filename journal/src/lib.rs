@@ -15,10 +15,9 @@
 //! - [`JournalReader`] reads records from a sequence number, read-only, even while a writer in
 //!   another process appends.
 //! - [`snapshot`] writes and loads `snap-<seq>.snap` files.
-//! - [`runtime`] makes the engine durable: a bounded input ring, one pinned writer thread that
-//!   sequences, journals, applies and group-commits commands, replies released only once durable,
-//!   a snapshot follower, and recovery at startup. It is the only part of this crate that knows
-//!   what a payload is (an `engine::Command`); the framing below it stays payload-agnostic.
+//!
+//! The `runtime` crate builds the ledger on it (the writer thread, group commit across producers,
+//! recovery); nothing here knows what a payload is.
 //!
 //! **Invariant:** record framing never interprets a payload. **Invariant:** nothing is ever
 //! skipped: a bad record is either a torn tail (zeroed and reported) or an error.
@@ -29,7 +28,6 @@ mod error;
 mod format;
 mod journal;
 mod reader;
-pub mod runtime;
 mod segment;
 pub mod snapshot;
 mod spare;
@@ -44,7 +42,13 @@ pub use format::{
 };
 pub use journal::{FlushJob, Journal, JournalOptions, Recovery, RolloverStats, SyncMode, TornTail};
 pub use reader::{JournalReader, Record, RecordRef};
-pub use segment::{list_segments, segments_before, SegmentInfo};
+pub use segment::{list_segments, segments_before, SegmentInfo, SPARE_FILE_NAME};
+
+/// Fault injection for tests (cargo feature `fault-injection`): the next matching syscall on the
+/// thread that sets a hook fails with the stored errno. Never enabled in a release build of a
+/// binary; the storage trait that replaces it is the next step (issue 13).
+#[cfg(any(test, feature = "fault-injection"))]
+pub use segment::fault;
 
 /// The journal's directory inside the data directory.
 pub const JOURNAL_DIR_NAME: &str = "journal";

@@ -26,7 +26,7 @@ pub(crate) const SEGMENT_SUFFIX: &str = ".seg";
 /// A segment being created ends with this; one left behind by a crash is removed by the writer.
 pub(crate) const TEMP_SUFFIX: &str = ".seg.tmp";
 /// The spare segment's name: a temporary name (never read, removed by the next open).
-pub(crate) const SPARE_FILE_NAME: &str = "spare.seg.tmp";
+pub const SPARE_FILE_NAME: &str = "spare.seg.tmp";
 const _: () = assert!(SPARE_FILE_NAME.len() > TEMP_SUFFIX.len(), "the spare is a temporary file");
 /// Digits in a segment name: enough for any `u64`, zero-padded so lexical order = numeric order.
 const NAME_DIGITS: usize = 20;
@@ -286,7 +286,7 @@ pub(crate) fn preallocate(file: &File, len_bytes: u64) -> io::Result<()> {
 }
 
 fn fallocate(file: &File, len_bytes: u64) -> io::Result<()> {
-    #[cfg(test)]
+    #[cfg(any(test, feature = "fault-injection"))]
     if let Some(errno) = fault::FALLOCATE_ERRNO.take() {
         return Err(io::Error::from_raw_os_error(errno));
     }
@@ -334,8 +334,8 @@ pub(crate) fn lock_dir(dir: &Path, dir_file: &File) -> Result<(), JournalError> 
 }
 
 /// Fault injection for tests: the next matching syscall fails with the stored errno.
-#[cfg(test)]
-pub(crate) mod fault {
+#[cfg(any(test, feature = "fault-injection"))]
+pub mod fault {
     use std::cell::Cell;
 
     thread_local! {

@@ -41,7 +41,7 @@ pub(crate) struct Sealed {
 /// A request for the next spare (and, in tests, the fault it should run into).
 struct Request {
     sealed: Option<Sealed>,
-    #[cfg(test)]
+    #[cfg(any(test, feature = "fault-injection"))]
     fallocate_errno: Option<i32>,
 }
 
@@ -118,7 +118,7 @@ impl Preparer {
     fn send_request(&mut self, sealed: Option<Sealed>) {
         let request = Request {
             sealed,
-            #[cfg(test)]
+            #[cfg(any(test, feature = "fault-injection"))]
             fallocate_errno: segment::fault::SPARE_FALLOCATE_ERRNO.take(),
         };
         let sent =
@@ -176,7 +176,7 @@ fn lower_priority() {
 /// Tests make a preparation fail through the request; nothing happens in other builds.
 #[cfg_attr(not(test), allow(unused_variables))]
 fn inject_fault(request: &Request) {
-    #[cfg(test)]
+    #[cfg(any(test, feature = "fault-injection"))]
     segment::fault::FALLOCATE_ERRNO.set(request.fallocate_errno);
 }
 

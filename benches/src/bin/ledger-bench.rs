@@ -43,18 +43,18 @@ use benches::workload::{
 use benches::Rng;
 use clap::{Parser, ValueEnum};
 use engine::{AccountNo, CommandBody, ResultCode, TxId};
-use gateway::auth::{ClientCredentials, Role};
-use gateway::limits::READ_CHUNK_LEN_BYTES;
-use gateway::wire::{
+use hdrhistogram::Histogram;
+use journal::SyncMode;
+use protocol::auth::{ClientCredentials, Role};
+use protocol::limits::READ_CHUNK_LEN_BYTES;
+use protocol::wire::{
     encode_frame, encode_submit, ErrorReply, Frame, FrameBuffer, Hello, HelloOk, Message, RequestId,
 };
-use gateway::{Client, ClientOptions, Reply as ClientReply};
-use hdrhistogram::Histogram;
-use journal::runtime::{
+use protocol::{Client, ClientOptions, Reply as ClientReply};
+use runtime::{
     Answer, Handle, NewCommand, Producer, Query, QueryAnswer, Replies, Runtime, RuntimeOptions,
     RuntimeStats,
 };
-use journal::SyncMode;
 
 /// Frames in flight on the setup and verification connection.
 const SETUP_IN_FLIGHT: u32 = 64;
@@ -72,7 +72,7 @@ const LATENCY_US_MAX: u64 = 600_000_000;
 const ERRORS_KEPT_MAX: usize = 8;
 const CONNECTIONS_MAX: u32 = 4_096;
 const IN_FLIGHT_MAX: u32 = 65_536;
-const BATCH_LEN_MAX: u32 = gateway::limits::BATCH_LEN_MAX;
+const BATCH_LEN_MAX: u32 = protocol::limits::BATCH_LEN_MAX;
 
 #[derive(Parser, Debug)]
 #[command(name = "ledger-bench", version, about = "Load and latency harness for the ledger")]

@@ -536,9 +536,9 @@ fn reconcile(data_dir: &Path, addr: Option<&str>, credentials: Option<&Path>) ->
     let found = report("engine", shadow.compare(&replay.engine));
     println!("replayed engine at seq {}: {found} mismatches", replay.last_seq);
     if let Some(addr) = addr {
-        let credentials = gateway::auth::ClientCredentials::from_env_or_default(credentials)
+        let credentials = protocol::auth::ClientCredentials::from_env_or_default(credentials)
             .context("credentials for --addr")?;
-        let mut client = gateway::client::Client::connect(addr, &credentials, Default::default())
+        let mut client = protocol::client::Client::connect(addr, &credentials, Default::default())
             .with_context(|| format!("connect to {addr}"))?;
         let mut failure = None;
         let mismatches = shadow.compare_with(|account_no| match client.account(account_no) {

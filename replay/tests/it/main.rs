@@ -298,7 +298,7 @@ fn snapshot_then_tail_of_the_journal() {
 /// runtime answered at each point.
 #[test]
 fn a_runtime_journal_verifies_and_state_at_matches_the_served_answers() {
-    use journal::runtime::{NewCommand, Query, QueryAnswer, Runtime, RuntimeOptions};
+    use runtime::{NewCommand, Query, QueryAnswer, Runtime, RuntimeOptions};
 
     let dir = tempfile::tempdir().expect("temp dir");
     let options = RuntimeOptions {
@@ -349,14 +349,14 @@ fn a_runtime_journal_verifies_and_state_at_matches_the_served_answers() {
     assert!(reconciled.status.success(), "{}", stdout(&reconciled));
 }
 
-/// A journal written through the real server (the runtime behind `gateway::server`, clients
+/// A journal written through the real server (the runtime behind `protocol::server`, clients
 /// over TCP, as in `ledgerd`) verifies, and reconciles against that server while it runs.
 #[test]
 fn a_served_ledger_verifies_and_reconciles_against_the_running_server() {
-    use gateway::auth::{ClientCredentials, Credentials, Secret};
-    use gateway::client::Client;
-    use gateway::server::{Server, ServerOptions};
-    use journal::runtime::{Runtime, RuntimeOptions};
+    use protocol::auth::{ClientCredentials, Credentials, Secret};
+    use protocol::client::Client;
+    use runtime::{Runtime, RuntimeOptions};
+    use server::{Server, ServerOptions};
 
     let dir = tempfile::tempdir().expect("temp dir");
     let data = dir.path().join("data");

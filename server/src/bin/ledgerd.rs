@@ -1,0 +1,306 @@
+//! `ledgerd`: the ledger server. Zero configuration: `./data` and `127.0.0.1:7070`.
+//!
+//! Startup is recovery (newest valid snapshot + journal tail, verified) and prints what it
+//! recovered and where it listens. SIGTERM/SIGINT stop accepting, finish in-flight requests,
+//! flush the journal and exit 0. A journal failure is fatal: nothing more is acknowledged and
+//! the process exits non-zero with the reason.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, ValueEnum};
+use journal::SyncMode;
+use protocol::auth::Credentials;
+use runtime::{Runtime, RuntimeOptions};
+use server::{Server, ServerOptions, CONNECTION_IN_FLIGHT_DEFAULT};
+
+#[derive(Parser, Debug)]
+#[command(name = "ledgerd", version, about = "The T+0 ledger server")]
+struct Args {
+    /// Data directory (journal, snapshots, credentials). Default: ./data
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Client address. Default: 127.0.0.1:7070 (port 0 picks a free port and prints it).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Prometheus metrics address, or `off`. Default: 127.0.0.1:7071
+    #[arg(long)]
+    metrics_listen: Option<String>,
+    /// `fsync` (default): a reply is released only once durable. `none`: UNSAFE, benchmarks only.
+    #[arg(long, value_enum)]
+    sync: Option<SyncArg>,
+    /// A config file of `key = value` lines (data_dir, listen, metrics_listen, sync,
+    /// credentials, batch_delay_us, pin_core, snapshot_every_records, tx_retained, channel
+    /// (repeatable), net_window_ms); flags win (channels add up).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// The credentials file (default: DATA_DIR/credentials, created with an admin on first start).
+    #[arg(long)]
+    credentials: Option<PathBuf>,
+    /// Keep a group commit open this long for more commands (µs). Default 0.
+    #[arg(long)]
+    batch_delay_us: Option<u32>,
+    /// Core to pin the writer thread to, or `none`. Default 1.
+    #[arg(long)]
+    pin_core: Option<String>,
+    /// Settle the deposits and withdrawals of channel NAME (its system account's account_no)
+    /// through the bank at ADDR (`ledger-bank`); repeatable.
+    #[arg(long = "channel", value_name = "NAME=ADDR", value_parser = channel)]
+    channels: Vec<(engine::AccountNo, SocketAddr)>,
+    /// Netting window of the settlement processors: deposits and withdrawals of a channel
+    /// within this many milliseconds of a batch's first are settled as one net payment.
+    /// Default 50.
+    #[arg(long)]
+    net_window_ms: Option<u64>,
+    /// Run the snapshot follower: a snapshot every N records, or `off` (default: off).
+    #[arg(long)]
+    snapshot_every: Option<String>,
+}
+
+/// `NAME=ADDR` of `--channel`.
+fn channel(text: &str) -> std::result::Result<(engine::AccountNo, SocketAddr), String> {
+    let (name, addr) = text.split_once('=').ok_or_else(|| format!("{text:?} is not NAME=ADDR"))?;
+    let name =
+        engine::AccountNo::new(name.as_bytes()).map_err(|error| format!("{name:?}: {error}"))?;
+    let addr = addr.parse().map_err(|error| format!("{addr:?}: {error}"))?;
+    Ok((name, addr))
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+enum SyncArg {
+    Fsync,
+    None,
+}
+
+/// Settings after merging the config file and the flags.
+struct Settings {
+    data_dir: PathBuf,
+    listen: SocketAddr,
+    metrics_listen: Option<SocketAddr>,
+    sync_mode: SyncMode,
+    credentials: PathBuf,
+    batch_delay_us: u32,
+    pin_core: Option<usize>,
+    snapshot_every_records: Option<u64>,
+    tx_retained: Option<u32>,
+    channels: Vec<(engine::AccountNo, SocketAddr)>,
+    net_window_ms: Option<u64>,
+}
+
+fn parse_config(path: &Path) -> Result<Vec<(String, String)>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
+    let mut pairs = Vec::new();
+    for (number, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let Some((key, value)) = line.split_once('=') else {
+            bail!("{}:{}: expected `key = value`", path.display(), number + 1);
+        };
+        let value = value.trim().trim_matches('"').to_string();
+        pairs.push((key.trim().to_string(), value));
+    }
+    Ok(pairs)
+}
+
+fn metrics_addr(value: &str) -> Result<Option<SocketAddr>> {
+    if value == "off" {
+        return Ok(None);
+    }
+    Ok(Some(value.parse().with_context(|| format!("metrics address {value:?}"))?))
+}
+
+fn pin_core(value: &str) -> Result<Option<usize>> {
+    if value == "none" {
+        return Ok(None);
+    }
+    Ok(Some(value.parse().with_context(|| format!("pin_core {value:?}"))?))
+}
+
+fn snapshot_every(value: &str) -> Result<Option<u64>> {
+    if value == "off" {
+        return Ok(None);
+    }
+    Ok(Some(value.parse().with_context(|| format!("snapshot interval {value:?}"))?))
+}
+
+fn settings(args: Args) -> Result<Settings> {
+    let mut settings = Settings {
+        data_dir: PathBuf::from("./data"),
+        listen: "127.0.0.1:7070".parse().expect("a valid default address"),
+        metrics_listen: Some("127.0.0.1:7071".parse().expect("a valid default address")),
+        sync_mode: SyncMode::Fsync,
+        credentials: PathBuf::new(),
+        batch_delay_us: 0,
+        pin_core: Some(1),
+        // Off by default: the follower re-applies every command on a second engine, which on a
+        // 2-core machine costs the writer about a third of its throughput (BENCHMARKS.md).
+        // Snapshots come on demand from `ledger-replay snapshot DATA_DIR`, or from the
+        // follower with `--snapshot-every N`.
+        snapshot_every_records: None,
+        tx_retained: None,
+        channels: Vec::new(),
+        net_window_ms: None,
+    };
+    let mut credentials = None;
+    if let Some(path) = &args.config {
+        for (key, value) in parse_config(path)? {
+            let context = || format!("{}: {key} = {value}", path.display());
+            match key.as_str() {
+                "data_dir" => settings.data_dir = PathBuf::from(&value),
+                "listen" => settings.listen = value.parse().with_context(context)?,
+                "metrics_listen" => settings.metrics_listen = metrics_addr(&value)?,
+                "sync" => {
+                    settings.sync_mode = match value.as_str() {
+                        "fsync" => SyncMode::Fsync,
+                        "none" => SyncMode::None,
+                        _ => bail!("{}: sync must be fsync or none", context()),
+                    }
+                }
+                "credentials" => credentials = Some(PathBuf::from(&value)),
+                "batch_delay_us" => {
+                    settings.batch_delay_us = value.parse().with_context(context)?;
+                }
+                "pin_core" => settings.pin_core = pin_core(&value)?,
+                "snapshot_every_records" => {
+                    settings.snapshot_every_records = snapshot_every(&value)?;
+                }
+                "tx_retained" => settings.tx_retained = Some(value.parse().with_context(context)?),
+                "channel" => {
+                    let parsed = channel(&value).map_err(anyhow::Error::msg);
+                    settings.channels.push(parsed.with_context(context)?);
+                }
+                "net_window_ms" => {
+                    settings.net_window_ms = Some(value.parse().with_context(context)?);
+                }
+                _ => bail!("{}: unknown key {key:?}", path.display()),
+            }
+        }
+    }
+    if let Some(data_dir) = args.data_dir {
+        settings.data_dir = data_dir;
+    }
+    // Channels on the command line come on top of those in the config file.
+    settings.channels.extend(args.channels.iter().copied());
+    if let Some(window_ms) = args.net_window_ms {
+        settings.net_window_ms = Some(window_ms);
+    }
+    if let Some(listen) = args.listen {
+        settings.listen = listen;
+    }
+    if let Some(value) = &args.metrics_listen {
+        settings.metrics_listen = metrics_addr(value)?;
+    }
+    if let Some(sync) = args.sync {
+        settings.sync_mode = match sync {
+            SyncArg::Fsync => SyncMode::Fsync,
+            SyncArg::None => SyncMode::None,
+        };
+    }
+    if let Some(path) = args.credentials {
+        credentials = Some(path);
+    }
+    if let Some(delay) = args.batch_delay_us {
+        settings.batch_delay_us = delay;
+    }
+    if let Some(value) = &args.pin_core {
+        settings.pin_core = pin_core(value)?;
+    }
+    if let Some(value) = &args.snapshot_every {
+        settings.snapshot_every_records = snapshot_every(value)?;
+    }
+    settings.credentials = credentials.unwrap_or_else(|| settings.data_dir.join("credentials"));
+    Ok(settings)
+}
+
+fn run() -> Result<ExitCode> {
+    let settings = settings(Args::parse())?;
+    std::fs::create_dir_all(&settings.data_dir)
+        .with_context(|| format!("create {}", settings.data_dir.display()))?;
+    let (credentials, created) = Credentials::load_or_generate_admin(&settings.credentials)
+        .with_context(|| format!("credentials {}", settings.credentials.display()))?;
+    if created {
+        println!("created admin credentials in {} (mode 0600)", settings.credentials.display());
+    } else {
+        let clients = credentials.entries().len();
+        println!("credentials: {} ({clients} clients)", settings.credentials.display());
+    }
+    if settings.sync_mode == SyncMode::None {
+        println!("WARNING: --sync none releases replies before they are durable (benchmarks only)");
+    }
+
+    let mut options = RuntimeOptions {
+        sync_mode: settings.sync_mode,
+        batch_delay_us: settings.batch_delay_us,
+        pin_core: settings.pin_core,
+        snapshot_every_records: settings.snapshot_every_records,
+        ..RuntimeOptions::default()
+    };
+    if let Some(tx_retained) = settings.tx_retained {
+        options.engine_config.tx_retained = tx_retained;
+    }
+    let submission_len_max = options.submission_len_max;
+    let (runtime, report) = Runtime::start(&settings.data_dir, options)
+        .with_context(|| format!("recover {}", settings.data_dir.display()))?;
+    println!("recovered {}: {report}", settings.data_dir.display());
+
+    let server_options = ServerOptions {
+        listen: settings.listen,
+        metrics_listen: settings.metrics_listen,
+        batch_len_max: submission_len_max,
+        in_flight_max: CONNECTION_IN_FLIGHT_DEFAULT,
+        write_timeout_ms: 10_000,
+    };
+    let server = Server::start(server_options, credentials, runtime.handle())
+        .with_context(|| format!("listen on {}", settings.listen))?;
+    println!("listening on {}", server.local_addr());
+    if let Some(addr) = server.metrics_addr() {
+        println!("metrics on http://{addr}/metrics");
+    }
+    let mut processors = Vec::new();
+    for (name, addr) in &settings.channels {
+        let mut options = settlement::ChannelOptions::new(*name, *addr);
+        if let Some(window_ms) = settings.net_window_ms {
+            options.net_window_ms = window_ms;
+        }
+        let processor = settlement::spawn(&settings.data_dir, runtime.handle(), options)
+            .with_context(|| format!("start the settlement processor of channel {name}"))?;
+        println!("settling channel {name} through {addr}");
+        processors.push(processor);
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, stop.clone()).context("install signal handlers")?;
+    }
+    while !stop.load(Ordering::Acquire) {
+        if let Some(failure) = runtime.wait_for_failure(Duration::from_millis(100)) {
+            eprintln!("ledgerd: FATAL: {failure}; nothing more is acknowledged, exiting");
+            return Ok(ExitCode::from(70));
+        }
+    }
+    println!("stopping: no new connections, finishing in-flight requests");
+    for processor in processors {
+        processor.shutdown();
+    }
+    server.shutdown();
+    let shutdown = runtime.shutdown().context("stop the runtime")?;
+    println!("stopped: {shutdown}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("ledgerd: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
