@@ -3,11 +3,15 @@
 //! - the items at the root: an in-process engine workload (`setup_accounts`, `fill_transfers`)
 //!   for `engine_apply`, `engine-measure` and `journal-gen`;
 //! - [`workload`]: the accounts and per-connection command generators of `ledger-bench`;
+//! - [`bench`]: `ledger-bench` itself (the binary is a thin `main`);
+//! - [`poll`]: the `epoll` wrapper of `ledger-bench`'s TCP workers and of `tcp_ceiling`;
 //! - [`report`]: CPU accounting (this process, its threads, a server's threads) and the `.hgrm`
 //!   latency distribution format.
 
 #![warn(missing_docs)]
 
+pub mod bench;
+pub mod poll;
 pub mod report;
 pub mod workload;
 
