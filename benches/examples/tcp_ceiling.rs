@@ -1,11 +1,12 @@
 //! `tcp_ceiling`: the machine's ceiling for `ledger-bench`'s connection pattern with no ledger
-//! work at all. One server thread (epoll, level-triggered, `benches::poll`) answers every fixed-size request
-//! with a fixed-size reply; `--client-threads` epoll threads keep exactly one request in
-//! flight per connection (closed loop) over TCP loopback, `TCP_NODELAY` everywhere. After a
-//! 1 s warm-up it counts round trips for `--duration-s` seconds and reports round trips per
-//! second, round-trip latency (HdrHistogram), the CPU time of the server thread and of the
-//! client threads (% of one core), and the whole machine's CPU from `/proc/stat` (100% = one
-//! core busy). `--work-us N` spins N µs per request on the server to emulate work.
+//! work at all. One server thread (epoll, level-triggered, `benches::poll`) answers every
+//! fixed-size request with a fixed-size reply; `--client-threads` epoll threads keep exactly
+//! one request in flight per connection (closed loop) over TCP loopback, `TCP_NODELAY`
+//! everywhere. After a 1 s warm-up it counts round trips for `--duration-s` seconds and
+//! reports round trips per second, round-trip latency (HdrHistogram), the CPU time of the
+//! server thread and of the client threads (% of one core), and the whole machine's CPU from
+//! `/proc/stat` (100% = one core busy). `--work-us N` spins N µs per request on the server to
+//! emulate work.
 //!
 //! ```text
 //! cargo build --release -p benches --example tcp_ceiling
