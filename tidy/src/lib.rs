@@ -3,7 +3,9 @@
 //!
 //! - `deps`: ARCHITECTURE.md's crate table against `cargo metadata` (direct dependencies per
 //!   row, and a few transitive absences);
-//! - `cycles`: no new cycles between a crate's top-level modules.
+//! - `cycles`: no new cycles between a crate's top-level modules;
+//! - `style`: no clock, randomness or I/O in `engine/src`, no `unbounded(`, no `.unwrap()` in
+//!   decoders, a `//!` at the top of every file.
 //!
 //! Each rule that today's code breaks has an explicit allow-list next to it; an entry that no
 //! longer matches anything fails too, so the lists only shrink.
@@ -14,3 +16,5 @@ mod cycles;
 mod deps;
 #[cfg(test)]
 mod source;
+#[cfg(test)]
+mod style;

@@ -55,6 +55,34 @@ pub fn members() -> Vec<Member> {
     members
 }
 
+/// Every `.rs` file below `dir`, sorted, skipping build output and hidden directories.
+pub fn rust_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if path.is_dir() {
+                if name != "target" && !name.starts_with('.') {
+                    dirs.push(path);
+                }
+            } else if name.ends_with(".rs") {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+/// `path` relative to the workspace root, with `/` separators, for messages and allow-lists.
+pub fn relative(path: &Path) -> String {
+    let root = workspace_root();
+    path.strip_prefix(&root).unwrap_or(path).to_string_lossy().replace('\\', "/")
+}
+
 pub fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|error| panic!("read {}: {error}", path.display()))
 }
@@ -276,6 +304,32 @@ pub fn module_tree(root: &Path) -> Vec<ModuleFile> {
         files.push(ModuleFile { path, file, code });
     }
     files.sort_by(|a, b| a.file.cmp(&b.file));
+    files
+}
+
+/// The crate roots under `src/`: `lib.rs`, `main.rs` and each `bin/*.rs`.
+pub fn crate_roots(crate_dir: &Path) -> Vec<PathBuf> {
+    let src = crate_dir.join("src");
+    let mut roots: Vec<PathBuf> =
+        ["lib.rs", "main.rs"].iter().map(|name| src.join(name)).filter(|p| p.exists()).collect();
+    if let Ok(entries) = std::fs::read_dir(src.join("bin")) {
+        let mut bins: Vec<PathBuf> = entries
+            .flatten()
+            .map(|entry| entry.path())
+            .filter(|path| path.extension().is_some_and(|ext| ext == "rs"))
+            .collect();
+        bins.sort();
+        roots.extend(bins);
+    }
+    roots
+}
+
+/// Every non-test module file of a crate (library, binaries), each once.
+pub fn non_test_files(crate_dir: &Path) -> Vec<ModuleFile> {
+    let mut files: Vec<ModuleFile> =
+        crate_roots(crate_dir).iter().flat_map(|root| module_tree(root)).collect();
+    files.sort_by(|a, b| a.file.cmp(&b.file));
+    files.dedup_by(|a, b| a.file == b.file);
     files
 }
 
