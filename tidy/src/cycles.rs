@@ -93,13 +93,39 @@ fn first_names(rest: &str) -> Vec<String> {
     names
 }
 
+/// The names the crate root re-exports (`pub use module::{A, b::C as D};`), each with the
+/// top-level module it comes from: `crate::A` is a reference to that module.
+fn reexports(root_code: &str) -> BTreeMap<String, String> {
+    let mut names = BTreeMap::new();
+    let mut search = 0;
+    while let Some(at) = root_code[search..].find("pub use ").map(|n| search + n) {
+        let end = root_code[at..].find(';').map_or(root_code.len(), |n| at + n);
+        search = end;
+        let statement = &root_code[at + "pub use ".len()..end];
+        let Some((module, items)) = statement.split_once("::") else { continue };
+        let items = items.trim().trim_start_matches('{').trim_end_matches('}');
+        for item in items.split(',') {
+            // The name an item is known by: after `as`, else its last path segment.
+            let name = item.split(" as ").last().unwrap_or(item).rsplit("::").next();
+            let name = name.unwrap_or(item).trim().trim_matches(|c| c == '{' || c == '}');
+            if !name.is_empty() && name != "*" {
+                names.insert(name.to_string(), module.trim().to_string());
+            }
+        }
+    }
+    names
+}
+
 /// Edges between top-level modules: module -> the modules it refers to.
 fn graph(files: &[ModuleFile]) -> BTreeMap<String, BTreeSet<String>> {
     let tops: BTreeSet<&String> = files.iter().filter_map(|file| file.path.first()).collect();
+    let root = files.iter().find(|file| file.path.is_empty());
+    let reexported = root.map(|root| reexports(&root.code)).unwrap_or_default();
     let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for file in files {
         let Some(top) = file.path.first() else { continue }; // the crate root itself
         for target in targets(&file.path, &file.code) {
+            let target = reexported.get(&target).cloned().unwrap_or(target);
             if &target != top && tops.contains(&target) {
                 edges.entry(top.clone()).or_default().insert(target);
             }
@@ -191,4 +217,7 @@ fn resolves_references() {
             },
         );
     assert_eq!(cycles(&edges), [path(&["a", "b", "a"]), path(&["a", "b", "c", "a"])]);
+    let names = reexports("pub use a::{B, c::D, E as F};\npub use g::H;\npub(crate) use i::J;");
+    let names: Vec<(&str, &str)> = names.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    assert_eq!(names, [("B", "a"), ("D", "a"), ("F", "a"), ("H", "g")]);
 }
