@@ -511,6 +511,28 @@ fn run(args: Args) -> Result<()> {
         _ => None,
     };
 
+    print_report(
+        &args,
+        client_threads,
+        &latency,
+        &server_report,
+        server_pct,
+        client_pct,
+        machine_pct,
+    );
+    Ok(())
+}
+
+/// Prints the table and the machine-readable `tcp_ceiling ...=...` line.
+fn print_report(
+    args: &Args,
+    client_threads: usize,
+    latency: &Histogram<u64>,
+    server_report: &ServerReport,
+    server_pct: f64,
+    client_pct: f64,
+    machine_pct: Option<f64>,
+) {
     let round_trips = latency.len();
     let rps = round_trips as f64 / args.duration_s;
     let us = |quantile: f64| latency.value_at_quantile(quantile) as f64 / 1000.0;
@@ -570,7 +592,6 @@ fn run(args: Args) -> Result<()> {
         client_pct,
         machine
     );
-    Ok(())
 }
 
 fn main() -> ExitCode {

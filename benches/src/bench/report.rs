@@ -67,7 +67,15 @@ pub(super) struct Report<'a> {
 }
 
 impl Report<'_> {
+    /// Prints the table, then the machine-readable line.
     pub(super) fn print(&self) {
+        self.print_throughput_and_latency();
+        self.print_cpu_and_verification();
+        println!("{}", self.machine_line());
+    }
+
+    /// What was sent and answered, how fast, and the latency distribution.
+    fn print_throughput_and_latency(&self) {
         let plan = self.plan;
         let latency = &self.tally.latency_us;
         let loop_kind = match plan.rate {
@@ -127,6 +135,11 @@ impl Report<'_> {
                 lag.max()
             );
         }
+    }
+
+    /// Where the CPU went, what failed, and what verification found.
+    fn print_cpu_and_verification(&self) {
+        let plan = self.plan;
         println!(
             "  client cpu: {:.2} s = {:.0} % of wall (this process in all: {:.0} %; 100 % = one core)",
             self.client_cpu.as_secs_f64(),
@@ -183,7 +196,6 @@ impl Report<'_> {
             verified.ok_expected,
             if verified.passed() { "PASSED" } else { "FAILED" }
         );
-        println!("{}", self.machine_line());
     }
 
     pub(super) fn cpu_pct(&self, time: Duration) -> f64 {
