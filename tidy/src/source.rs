@@ -96,7 +96,7 @@ fn is_ident(byte: u8) -> bool {
 pub fn code_only(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = bytes.to_vec();
-    let blank = |out: &mut Vec<u8>, from: usize, to: usize| {
+    let mut blank = |from: usize, to: usize| {
         for byte in &mut out[from..to.min(bytes.len())] {
             if *byte != b'\n' {
                 *byte = b' ';
@@ -109,72 +109,90 @@ pub fn code_only(text: &str) -> String {
         let after_ident = at > 0 && is_ident(bytes[at - 1]);
         if rest.starts_with(b"//") {
             let end = rest.iter().position(|&b| b == b'\n').map_or(bytes.len(), |n| at + n);
-            blank(&mut out, at, end);
+            blank(at, end);
             at = end;
         } else if rest.starts_with(b"/*") {
-            let (mut depth, mut end) = (0usize, at);
-            while end < bytes.len() {
-                if bytes[end..].starts_with(b"/*") {
-                    depth += 1;
-                    end += 2;
-                } else if bytes[end..].starts_with(b"*/") {
-                    depth -= 1;
-                    end += 2;
-                    if depth == 0 {
-                        break;
-                    }
-                } else {
-                    end += 1;
-                }
-            }
-            blank(&mut out, at, end);
+            let end = block_comment_end(bytes, at);
+            blank(at, end);
             at = end;
-        } else if !after_ident
-            && (rest.starts_with(b"r#") || rest.starts_with(b"r\"") || rest.starts_with(b"br"))
-        {
-            let start = at + if rest[0] == b'b' { 2 } else { 1 };
-            let hashes = bytes[start..].iter().take_while(|&&b| b == b'#').count();
-            if bytes.get(start + hashes) != Some(&b'"') {
-                at += 1; // `r#ident` or an identifier starting with r/br
-                continue;
-            }
-            let body = start + hashes + 1;
-            let mut closing = vec![b'"'];
-            closing.extend(std::iter::repeat_n(b'#', hashes));
-            let end = bytes[body..]
-                .windows(closing.len())
-                .position(|window| window == closing.as_slice())
-                .map_or(bytes.len(), |n| body + n);
-            blank(&mut out, body, end);
-            at = end + closing.len();
+        } else if let Some((body, end, next)) = raw_string(bytes, at).filter(|_| !after_ident) {
+            blank(body, end);
+            at = next;
         } else if rest[0] == b'"' {
             let mut end = at + 1;
             while end < bytes.len() && bytes[end] != b'"' {
                 end += if bytes[end] == b'\\' { 2 } else { 1 };
             }
-            blank(&mut out, at + 1, end);
+            blank(at + 1, end);
             at = end + 1;
-        } else if rest[0] == b'\'' {
-            // A char literal ('x', '\n', '\u{1F600}') or a lifetime ('a): a literal closes
-            // within a few bytes.
-            let close = if rest.get(1) == Some(&b'\\') {
-                rest.iter().skip(2).position(|&b| b == b'\'').map(|n| n + 2)
-            } else {
-                let width = text[at + 1..].chars().next().map_or(1, char::len_utf8);
-                (rest.get(1 + width) == Some(&b'\'')).then_some(1 + width)
-            };
-            match close {
-                Some(close) if close <= 12 => {
-                    blank(&mut out, at + 1, at + close);
-                    at += close + 1;
-                }
-                _ => at += 1,
-            }
+        } else if let Some(close) = char_literal_close(text, at) {
+            blank(at + 1, close);
+            at = close + 1;
         } else {
             at += 1;
         }
     }
     String::from_utf8(out).expect("blanking keeps UTF-8 (only whole literals become spaces)")
+}
+
+/// The end of the (possibly nested) block comment that opens at `at`.
+fn block_comment_end(bytes: &[u8], at: usize) -> usize {
+    let (mut depth, mut end) = (0usize, at);
+    while end < bytes.len() {
+        if bytes[end..].starts_with(b"/*") {
+            depth += 1;
+            end += 2;
+        } else if bytes[end..].starts_with(b"*/") {
+            depth -= 1;
+            end += 2;
+            if depth == 0 {
+                break;
+            }
+        } else {
+            end += 1;
+        }
+    }
+    end
+}
+
+/// A raw string (`r"…"`, `r#"…"#`, `br"…"`) opening at `at`: where its body starts and ends,
+/// and the index after its closing quote and hashes. `None` for anything else (`r#ident`).
+fn raw_string(bytes: &[u8], at: usize) -> Option<(usize, usize, usize)> {
+    let start = at
+        + match &bytes[at..] {
+            [b'r', ..] => 1,
+            [b'b', b'r', ..] => 2,
+            _ => return None,
+        };
+    let hashes = bytes[start..].iter().take_while(|&&b| b == b'#').count();
+    if bytes.get(start + hashes) != Some(&b'"') {
+        return None;
+    }
+    let body = start + hashes + 1;
+    let mut closing = vec![b'"'];
+    closing.extend(std::iter::repeat_n(b'#', hashes));
+    let end = bytes[body..]
+        .windows(closing.len())
+        .position(|window| window == closing.as_slice())
+        .map_or(bytes.len(), |n| body + n);
+    Some((body, end, end + closing.len()))
+}
+
+/// The closing quote of a char literal opening at `at` ('x', '\n', '\'', '\u{1F600}'); `None`
+/// for a lifetime ('a) or anything else.
+fn char_literal_close(text: &str, at: usize) -> Option<usize> {
+    let rest = &text.as_bytes()[at..];
+    if rest.first() != Some(&b'\'') {
+        return None;
+    }
+    let close = if rest.get(1) == Some(&b'\\') {
+        // The escaped character itself may be a quote: look from after it.
+        rest.iter().skip(3).position(|&b| b == b'\'').map(|n| n + 3)?
+    } else {
+        let width = text[at + 1..].chars().next().map_or(1, char::len_utf8);
+        (rest.get(1 + width) == Some(&b'\'')).then_some(1 + width)?
+    };
+    (close <= 12).then_some(at + close)
 }
 
 /// The index just past the bracket that closes the one at `open` (`{`, `[` or `(`).
@@ -359,9 +377,13 @@ mod tests {
 
     #[test]
     fn blanks_comments_and_literals() {
-        let code =
-            code_only("let a = \"x::y\"; // crate::b\nlet c = 'd'; /* e */ f::<'g>(r#\"h\"#)");
-        assert_eq!(code, "let a = \"    \";            \nlet c = ' ';         f::<'g>(r#\" \"#)");
+        let code = code_only(
+            "let a = \"x::y\"; // crate::b\nlet c = 'd'; /* e */ f::<'g>(r#\"h\"#, '\\'', br\"i\")",
+        );
+        assert_eq!(
+            code,
+            "let a = \"    \";            \nlet c = ' ';         f::<'g>(r#\" \"#, '  ', br\" \")"
+        );
     }
 
     #[test]
