@@ -19,7 +19,7 @@ use protocol::limits::READ_CHUNK_LEN_BYTES;
 use protocol::wire::{
     encode_frame, encode_submit, ErrorReply, Frame, FrameBuffer, Hello, HelloOk, Message, RequestId,
 };
-use protocol::{Client, ClientOptions, Reply as ClientReply};
+use protocol::{Client, ClientError, ClientOptions, Reply as ClientReply};
 
 use super::measure::{Measured, Meter};
 use super::plan::{Plan, Stop, Stream, POLL_MAX};
@@ -81,44 +81,52 @@ impl Admin for TcpAdmin {
     fn execute(&mut self, commands: &[(TxId, CommandBody)]) -> Result<Vec<ResultCode>> {
         let len_max = self.client.session().batch_len_max as usize;
         let mut results = vec![None; commands.len()];
-        let mut chunks = commands.chunks(len_max).enumerate();
-        let mut pending = HashMap::new();
-        loop {
-            while self.client.in_flight() < SETUP_IN_FLIGHT {
-                let Some((index, chunk)) = chunks.next() else { break };
-                pending.insert(self.client.send_submit(chunk)?, index);
-            }
-            if pending.is_empty() {
-                break;
-            }
-            let (request_id, reply) = self.client.recv()?;
-            let index = pending.remove(&request_id).context("a reply to no request")?;
+        let chunks = commands.chunks(len_max);
+        let send = |client: &mut Client, chunk| client.send_submit(chunk);
+        pipeline(&mut self.client, SETUP_IN_FLIGHT, chunks, send, |index, reply| {
             let ClientReply::Submitted(outcomes) = reply else { bail!("not a SUBMIT_REPLY") };
             for (offset, outcome) in outcomes.iter().enumerate() {
                 results[index * len_max + offset] = Some(outcome.result);
             }
-        }
+            Ok(())
+        })?;
         results.into_iter().map(|result| result.context("an outcome is missing")).collect()
     }
 
     fn totals(&mut self, keys: &[AccountNo]) -> Result<Vec<Option<i128>>> {
         let mut totals = vec![None; keys.len()];
-        let mut keys_left = keys.iter().enumerate();
-        let mut pending = HashMap::new();
-        loop {
-            while self.client.in_flight() < QUERY_IN_FLIGHT {
-                let Some((index, key)) = keys_left.next() else { break };
-                pending.insert(self.client.send_query_account(key)?, index);
-            }
-            if pending.is_empty() {
-                break;
-            }
-            let (request_id, reply) = self.client.recv()?;
-            let index = pending.remove(&request_id).context("a reply to no request")?;
+        let send = |client: &mut Client, key| client.send_query_account(key);
+        pipeline(&mut self.client, QUERY_IN_FLIGHT, keys.iter(), send, |index, reply| {
             let ClientReply::Account(account) = reply else { bail!("not an ACCOUNT reply") };
             totals[index] = account.map(|view| view.available_minor + view.frozen_minor);
-        }
+            Ok(())
+        })?;
         Ok(totals)
+    }
+}
+
+/// Sends one request per item with at most `in_flight_max` outstanding, and hands each reply
+/// to `on_reply` with the index of its item.
+fn pipeline<T>(
+    client: &mut Client,
+    in_flight_max: u32,
+    items: impl Iterator<Item = T>,
+    mut send: impl FnMut(&mut Client, T) -> Result<RequestId, ClientError>,
+    mut on_reply: impl FnMut(usize, ClientReply) -> Result<()>,
+) -> Result<()> {
+    let mut items = items.enumerate();
+    let mut pending = HashMap::new();
+    loop {
+        while client.in_flight() < in_flight_max {
+            let Some((index, item)) = items.next() else { break };
+            pending.insert(send(client, item)?, index);
+        }
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let (request_id, reply) = client.recv()?;
+        let index = pending.remove(&request_id).context("a reply to no request")?;
+        on_reply(index, reply)?;
     }
 }
 
