@@ -22,7 +22,6 @@
 //! sockets and `epoll`, so a reply is read the moment it arrives and a frame leaves the moment
 //! it is due. `--embedded DIR` runs the same runtime and journal in this process, one producer
 //! per connection, each on its own thread.
-
 //!
 //! The parts: `args` (flags and the checked `Plan` they make), `plan` (each connection's
 //! schedule), `tally` (what the workers count), `verify` (setup and conservation checks),

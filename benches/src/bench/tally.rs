@@ -18,6 +18,8 @@ const LATENCY_US_MAX: u64 = 600_000_000;
 /// Distinct error messages kept for the report.
 const ERRORS_KEPT_MAX: usize = 8;
 
+const _: () = assert!(ERRORS_KEPT_MAX >= 1);
+
 /// Shared between the workers, the progress line and the main thread.
 #[derive(Default)]
 pub(super) struct Counters {

@@ -13,6 +13,8 @@ pub(super) const SETUP_IN_FLIGHT: u32 = 64;
 /// Account queries in flight during verification.
 pub(super) const QUERY_IN_FLIGHT: u32 = 256;
 
+const _: () = assert!(SETUP_IN_FLIGHT >= 1 && QUERY_IN_FLIGHT >= 1);
+
 /// The untimed side of a target: run setup phases, read balances.
 pub(super) trait Admin {
     /// Executes every command (pipelined, in frames of at most the target's batch length);
