@@ -1,11 +1,12 @@
 //! `tcp_ceiling`: the machine's ceiling for `ledger-bench`'s connection pattern with no ledger
-//! work at all. One server thread (epoll, level-triggered) answers every fixed-size request
-//! with a fixed-size reply; `--client-threads` epoll threads keep exactly one request in
-//! flight per connection (closed loop) over TCP loopback, `TCP_NODELAY` everywhere. After a
-//! 1 s warm-up it counts round trips for `--duration-s` seconds and reports round trips per
-//! second, round-trip latency (HdrHistogram), the CPU time of the server thread and of the
-//! client threads (% of one core), and the whole machine's CPU from `/proc/stat` (100% = one
-//! core busy). `--work-us N` spins N µs per request on the server to emulate work.
+//! work at all. One server thread (epoll, level-triggered, `benches::poll`) answers every
+//! fixed-size request with a fixed-size reply; `--client-threads` epoll threads keep exactly
+//! one request in flight per connection (closed loop) over TCP loopback, `TCP_NODELAY`
+//! everywhere. After a 1 s warm-up it counts round trips for `--duration-s` seconds and
+//! reports round trips per second, round-trip latency (HdrHistogram), the CPU time of the
+//! server thread and of the client threads (% of one core), and the whole machine's CPU from
+//! `/proc/stat` (100% = one core busy). `--work-us N` spins N µs per request on the server to
+//! emulate work.
 //!
 //! ```text
 //! cargo build --release -p benches --example tcp_ceiling
@@ -14,7 +15,7 @@
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::AsFd;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -22,12 +23,13 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
+use benches::poll::Epoll;
 use benches::report::{machine_cpu, thread_cpu};
 use clap::Parser;
 use hdrhistogram::Histogram;
 
-/// How long a thread may sleep in `epoll_wait` before it looks at the stop flag and the clock.
-const POLL_TIMEOUT_MS: libc::c_int = 10;
+/// How long a thread may sleep in `epoll` before it looks at the stop flag and the clock.
+const POLL_TIMEOUT: Duration = Duration::from_millis(10);
 /// The warm-up before the measured window (not counted).
 const WARM_UP: Duration = Duration::from_secs(1);
 /// Bytes taken from a socket per readable event.
@@ -93,75 +95,6 @@ impl CpuMeter {
     }
 }
 
-/// One thread's `epoll` instance, level-triggered.
-struct Epoll {
-    fd: OwnedFd,
-    events: Vec<libc::epoll_event>,
-}
-
-impl Epoll {
-    fn new(capacity: usize) -> Result<Epoll> {
-        // SAFETY: epoll_create1 has no memory preconditions; a non-negative result is a new
-        // descriptor that we own from here on.
-        let raw = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
-        if raw < 0 {
-            return Err(std::io::Error::last_os_error()).context("epoll_create1");
-        }
-        // SAFETY: `raw` is a valid descriptor owned by nobody else.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        Ok(Epoll { fd, events: vec![libc::epoll_event { events: 0, u64: 0 }; capacity.max(1)] })
-    }
-
-    fn control(&self, op: libc::c_int, fd: RawFd, token: u64, output: bool) -> Result<()> {
-        let interest = libc::EPOLLIN | libc::EPOLLRDHUP | if output { libc::EPOLLOUT } else { 0 };
-        let mut event = libc::epoll_event { events: interest as u32, u64: token };
-        // SAFETY: both descriptors are open; `event` is a valid epoll_event for the call.
-        if unsafe { libc::epoll_ctl(self.fd.as_raw_fd(), op, fd, &mut event) } < 0 {
-            return Err(std::io::Error::last_os_error()).context("epoll_ctl");
-        }
-        Ok(())
-    }
-
-    fn add(&self, fd: RawFd, token: u64) -> Result<()> {
-        self.control(libc::EPOLL_CTL_ADD, fd, token, false)
-    }
-
-    fn set_output(&self, fd: RawFd, token: u64, output: bool) -> Result<()> {
-        self.control(libc::EPOLL_CTL_MOD, fd, token, output)
-    }
-
-    fn delete(&self, fd: RawFd) -> Result<()> {
-        self.control(libc::EPOLL_CTL_DEL, fd, 0, false)
-    }
-
-    /// Waits for readiness; returns how many events are in `self.events`.
-    fn wait(&mut self) -> Result<usize> {
-        // SAFETY: `events` is an exclusively borrowed buffer of `len` epoll_events.
-        let ready = unsafe {
-            libc::epoll_wait(
-                self.fd.as_raw_fd(),
-                self.events.as_mut_ptr(),
-                self.events.len() as libc::c_int,
-                POLL_TIMEOUT_MS,
-            )
-        };
-        if ready < 0 {
-            let error = std::io::Error::last_os_error();
-            if error.kind() == ErrorKind::Interrupted {
-                return Ok(0);
-            }
-            return Err(error).context("epoll_wait");
-        }
-        Ok(ready as usize)
-    }
-
-    /// Event `index` of the last wait: (readiness bits, token).
-    fn event(&self, index: usize) -> (u32, u64) {
-        let event = self.events[index];
-        (event.events, event.u64)
-    }
-}
-
 /// Writes `buf[*pos..]` until done or the socket is full; `Ok(true)` once everything is out.
 fn write_pending(stream: &mut TcpStream, buf: &[u8], pos: &mut usize) -> std::io::Result<bool> {
     while *pos < buf.len() {
@@ -193,9 +126,6 @@ fn spin(work: Duration) {
         std::hint::spin_loop();
     }
 }
-
-const READABLE: u32 = (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32;
-const WRITABLE: u32 = libc::EPOLLOUT as u32;
 
 // ---------------------------------------------------------------------------------------------
 // Server
@@ -237,7 +167,7 @@ fn server(
     stop: Arc<AtomicBool>,
 ) -> Result<ServerReport> {
     let epoll = Epoll::new(args.connections + 1)?;
-    epoll.add(listener.as_raw_fd(), LISTENER_TOKEN)?;
+    epoll.add(listener.as_fd(), LISTENER_TOKEN)?;
     let mut server = Server {
         reply: vec![0x5a; args.reply_bytes],
         work: Duration::from_micros(args.work_us),
@@ -258,12 +188,14 @@ fn server(
             break;
         }
         let in_window = window.is_some_and(|window| now >= window.start && now < window.end);
-        let ready = server.epoll.wait()?;
+        let ready = server.epoll.wait(POLL_TIMEOUT)?;
         for index in 0..ready {
-            let (bits, token) = server.epoll.event(index);
+            let event = server.epoll.event(index);
+            let token = event.token;
             if token == LISTENER_TOKEN {
                 server.accept(&listener)?;
-            } else if let Err(error) = server.serve(token as usize, bits, &mut scratch, in_window) {
+            } else if let Err(error) = server.serve(token as usize, event, &mut scratch, in_window)
+            {
                 // A connection's failure ends that connection, not the server (clients reset
                 // their connections at shutdown); failures inside the window are reported.
                 if in_window {
@@ -289,7 +221,7 @@ impl Server {
             stream.set_nodelay(true).context("server TCP_NODELAY")?;
             stream.set_nonblocking(true).context("server O_NONBLOCK")?;
             let token = self.conns.len();
-            self.epoll.add(stream.as_raw_fd(), token as u64)?;
+            self.epoll.add(stream.as_fd(), token as u64)?;
             self.conns.push(Some(ServerConn {
                 stream,
                 partial: 0,
@@ -304,14 +236,14 @@ impl Server {
     fn serve(
         &mut self,
         token: usize,
-        bits: u32,
+        event: benches::poll::Event,
         scratch: &mut [u8],
         in_window: bool,
     ) -> Result<()> {
         let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut) else {
             return Ok(()); // closed earlier in this batch of events
         };
-        if bits & READABLE != 0 {
+        if event.readable() {
             match read_some(&mut conn.stream, scratch).context("server read")? {
                 Some(0) => bail!("client closed the connection"),
                 Some(read) => {
@@ -337,7 +269,7 @@ impl Server {
                 None => {}
             }
         }
-        if conn.out_pos < conn.out.len() || bits & WRITABLE != 0 {
+        if conn.out_pos < conn.out.len() || event.writable() {
             let done = write_pending(&mut conn.stream, &conn.out, &mut conn.out_pos)
                 .context("server write")?;
             if done {
@@ -347,7 +279,7 @@ impl Server {
             // Ask for EPOLLOUT only while the socket holds back part of a reply.
             if conn.wants_output == done {
                 conn.wants_output = !done;
-                self.epoll.set_output(conn.stream.as_raw_fd(), token as u64, !done)?;
+                self.epoll.set_output(conn.stream.as_fd(), token as u64, !done)?;
             }
         }
         Ok(())
@@ -355,7 +287,7 @@ impl Server {
 
     fn close(&mut self, token: usize) -> Result<()> {
         if let Some(conn) = self.conns.get_mut(token).and_then(Option::take) {
-            self.epoll.delete(conn.stream.as_raw_fd())?;
+            self.epoll.delete(conn.stream.as_fd())?;
         }
         Ok(())
     }
@@ -396,7 +328,7 @@ fn client(
     let now = Instant::now();
     let mut conns = Vec::with_capacity(streams.len());
     for (token, stream) in streams.into_iter().enumerate() {
-        epoll.add(stream.as_raw_fd(), token as u64)?;
+        epoll.add(stream.as_fd(), token as u64)?;
         conns.push(ClientConn { stream, sent: 0, received: 0, sent_at: now, wants_output: false });
     }
     // The first request of every connection.
@@ -413,14 +345,15 @@ fn client(
         if now >= window.end {
             return Ok(report);
         }
-        let ready = epoll.wait()?;
+        let ready = epoll.wait(POLL_TIMEOUT)?;
         for index in 0..ready {
-            let (bits, token) = epoll.event(index);
+            let event = epoll.event(index);
+            let token = event.token;
             let conn = &mut conns[token as usize];
-            if bits & WRITABLE != 0 {
+            if event.writable() {
                 flush_request(conn, token as usize, &request, &epoll)?;
             }
-            if bits & READABLE == 0 {
+            if !event.readable() {
                 continue;
             }
             let Some(read) = read_some(&mut conn.stream, &mut scratch).context("client read")?
@@ -461,7 +394,7 @@ fn flush_request(conn: &mut ClientConn, token: usize, request: &[u8], epoll: &Ep
     let done = write_pending(&mut conn.stream, request, &mut conn.sent).context("client write")?;
     if conn.wants_output == done {
         conn.wants_output = !done;
-        epoll.set_output(conn.stream.as_raw_fd(), token as u64, !done)?;
+        epoll.set_output(conn.stream.as_fd(), token as u64, !done)?;
     }
     Ok(())
 }
@@ -578,6 +511,28 @@ fn run(args: Args) -> Result<()> {
         _ => None,
     };
 
+    print_report(
+        &args,
+        client_threads,
+        &latency,
+        &server_report,
+        server_pct,
+        client_pct,
+        machine_pct,
+    );
+    Ok(())
+}
+
+/// Prints the table and the machine-readable `tcp_ceiling ...=...` line.
+fn print_report(
+    args: &Args,
+    client_threads: usize,
+    latency: &Histogram<u64>,
+    server_report: &ServerReport,
+    server_pct: f64,
+    client_pct: f64,
+    machine_pct: Option<f64>,
+) {
     let round_trips = latency.len();
     let rps = round_trips as f64 / args.duration_s;
     let us = |quantile: f64| latency.value_at_quantile(quantile) as f64 / 1000.0;
@@ -637,7 +592,6 @@ fn run(args: Args) -> Result<()> {
         client_pct,
         machine
     );
-    Ok(())
 }
 
 fn main() -> ExitCode {

@@ -3,11 +3,15 @@
 //! - the items at the root: an in-process engine workload (`setup_accounts`, `fill_transfers`)
 //!   for `engine_apply`, `engine-measure` and `journal-gen`;
 //! - [`workload`]: the accounts and per-connection command generators of `ledger-bench`;
+//! - [`bench`]: `ledger-bench` itself (the binary is a thin `main`);
+//! - [`poll`]: the `epoll` wrapper of `ledger-bench`'s TCP workers and of `tcp_ceiling`;
 //! - [`report`]: CPU accounting (this process, its threads, a server's threads) and the `.hgrm`
 //!   latency distribution format.
 
 #![warn(missing_docs)]
 
+pub mod bench;
+pub mod poll;
 pub mod report;
 pub mod workload;
 
@@ -59,9 +63,20 @@ pub fn funding_no() -> AccountNo {
     AccountNo::new(b"bench-funding").expect("valid key")
 }
 
+/// Opening a USD account of `kind` for user 1, without limits: every benchmark account.
+pub fn open_account(account_no: AccountNo, kind: AccountKind) -> CommandBody {
+    let usd = CurrencyCode::new("USD").expect("valid code");
+    CommandBody::OpenAccount {
+        account_no,
+        user_id: 1,
+        currency: usd,
+        kind,
+        limits: AccountLimits::default(),
+    }
+}
+
 /// Opens `accounts` USD user accounts and deposits `funds_minor` cents into each, settled.
 pub fn setup_accounts(engine: &mut Engine, accounts: u32, funds_minor: i128, rng: &mut Rng) {
-    let usd = CurrencyCode::new("USD").expect("valid code");
     let mut fx = Effects::default();
     let mut timestamp_ns = 1;
     let mut run = |engine: &mut Engine, body: CommandBody, fx: &mut Effects| {
@@ -72,16 +87,9 @@ pub fn setup_accounts(engine: &mut Engine, accounts: u32, funds_minor: i128, rng
         assert_eq!(outcome.result, ResultCode::Ok, "setup command failed: {body:?}");
         command.tx_id
     };
-    let open = |account_no, kind| CommandBody::OpenAccount {
-        account_no,
-        user_id: 1,
-        currency: usd,
-        kind,
-        limits: AccountLimits::default(),
-    };
-    run(engine, open(funding_no(), AccountKind::System), &mut fx);
+    run(engine, open_account(funding_no(), AccountKind::System), &mut fx);
     for index in 0..accounts {
-        run(engine, open(account_no(index), AccountKind::User), &mut fx);
+        run(engine, open_account(account_no(index), AccountKind::User), &mut fx);
         let amount = Amount { mantissa: funds_minor, scale: 2 };
         let deposit = CommandBody::Deposit {
             account_no: account_no(index),

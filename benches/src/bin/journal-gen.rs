@@ -7,10 +7,10 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use benches::{account_keys, fill_transfers, funding_no, Pattern, Rng};
+use benches::{account_keys, fill_transfers, funding_no, open_account, Pattern, Rng};
 use engine::{
-    encode_command, AccountKind, AccountLimits, Amount, Command, CommandBody, CurrencyCode,
-    Effects, Engine, EngineConfig, ResultCode,
+    encode_command, AccountKind, Amount, Command, CommandBody, Effects, Engine, EngineConfig,
+    ResultCode,
 };
 use journal::{Journal, JournalOptions, SyncMode};
 
@@ -44,23 +44,16 @@ fn main() {
         let outcome = engine.apply(command, &mut fx);
         assert_eq!(outcome.result, ResultCode::Ok, "{command:?}");
     };
-    let usd = CurrencyCode::new("USD").expect("valid code");
-    let open = |account_no, kind| CommandBody::OpenAccount {
-        account_no,
-        user_id: 1,
-        currency: usd,
-        kind,
-        limits: AccountLimits::default(),
-    };
     let keys = account_keys(accounts);
     let next = |body, timestamp_ns: &mut u64, rng: &mut Rng| {
         *timestamp_ns += 1;
         Command { tx_id: rng.tx_id(), timestamp_ns: *timestamp_ns, body }
     };
-    let command = next(open(funding_no(), AccountKind::System), &mut timestamp_ns, &mut rng);
+    let command =
+        next(open_account(funding_no(), AccountKind::System), &mut timestamp_ns, &mut rng);
     write(&command, &mut engine, &mut log);
     for key in &keys {
-        let command = next(open(*key, AccountKind::User), &mut timestamp_ns, &mut rng);
+        let command = next(open_account(*key, AccountKind::User), &mut timestamp_ns, &mut rng);
         write(&command, &mut engine, &mut log);
         let amount = Amount { mantissa: 100_000_000, scale: 2 };
         let deposit = CommandBody::Deposit { account_no: *key, channel_no: funding_no(), amount };

@@ -1,3 +1,5 @@
+//! Tests of the CPU readings (`/proc` stat lines, per-thread deltas) and of the `.hgrm` format.
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 

@@ -1,3 +1,5 @@
+//! Tests of the workloads: which accounts each picks, the zipf ranks, and the mix workload's holds.
+
 use std::sync::Arc;
 
 use engine::{CommandBody, ResultCode, TxState};
