@@ -11,10 +11,7 @@ use engine::{
 };
 use runtime::{Handle, NewCommand, Query, QueryAnswer, Runtime, RuntimeOptions};
 
-use super::{
-    batch_id, netting_file, settlement_file, settlement_tx_id, spawn, ChannelOptions, Processor,
-    Step,
-};
+use crate::{batch_id, netting_file, settlement_file, spawn, ChannelOptions, Processor};
 
 fn no(text: &str) -> AccountNo {
     AccountNo::new(text.as_bytes()).expect("valid")
@@ -205,92 +202,6 @@ fn a_t0_deposit_settles_through_the_bank() {
 }
 
 #[test]
-fn a_deposit_refused_after_the_money_moved_on_is_reversed_and_booked() {
-    let mut s =
-        Scenario::start(BankConfig { latency_ms: 100, fail_ppm: PPM, ..BankConfig::default() });
-    let deposit = s.deposit("alice", "100");
-    s.ok(CommandBody::Transfer { from: no("alice"), to: no("bob"), amount: amount("60") });
-    s.ok(CommandBody::Transfer { from: no("bob"), to: no("carol"), amount: amount("60") });
-    s.wait_for(deposit, TxState::Failed);
-    assert_eq!(s.bal("alice"), (0, 0, 0));
-    assert_eq!(s.bal("carol"), (6_000, 0, 6_000));
-    assert_eq!(s.bal("risk"), (-6_000, 0, -6_000), "the receivable");
-    s.check(true);
-}
-
-#[test]
-fn duplicate_and_late_answers_change_nothing() {
-    let config = BankConfig { latency_ms: 2, duplicate_ppm: PPM, ..BankConfig::default() };
-    let mut s = Scenario::start(config);
-    let deposit = s.deposit("alice", "10");
-    s.wait_for(deposit, TxState::Settled);
-    // The duplicate answer arrives too; resubmitting its command is a retry.
-    let again = s
-        .handle
-        .execute(vec![NewCommand {
-            tx_id: settlement_tx_id(deposit, Step::Confirm),
-            body: CommandBody::SettleConfirm { target: deposit },
-        }])
-        .expect("execute");
-    assert!(again.outcomes[0].duplicate);
-    // A late refusal for a settled deposit is refused by the lifecycle.
-    let (_, late) = s.run(CommandBody::SettleFail { target: deposit });
-    assert_eq!(late, ResultCode::IllegalTransition);
-    assert_eq!(s.bal("alice"), (1_000, 0, 1_000));
-    s.check(true);
-}
-
-#[test]
-fn an_unanswered_instruction_is_given_up_and_stays_settling() {
-    let config = BankConfig { latency_ms: 1, timeout_ppm: PPM, ..BankConfig::default() };
-    let mut s = Scenario::start(config);
-    let deposit = s.deposit("alice", "5");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while s.processor.as_ref().map(|p| p.stuck()) != Some(vec![deposit]) {
-        assert!(Instant::now() < deadline, "never given up");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    assert_eq!(s.state(deposit), Some(TxState::Settling));
-    assert_eq!(s.bal("alice"), (500, 0, 0));
-    s.check(false);
-    // Reconciliation (or an operator) resolves it later.
-    s.ok(CommandBody::SettleConfirm { target: deposit });
-    s.check(true);
-}
-
-#[test]
-fn a_cutover_writes_the_days_settlement_file() {
-    let mut s = Scenario::start(BankConfig { latency_ms: 2, ..BankConfig::default() });
-    let first = s.deposit("alice", "10");
-    let second = s.deposit("bob", "2.5");
-    s.wait_for(first, TxState::Settled);
-    s.wait_for(second, TxState::Settled);
-    let withdrawal = s.ok(CommandBody::Withdraw {
-        account_no: no("alice"),
-        channel_no: no("bank1"),
-        amount: amount("1"),
-    });
-    s.wait_for(withdrawal, TxState::Settled);
-    let (text, _) = s.cutover(20_261_126);
-    let mut lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.remove(0), "tx_id,direction,amount,currency");
-    lines.sort_unstable();
-    let expected =
-        |tx: TxId, direction: &str, value: &str| format!("{:032x},{direction},{value},USD", tx.0);
-    let mut want = vec![
-        expected(first, "DEPOSIT", "10"),
-        expected(second, "DEPOSIT", "2.5"),
-        expected(withdrawal, "WITHDRAW", "1"),
-    ];
-    want.sort_unstable();
-    assert_eq!(lines, want);
-    s.check(true);
-
-    // Reconciling a statement against this file is the CLI's (cli/src/reconcile.rs; the
-    // server's integration test runs it against the file ledgerd's processor wrote).
-}
-
-#[test]
 fn transactions_within_a_window_settle_as_one_net_payment() {
     let config = BankConfig { latency_ms: 2, ..BankConfig::default() };
     let mut s = Scenario::start_with(config, |options| ChannelOptions {
@@ -332,38 +243,6 @@ fn transactions_within_a_window_settle_as_one_net_payment() {
             "total,4,31.5,4.0,35.5,27.5,",
         ]
     );
-}
-
-#[test]
-fn a_withdrawal_heavy_batch_pays_out_the_net() {
-    let config = BankConfig { latency_ms: 2, ..BankConfig::default() };
-    let mut s =
-        Scenario::start_with(config, |options| ChannelOptions { net_window_ms: 1_000, ..options });
-    let funding = s.deposit("alice", "100");
-    s.wait_for(funding, TxState::Settled);
-    let out = s.withdraw("alice", "30");
-    let back = s.deposit("bob", "5");
-    s.wait_for(out, TxState::Settled);
-    s.wait_for(back, TxState::Settled);
-    s.check(true);
-    assert_eq!(s.bal("alice"), (7_000, 0, 7_000));
-    let (_, netting) = s.cutover(20_261_128);
-    assert!(netting.contains(&format!("{:032x},1,100,0,100,100,DEPOSIT\n", batch_id(funding))));
-    assert!(netting.contains(&format!("{:032x},2,5,30,35,25,WITHDRAW\n", batch_id(out))));
-    assert!(netting.ends_with("total,3,105,30,135,125,\n"), "{netting}");
-
-    // A refused net payment fails every transaction it carried.
-    let config = BankConfig { latency_ms: 2, fail_ppm: PPM, ..BankConfig::default() };
-    let mut s =
-        Scenario::start_with(config, |options| ChannelOptions { net_window_ms: 1_000, ..options });
-    let first = s.deposit("alice", "10");
-    let second = s.deposit("bob", "7");
-    s.ok(CommandBody::Transfer { from: no("alice"), to: no("carol"), amount: amount("10") });
-    s.wait_for(first, TxState::Failed);
-    s.wait_for(second, TxState::Failed);
-    assert_eq!(s.bal("carol"), (1_000, 0, 1_000), "money paid on is the receiver's");
-    assert_eq!(s.bal("risk"), (-1_000, 0, -1_000), "the receivable");
-    s.check(true);
 }
 
 #[test]
