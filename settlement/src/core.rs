@@ -590,6 +590,9 @@ impl Settlement {
 
     /// When `handle_timeout` is next needed: `None` while only an event can move anything.
     pub fn poll_timeout(&self) -> Option<u64> {
+        if self.error.is_some() {
+            return None;
+        }
         let batch = self.timers.first().map(|&(at_ns, _)| at_ns);
         let collecting = self.collecting.as_ref().and_then(|collecting| {
             if collecting.begun.count < collecting.members.len() {
