@@ -156,7 +156,7 @@ impl Harness {
     fn say(&mut self, line: &str) {
         let ms = (self.now_ns - T0_NS) / NS_PER_MS;
         let line = self.render(line);
-        let _ = writeln!(self.out, "{ms:>5}ms {line}");
+        let _ = writeln!(self.out, "{:<7} {line}", format!("{ms}ms"));
     }
 
     fn run(&mut self, op: Op) {
@@ -323,19 +323,19 @@ fn a_window_collects_what_its_timestamps_cover_and_a_later_record_cuts_it() {
             Op::Bank("CONFIRMED {d4}"),
         ],
         expect![[r#"
-                5ms journal Begin d1: ok
-                5ms journal Begin d2: ok
-                5ms journal Begin w3: ok
-                5ms send #1 NET B(d1) DEPOSIT 11.50 USD 3; ITEM d1 DEPOSIT 10; ITEM d2 DEPOSIT 2.50; ITEM w3 WITHDRAW 1
-                5ms < CONFIRMED B(d1)
-                5ms journal Confirm d1: ok
-                5ms journal Confirm d2: ok
-                5ms journal Confirm w3: ok
-               10ms journal Begin d4: ok
-               10ms send #1 NET B(d4) DEPOSIT 7 USD 1; ITEM d4 DEPOSIT 7
-               10ms < CONFIRMED B(d4)
-               10ms journal Confirm d4: ok
-               10ms stuck [], open 0, timeout None
+            5ms     journal Begin d1: ok
+            5ms     journal Begin d2: ok
+            5ms     journal Begin w3: ok
+            5ms     send #1 NET B(d1) DEPOSIT 11.50 USD 3; ITEM d1 DEPOSIT 10; ITEM d2 DEPOSIT 2.50; ITEM w3 WITHDRAW 1
+            5ms     < CONFIRMED B(d1)
+            5ms     journal Confirm d1: ok
+            5ms     journal Confirm d2: ok
+            5ms     journal Confirm w3: ok
+            10ms    journal Begin d4: ok
+            10ms    send #1 NET B(d4) DEPOSIT 7 USD 1; ITEM d4 DEPOSIT 7
+            10ms    < CONFIRMED B(d4)
+            10ms    journal Confirm d4: ok
+            10ms    stuck [], open 0, timeout None
         "#]],
     );
 }
@@ -352,14 +352,14 @@ fn net_items_max_cuts_a_window_short() {
             Op::At(1_000),
         ],
         expect![[r#"
-                0ms journal Begin d1: ok
-                0ms journal Begin d2: ok
-                0ms journal Begin d3: ok
-                0ms send #1 NET B(d1) DEPOSIT 6 USD 3; ITEM d1 DEPOSIT 1; ITEM d2 DEPOSIT 2; ITEM d3 DEPOSIT 3
-             1000ms send #2 NET B(d1) DEPOSIT 6 USD 3; ITEM d1 DEPOSIT 1; ITEM d2 DEPOSIT 2; ITEM d3 DEPOSIT 3
-             1000ms journal Begin d4: ok
-             1000ms send #1 NET B(d4) DEPOSIT 4 USD 1; ITEM d4 DEPOSIT 4
-             1000ms stuck [], open 4, timeout Some("1100ms")
+            0ms     journal Begin d1: ok
+            0ms     journal Begin d2: ok
+            0ms     journal Begin d3: ok
+            0ms     send #1 NET B(d1) DEPOSIT 6 USD 3; ITEM d1 DEPOSIT 1; ITEM d2 DEPOSIT 2; ITEM d3 DEPOSIT 3
+            1000ms  send #2 NET B(d1) DEPOSIT 6 USD 3; ITEM d1 DEPOSIT 1; ITEM d2 DEPOSIT 2; ITEM d3 DEPOSIT 3
+            1000ms  journal Begin d4: ok
+            1000ms  send #1 NET B(d4) DEPOSIT 4 USD 1; ITEM d4 DEPOSIT 4
+            1000ms  stuck [], open 4, timeout Some("1100ms")
         "#]],
     );
 }
@@ -378,19 +378,19 @@ fn a_refused_payment_fails_every_member_and_a_net_mismatch_fails_none() {
             Op::Bank("FAILED {d3} net_mismatch: net DEPOSIT 1 does not match its items"),
         ],
         expect![[r#"
-                5ms journal Begin d1: ok
-                5ms journal Begin d2: ok
-                5ms send #1 NET B(d1) DEPOSIT 15 USD 2; ITEM d1 DEPOSIT 10; ITEM d2 DEPOSIT 5
-                5ms < FAILED B(d1) insufficient_funds
-                5ms journal Fail d1: ok
-                5ms journal Fail d2: ok
-                5ms notice: batch B(d1) refused by the bank: insufficient_funds
-               10ms journal Begin d3: ok
-               10ms send #1 NET B(d3) DEPOSIT 1 USD 1; ITEM d3 DEPOSIT 1
-               10ms < FAILED B(d3) net_mismatch: net DEPOSIT 1 does not match its items
-               10ms notice: batch B(d3): the bank says net_mismatch: net DEPOSIT 1 does not match its items; giving it up
-               10ms notice: batch B(d3) (1 transactions): no answer after 1 sends
-               10ms stuck ["d3"], open 1, timeout None
+            5ms     journal Begin d1: ok
+            5ms     journal Begin d2: ok
+            5ms     send #1 NET B(d1) DEPOSIT 15 USD 2; ITEM d1 DEPOSIT 10; ITEM d2 DEPOSIT 5
+            5ms     < FAILED B(d1) insufficient_funds
+            5ms     journal Fail d1: ok
+            5ms     journal Fail d2: ok
+            5ms     notice: batch B(d1) refused by the bank: insufficient_funds
+            10ms    journal Begin d3: ok
+            10ms    send #1 NET B(d3) DEPOSIT 1 USD 1; ITEM d3 DEPOSIT 1
+            10ms    < FAILED B(d3) net_mismatch: net DEPOSIT 1 does not match its items
+            10ms    notice: batch B(d3): the bank says net_mismatch: net DEPOSIT 1 does not match its items; giving it up
+            10ms    notice: batch B(d3) (1 transactions): no answer after 1 sends
+            10ms    stuck ["d3"], open 1, timeout None
         "#]],
     );
 }
@@ -420,29 +420,29 @@ fn duplicate_late_and_unknown_answers_change_nothing() {
             Op::Bank("FAILED {d3} late"),
         ],
         expect![[r#"
-                5ms journal Begin d1: ok
-                5ms send #1 NET B(d1) DEPOSIT 10 USD 1; ITEM d1 DEPOSIT 10
-                5ms < ACCEPTED B(d1)
-                5ms < CONFIRMED B(d1)
-                5ms journal Confirm d1: ok
-                5ms < CONFIRMED B(d1)
-                5ms < FAILED B(d1) too_late
-                5ms notice: batch B(d1) refused by the bank: too_late
-                5ms < CONFIRMED 000000000000000000000000000000aa
-               10ms journal Begin d2: ok
-               10ms send #1 NET B(d2) DEPOSIT 3 USD 1; ITEM d2 DEPOSIT 3
-              110ms notice: batch B(d2) (1 transactions): no answer after 1 sends
-              110ms < CONFIRMED B(d2)
-              110ms journal Confirm d2: ok
-              115ms journal Begin d3: ok
-              115ms send #1 NET B(d3) DEPOSIT 4 USD 1; ITEM d3 DEPOSIT 4
-              215ms notice: batch B(d3) (1 transactions): no answer after 1 sends
-              215ms operator Confirm d3: ok
-              215ms < FAILED B(d3) late
-              215ms journal Fail d3: illegal_transition
-              215ms notice: batch B(d3) refused by the bank: late
-              215ms notice: d3: Fail for a transaction already finished otherwise: reconcile
-              215ms stuck [], open 0, timeout None
+            5ms     journal Begin d1: ok
+            5ms     send #1 NET B(d1) DEPOSIT 10 USD 1; ITEM d1 DEPOSIT 10
+            5ms     < ACCEPTED B(d1)
+            5ms     < CONFIRMED B(d1)
+            5ms     journal Confirm d1: ok
+            5ms     < CONFIRMED B(d1)
+            5ms     < FAILED B(d1) too_late
+            5ms     notice: batch B(d1) refused by the bank: too_late
+            5ms     < CONFIRMED 000000000000000000000000000000aa
+            10ms    journal Begin d2: ok
+            10ms    send #1 NET B(d2) DEPOSIT 3 USD 1; ITEM d2 DEPOSIT 3
+            110ms   notice: batch B(d2) (1 transactions): no answer after 1 sends
+            110ms   < CONFIRMED B(d2)
+            110ms   journal Confirm d2: ok
+            115ms   journal Begin d3: ok
+            115ms   send #1 NET B(d3) DEPOSIT 4 USD 1; ITEM d3 DEPOSIT 4
+            215ms   notice: batch B(d3) (1 transactions): no answer after 1 sends
+            215ms   operator Confirm d3: ok
+            215ms   < FAILED B(d3) late
+            215ms   journal Fail d3: illegal_transition
+            215ms   notice: batch B(d3) refused by the bank: late
+            215ms   notice: d3: Fail for a transaction already finished otherwise: reconcile
+            215ms   stuck [], open 0, timeout None
         "#]],
     );
 }
@@ -462,16 +462,16 @@ fn answers_out_of_order_settle_their_own_batches() {
             Op::Cutover(20_261_126),
         ],
         expect![[r#"
-                5ms journal Begin d1: ok
-                5ms send #1 NET B(d1) DEPOSIT 1 USD 1; ITEM d1 DEPOSIT 1
-               10ms journal Begin d2: ok
-               10ms send #1 NET B(d2) DEPOSIT 2 USD 1; ITEM d2 DEPOSIT 2
-               10ms < CONFIRMED B(d2)
-               10ms journal Confirm d2: ok
-               10ms < BUSY B(d1)
-               10ms < CONFIRMED B(d1)
-               10ms journal Confirm d1: ok
-               10ms report 20261126:
+            5ms     journal Begin d1: ok
+            5ms     send #1 NET B(d1) DEPOSIT 1 USD 1; ITEM d1 DEPOSIT 1
+            10ms    journal Begin d2: ok
+            10ms    send #1 NET B(d2) DEPOSIT 2 USD 1; ITEM d2 DEPOSIT 2
+            10ms    < CONFIRMED B(d2)
+            10ms    journal Confirm d2: ok
+            10ms    < BUSY B(d1)
+            10ms    < CONFIRMED B(d1)
+            10ms    journal Confirm d1: ok
+            10ms    report 20261126:
                       batch_id,items,deposits,withdrawals,gross,net,direction
                       B(d2),1,2,0,2,2,DEPOSIT
                       B(d1),1,1,0,1,1,DEPOSIT
@@ -479,7 +479,7 @@ fn answers_out_of_order_settle_their_own_batches() {
                       tx_id,direction,amount,currency
                       d2,DEPOSIT,2,USD
                       d1,DEPOSIT,1,USD
-               10ms stuck [], open 0, timeout None
+            10ms    stuck [], open 0, timeout None
         "#]],
     );
 }
@@ -499,14 +499,14 @@ fn an_unanswered_batch_is_resent_with_doubling_backoff_then_given_up() {
             Op::At(1_505),
         ],
         expect![[r#"
-                5ms journal Begin d1: ok
-                5ms send #1 NET B(d1) DEPOSIT 1 USD 1; ITEM d1 DEPOSIT 1
-              105ms send #2 NET B(d1) DEPOSIT 1 USD 1; ITEM d1 DEPOSIT 1
-              305ms send #3 NET B(d1) DEPOSIT 1 USD 1; ITEM d1 DEPOSIT 1
-              705ms send #4 NET B(d1) DEPOSIT 1 USD 1; ITEM d1 DEPOSIT 1
-             1105ms send #5 NET B(d1) DEPOSIT 1 USD 1; ITEM d1 DEPOSIT 1
-             1505ms notice: batch B(d1) (1 transactions): no answer after 5 sends
-             1505ms stuck ["d1"], open 1, timeout None
+            5ms     journal Begin d1: ok
+            5ms     send #1 NET B(d1) DEPOSIT 1 USD 1; ITEM d1 DEPOSIT 1
+            105ms   send #2 NET B(d1) DEPOSIT 1 USD 1; ITEM d1 DEPOSIT 1
+            305ms   send #3 NET B(d1) DEPOSIT 1 USD 1; ITEM d1 DEPOSIT 1
+            705ms   send #4 NET B(d1) DEPOSIT 1 USD 1; ITEM d1 DEPOSIT 1
+            1105ms  send #5 NET B(d1) DEPOSIT 1 USD 1; ITEM d1 DEPOSIT 1
+            1505ms  notice: batch B(d1) (1 transactions): no answer after 5 sends
+            1505ms  stuck ["d1"], open 1, timeout None
         "#]],
     );
 }
@@ -530,25 +530,25 @@ fn a_restarted_core_forms_the_same_batches_and_resends_only_unfinished_ones() {
             Op::Bank("CONFIRMED {d3}"),
         ],
         expect![[r#"
-                5ms journal Begin d1: ok
-                5ms journal Begin d2: ok
-                5ms send #1 NET B(d1) DEPOSIT 3 USD 2; ITEM d1 DEPOSIT 1; ITEM d2 DEPOSIT 2
-                5ms < CONFIRMED B(d1)
-                5ms journal Confirm d1: ok
-                5ms journal Confirm d2: ok
-               10ms journal Begin d3: ok
-               10ms journal Begin w4: ok
-               10ms send #1 NET B(d3) DEPOSIT 2.5 USD 2; ITEM d3 DEPOSIT 3; ITEM w4 WITHDRAW 0.5
-              110ms notice: batch B(d3) (2 transactions): no answer after 1 sends
-              200ms restart
-              200ms journal Begin d3: ok (dup)
-              200ms journal Begin w4: ok (dup)
-              200ms send #1 NET B(d3) DEPOSIT 2.5 USD 2; ITEM d3 DEPOSIT 3; ITEM w4 WITHDRAW 0.5
-              300ms notice: batch B(d3) (2 transactions): no answer after 1 sends
-              300ms < CONFIRMED B(d3)
-              300ms journal Confirm d3: ok
-              300ms journal Confirm w4: ok
-              300ms stuck [], open 0, timeout None
+            5ms     journal Begin d1: ok
+            5ms     journal Begin d2: ok
+            5ms     send #1 NET B(d1) DEPOSIT 3 USD 2; ITEM d1 DEPOSIT 1; ITEM d2 DEPOSIT 2
+            5ms     < CONFIRMED B(d1)
+            5ms     journal Confirm d1: ok
+            5ms     journal Confirm d2: ok
+            10ms    journal Begin d3: ok
+            10ms    journal Begin w4: ok
+            10ms    send #1 NET B(d3) DEPOSIT 2.5 USD 2; ITEM d3 DEPOSIT 3; ITEM w4 WITHDRAW 0.5
+            110ms   notice: batch B(d3) (2 transactions): no answer after 1 sends
+            200ms   restart
+            200ms   journal Begin d3: ok (dup)
+            200ms   journal Begin w4: ok (dup)
+            200ms   send #1 NET B(d3) DEPOSIT 2.5 USD 2; ITEM d3 DEPOSIT 3; ITEM w4 WITHDRAW 0.5
+            300ms   notice: batch B(d3) (2 transactions): no answer after 1 sends
+            300ms   < CONFIRMED B(d3)
+            300ms   journal Confirm d3: ok
+            300ms   journal Confirm w4: ok
+            300ms   stuck [], open 0, timeout None
         "#]],
     );
 }
@@ -576,19 +576,19 @@ fn a_cutover_reports_the_days_confirmations_and_a_failed_write_keeps_them() {
             Op::Cutover(20_261_128),
         ],
         expect![[r#"
-                5ms journal Begin d1: ok
-                5ms journal Begin d2: ok
-                5ms journal Begin w3: ok
-                5ms send #1 NET B(d1) DEPOSIT 8.5 USD 3; ITEM d1 DEPOSIT 10; ITEM d2 DEPOSIT 2.5; ITEM w3 WITHDRAW 4
-                5ms < CONFIRMED B(d1)
-                5ms journal Confirm d1: ok
-                5ms journal Confirm d2: ok
-                5ms journal Confirm w3: ok
-               10ms journal Begin d4: ok
-               10ms send #1 NET B(d4) DEPOSIT 1 USD 1; ITEM d4 DEPOSIT 1
-               10ms < CONFIRMED B(d4)
-               10ms journal Confirm d4: ok
-               10ms report (write fails) 20261126:
+            5ms     journal Begin d1: ok
+            5ms     journal Begin d2: ok
+            5ms     journal Begin w3: ok
+            5ms     send #1 NET B(d1) DEPOSIT 8.5 USD 3; ITEM d1 DEPOSIT 10; ITEM d2 DEPOSIT 2.5; ITEM w3 WITHDRAW 4
+            5ms     < CONFIRMED B(d1)
+            5ms     journal Confirm d1: ok
+            5ms     journal Confirm d2: ok
+            5ms     journal Confirm w3: ok
+            10ms    journal Begin d4: ok
+            10ms    send #1 NET B(d4) DEPOSIT 1 USD 1; ITEM d4 DEPOSIT 1
+            10ms    < CONFIRMED B(d4)
+            10ms    journal Confirm d4: ok
+            10ms    report (write fails) 20261126:
                       batch_id,items,deposits,withdrawals,gross,net,direction
                       B(d1),3,12.5,4.0,16.5,8.5,DEPOSIT
                       B(d4),1,1.0,0.0,1.0,1.0,DEPOSIT
@@ -598,11 +598,11 @@ fn a_cutover_reports_the_days_confirmations_and_a_failed_write_keeps_them() {
                       d2,DEPOSIT,2.5,USD
                       w3,WITHDRAW,4,USD
                       d4,DEPOSIT,1,USD
-               15ms journal Begin d5: ok
-               15ms send #1 NET B(d5) DEPOSIT 0.25 USD 1; ITEM d5 DEPOSIT 0.25
-               15ms < CONFIRMED B(d5)
-               15ms journal Confirm d5: ok
-               15ms report 20261127:
+            15ms    journal Begin d5: ok
+            15ms    send #1 NET B(d5) DEPOSIT 0.25 USD 1; ITEM d5 DEPOSIT 0.25
+            15ms    < CONFIRMED B(d5)
+            15ms    journal Confirm d5: ok
+            15ms    report 20261127:
                       batch_id,items,deposits,withdrawals,gross,net,direction
                       B(d1),3,12.50,4.00,16.50,8.50,DEPOSIT
                       B(d4),1,1.00,0.00,1.00,1.00,DEPOSIT
@@ -614,11 +614,11 @@ fn a_cutover_reports_the_days_confirmations_and_a_failed_write_keeps_them() {
                       w3,WITHDRAW,4,USD
                       d4,DEPOSIT,1,USD
                       d5,DEPOSIT,0.25,USD
-               15ms report 20261128:
+            15ms    report 20261128:
                       batch_id,items,deposits,withdrawals,gross,net,direction
                       total,0,0,0,0,0,
                       tx_id,direction,amount,currency
-               15ms stuck [], open 0, timeout None
+            15ms    stuck [], open 0, timeout None
         "#]],
     );
 }
@@ -637,10 +637,10 @@ fn an_idle_window_is_closed_by_the_clock_when_nothing_is_journaled() {
             Op::At(1_105),
         ],
         expect![[r#"
-                5ms journal Begin d1: not answered
-             1005ms send #1 NET B(d1) DEPOSIT 1 USD 1; ITEM d1 DEPOSIT 1
-             1105ms send #2 NET B(d1) DEPOSIT 1 USD 1; ITEM d1 DEPOSIT 1
-             1105ms stuck [], open 1, timeout Some("1305ms")
+            5ms     journal Begin d1: not answered
+            1005ms  send #1 NET B(d1) DEPOSIT 1 USD 1; ITEM d1 DEPOSIT 1
+            1105ms  send #2 NET B(d1) DEPOSIT 1 USD 1; ITEM d1 DEPOSIT 1
+            1105ms  stuck [], open 1, timeout Some("1305ms")
         "#]],
     );
 }
@@ -651,7 +651,7 @@ fn a_refused_deposit_is_not_followed() {
         same,
         &[Op::Deposit("d1", "nobody", "1"), Op::Withdraw("w2", "bob", "1"), Op::At(10)],
         expect![[r#"
-               10ms stuck [], open 0, timeout None
+            10ms    stuck [], open 0, timeout None
         "#]],
     );
 }
@@ -667,8 +667,8 @@ fn an_undecodable_record_stops_the_core_naming_its_seq() {
             Op::At(10),
         ],
         expect![[r#"
-                0ms error: journal record 6 does not decode as a command: invalid command encoding: UnexpectedEnd { additional: 9 }
-               10ms stuck [], open 1, timeout None
+            0ms     error: journal record 6 does not decode as a command: invalid command encoding: UnexpectedEnd { additional: 9 }
+            10ms    stuck [], open 1, timeout None
         "#]],
     );
     // Once stopped, every later record gets the same error, and nothing moves.

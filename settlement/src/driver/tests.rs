@@ -261,6 +261,11 @@ fn a_restarted_processor_resends_the_same_batch() {
         assert!(Instant::now() < deadline, "never given up");
         std::thread::sleep(Duration::from_millis(5));
     }
+    // The bank reads on its own thread: the send may be counted after the give-up is seen.
+    while s.bank.sends(batch_id(first)) < 1 {
+        assert!(Instant::now() < deadline, "never received");
+        std::thread::sleep(Duration::from_millis(5));
+    }
     assert_eq!(s.bank.sends(batch_id(first)), 1);
     s.restart_processor();
     let deadline = Instant::now() + Duration::from_secs(10);
