@@ -11,7 +11,10 @@ use engine::{
 };
 use runtime::{Handle, NewCommand, Query, QueryAnswer, Runtime, RuntimeOptions};
 
-use crate::{batch_id, netting_file, settlement_file, spawn, ChannelOptions, Processor};
+use crate::{
+    batch_id, netting_file, settlement_file, spawn, ChannelOptions, CoreError, Processor,
+    SettlementError,
+};
 
 fn no(text: &str) -> AccountNo {
     AccountNo::new(text.as_bytes()).expect("valid")
@@ -276,6 +279,46 @@ fn a_restarted_processor_resends_the_same_batch() {
     assert_eq!(s.state(first), Some(TxState::Settling));
     assert_eq!(s.state(second), Some(TxState::Settling));
     s.check(false);
+}
+
+/// A journal (written directly, beside a runtime whose durable point covers it) whose second
+/// record is not a command: the processor stops there, says so, and feeds nothing past it.
+#[test]
+fn an_undecodable_journal_record_stops_the_processor_naming_its_seq() {
+    let s = Scenario::start(BankConfig::default());
+    let other = tempfile::tempdir().expect("temp dir");
+    let dir = journal::journal_dir(other.path());
+    let (mut journal, _) =
+        journal::Journal::open(&dir, journal::JournalOptions::default()).expect("journal");
+    let deposit = engine::Command {
+        tx_id: TxId(77),
+        timestamp_ns: 1,
+        body: CommandBody::Deposit {
+            account_no: no("alice"),
+            channel_no: no("bank1"),
+            amount: amount("1"),
+        },
+    };
+    let mut payload = Vec::new();
+    engine::encode_command(&deposit, &mut payload);
+    journal.append(&payload).expect("append");
+    journal.append(b"not a command").expect("append");
+    journal.append(&payload).expect("append");
+    journal.flush().expect("flush");
+    assert!(s.handle.durable_seq() >= 3, "the runtime's durable point covers the records");
+
+    let processor = spawn(other.path(), s.handle.clone(), s.options.clone()).expect("spawn");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while processor.failure().is_none() {
+        assert!(Instant::now() < deadline, "never stopped");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let failure = processor.failure().unwrap_or_default();
+    assert!(failure.starts_with("journal record 2 does not decode"), "{failure}");
+    match processor.join() {
+        Err(SettlementError::Core(CoreError::Undecodable { seq: 2, .. })) => {}
+        other => panic!("unexpected {other:?}"),
+    }
 }
 
 /// One step of the random scenario.
