@@ -28,18 +28,21 @@
 //! keeps everything; the file is never written short).
 
 mod report;
+mod sending;
 #[cfg(test)]
 mod tests;
+mod types;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
 use bank::protocol::{Direction, NetInstruction, NetItem, Reply, Request};
-use engine::{format_minor, AccountNo, Command, CommandBody, CurrencyCode, ResultCode, TxId};
+use engine::{format_minor, Command, CommandBody, CurrencyCode, ResultCode, TxId};
 
 pub use report::Report;
 use report::{net_of, DayEntry, Member};
+pub use types::{Config, CoreError, Instruction, Notice, OutcomeQuery, SettleCommand, Submitted};
 
-use crate::{batch_id, settlement_tx_id, Step};
+use crate::{batch_id, Step};
 
 /// Most transactions one processor follows at a time; more wait in the journal.
 pub const WATCHED_MAX: usize = 65_536;
@@ -58,191 +61,6 @@ pub const DAY_LEN_MAX: usize = 16_777_216;
 /// When nothing closes a batch's window from the journal, it is closed this long after it.
 pub const CLOSE_GRACE_NS: u64 = 1_000_000_000;
 const NS_PER_MS: u64 = 1_000_000;
-
-/// What the core needs of a channel's options (the driver's `ChannelOptions` hold more).
-#[derive(Clone, Debug)]
-pub struct Config {
-    /// The channel name: its system account's `account_no`.
-    pub name: AccountNo,
-    /// First retry delay.
-    pub retry_initial_ms: u64,
-    /// Longest retry delay.
-    pub retry_max_ms: u64,
-    /// Sends of one instruction before it is given up (left `Settling`).
-    pub attempts_max: u32,
-    /// Length of a netting window, from its first transaction's timestamp (at least 1).
-    pub net_window_ms: u64,
-    /// Most transactions in one net instruction (1..=`bank::protocol::NET_ITEMS_MAX`).
-    pub net_items_max: usize,
-}
-
-/// Why the core stopped. Once stopped it takes no more input.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum CoreError {
-    /// A journal record is not a command: nothing is ever skipped, so the processor stops.
-    #[error("journal record {seq} does not decode as a command: {reason}")]
-    Undecodable {
-        /// The record's sequence number.
-        seq: u64,
-        /// The decoder's message.
-        reason: String,
-    },
-    /// The day holds `DAY_LEN_MAX` confirmations; its settlement file would be incomplete.
-    #[error("more than {len_max} confirmations since the last cutover")]
-    DayFull {
-        /// `DAY_LEN_MAX`.
-        len_max: usize,
-    },
-}
-
-/// A question about a journal record: did the engine apply the command `tx_id` names?
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct OutcomeQuery {
-    /// The record's sequence number (give it back to `on_outcome`).
-    pub seq: u64,
-    /// The record's command.
-    pub tx_id: TxId,
-}
-
-/// A settlement command to journal: submit `body()` with `tx_id`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SettleCommand {
-    /// Derived from `target` and `step` (`settlement_tx_id`).
-    pub tx_id: TxId,
-    /// The deposit or withdrawal it settles.
-    pub target: TxId,
-    /// Begin, confirm or fail.
-    pub step: Step,
-    /// The batch it belongs to.
-    pub batch: u128,
-}
-
-impl SettleCommand {
-    fn new(target: TxId, step: Step, batch: u128) -> SettleCommand {
-        SettleCommand { tx_id: settlement_tx_id(target, step), target, step, batch }
-    }
-
-    /// The engine command.
-    pub fn body(&self) -> CommandBody {
-        let target = self.target;
-        match self.step {
-            Step::Begin => CommandBody::SettleBegin { target },
-            Step::Confirm => CommandBody::SettleConfirm { target },
-            Step::Fail => CommandBody::SettleFail { target },
-        }
-    }
-}
-
-/// What became of a submitted `SettleCommand`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Submitted {
-    /// Journaled at `seq` and executed with `result` (`duplicate`: an earlier one with the
-    /// same `tx_id` was, and this is its result).
-    Executed {
-        /// Its journal position.
-        seq: u64,
-        /// The engine's result.
-        result: ResultCode,
-        /// Whether it repeated an earlier command.
-        duplicate: bool,
-    },
-    /// Refused by the runtime or never answered.
-    NotAnswered,
-}
-
-/// One net instruction to send to the bank: `lines`, each ending in `\n`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Instruction {
-    /// The batch id.
-    pub batch: u128,
-    /// Which send this is, from 1.
-    pub attempt: u32,
-    /// The `NET` line and its `ITEM` lines.
-    pub lines: String,
-}
-
-/// Something for the operator's log.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Notice {
-    /// A batch got no answer after `attempts` sends: its members stay `Settling`.
-    GivenUp {
-        /// The batch id.
-        batch: u128,
-        /// Its transactions.
-        members: usize,
-        /// Sends made.
-        attempts: u32,
-    },
-    /// The bank says the instruction itself was wrong: given up, never failed.
-    NetMismatch {
-        /// The batch id.
-        batch: u128,
-        /// The bank's reason.
-        reason: String,
-    },
-    /// The bank refused the payment: every member fails.
-    Refused {
-        /// The batch id.
-        batch: u128,
-        /// The bank's reason.
-        reason: String,
-    },
-    /// A confirmation or failure for a transaction finished otherwise.
-    Reconcile {
-        /// The transaction.
-        target: TxId,
-        /// The refused step.
-        step: Step,
-    },
-    /// A settlement command refused for another reason.
-    CommandRefused {
-        /// The transaction.
-        target: TxId,
-        /// The refused step.
-        step: Step,
-        /// The engine's result.
-        result: ResultCode,
-    },
-    /// A batch closed before the channel account's currency was known: it is not sent.
-    ChannelUnknown {
-        /// The batch id.
-        batch: u128,
-    },
-    /// Notices lost because the queue was full.
-    Dropped {
-        /// How many.
-        count: u64,
-    },
-}
-
-impl std::fmt::Display for Notice {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Notice::GivenUp { batch, members, attempts } => write!(
-                f,
-                "batch {batch:032x} ({members} transactions): no answer after {attempts} sends"
-            ),
-            Notice::NetMismatch { batch, reason } => {
-                write!(f, "batch {batch:032x}: the bank says {reason}; giving it up")
-            }
-            Notice::Refused { batch, reason } => {
-                write!(f, "batch {batch:032x} refused by the bank: {reason}")
-            }
-            Notice::Reconcile { target, step } => write!(
-                f,
-                "{:032x}: {step:?} for a transaction already finished otherwise: reconcile",
-                target.0
-            ),
-            Notice::CommandRefused { target, step, result } => {
-                write!(f, "{:032x}: {step:?} refused: {}", target.0, result.name())
-            }
-            Notice::ChannelUnknown { batch } => {
-                write!(f, "channel account not found: batch {batch:032x} dropped")
-            }
-            Notice::Dropped { count } => write!(f, "{count} notices dropped"),
-        }
-    }
-}
 
 /// `SettleBegin`s asked for the first `count` members of a batch; `outstanding` of them are
 /// not answered yet, and `live` says whether any began (or had begun) through them.
@@ -278,18 +96,30 @@ struct OpenTx {
     member: Member,
 }
 
-/// Whether a queued record's outcome matters, and what it is.
+/// What a journal record means to this channel, if the engine applied it.
+#[derive(Clone, Copy, Debug)]
+enum Event {
+    /// A deposit or withdrawal through the channel.
+    Transaction(Member),
+    Confirmed(TxId),
+    Failed(TxId),
+    Cutover(u32),
+    /// The channel account's `OpenAccount`: its currency.
+    Opened(CurrencyCode),
+}
+
+/// Whether a queued record's outcome is known yet.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Outcome {
-    Ignored,
     Asked,
     Known(bool),
 }
 
+/// A record held in journal order (`event`: `None` when it matters only for its timestamp).
 struct Queued {
     seq: u64,
-    command: Command,
-    outcome: Outcome,
+    timestamp_ns: u64,
+    event: Option<(Event, Outcome)>,
 }
 
 /// The settlement core of one channel.
@@ -375,36 +205,61 @@ impl Settlement {
             }
         };
         self.caught_up = false;
-        let outcome = if self.matters(&command) { Outcome::Asked } else { Outcome::Ignored };
-        if outcome == Outcome::Asked {
+        let event = self.event(&command);
+        if event.is_some() {
             self.queries.push_back(OutcomeQuery { seq, tx_id: command.tx_id });
         }
-        if let CommandBody::Deposit { channel_no, .. } | CommandBody::Withdraw { channel_no, .. } =
-            command.body
-        {
-            if channel_no == self.config.name {
-                self.queued_new.insert(command.tx_id);
-            }
+        if let Some(Event::Transaction(member)) = event {
+            self.queued_new.insert(member.tx_id);
         }
-        self.records.push_back(Queued { seq, command, outcome });
+        let event = event.map(|event| (event, Outcome::Asked));
+        self.records.push_back(Queued { seq, timestamp_ns: command.timestamp_ns, event });
         self.process_records();
         Ok(())
     }
 
-    /// Whether the outcome of `command` changes anything here.
-    fn matters(&self, command: &Command) -> bool {
+    /// What `command` means here, if anything.
+    fn event(&self, command: &Command) -> Option<Event> {
+        let transaction = |channel_no: engine::AccountNo, direction, amount: engine::Amount| {
+            let member = Member {
+                tx_id: command.tx_id,
+                direction,
+                mantissa: amount.mantissa,
+                scale: amount.scale,
+            };
+            (channel_no == self.config.name).then_some(Event::Transaction(member))
+        };
+        let followed =
+            |target: &TxId| self.open.contains_key(target) || self.queued_new.contains(target);
         match command.body {
-            CommandBody::Deposit { channel_no, .. } | CommandBody::Withdraw { channel_no, .. } => {
-                channel_no == self.config.name
+            CommandBody::Deposit { channel_no, amount, .. } => {
+                transaction(channel_no, Direction::Deposit, amount)
             }
-            CommandBody::SettleConfirm { target } | CommandBody::SettleFail { target } => {
-                self.open.contains_key(&target) || self.queued_new.contains(&target)
+            CommandBody::Withdraw { channel_no, amount, .. } => {
+                transaction(channel_no, Direction::Withdraw, amount)
             }
-            CommandBody::Cutover { .. } => true,
-            CommandBody::OpenAccount { account_no, .. } => {
-                account_no == self.config.name && self.currency.is_none()
+            CommandBody::SettleConfirm { target } => {
+                followed(&target).then_some(Event::Confirmed(target))
             }
-            _ => false,
+            CommandBody::SettleFail { target } => {
+                followed(&target).then_some(Event::Failed(target))
+            }
+            CommandBody::Cutover { business_date } => Some(Event::Cutover(business_date)),
+            CommandBody::OpenAccount { account_no, currency, .. } => {
+                let wanted = account_no == self.config.name && self.currency.is_none();
+                wanted.then_some(Event::Opened(currency))
+            }
+            CommandBody::DefineCurrency { .. }
+            | CommandBody::SetAccountStatus { .. }
+            | CommandBody::SetAccountLimits { .. }
+            | CommandBody::Transfer { .. }
+            | CommandBody::Freeze { .. }
+            | CommandBody::Unfreeze { .. }
+            | CommandBody::Capture { .. }
+            | CommandBody::SettleBegin { .. }
+            | CommandBody::Refund { .. }
+            | CommandBody::SetFee { .. }
+            | CommandBody::SetSettlementCycle { .. } => None,
         }
     }
 
@@ -424,10 +279,9 @@ impl Settlement {
             return;
         }
         let index = self.records.binary_search_by_key(&seq, |queued| queued.seq);
-        if let Some(queued) = index.ok().and_then(|index| self.records.get_mut(index)) {
-            if queued.outcome == Outcome::Asked {
-                queued.outcome = Outcome::Known(applied);
-            }
+        let queued = index.ok().and_then(|index| self.records.get_mut(index));
+        if let Some(Queued { event: Some((_, outcome @ Outcome::Asked)), .. }) = queued {
+            *outcome = Outcome::Known(applied);
         }
         self.process_records();
     }
@@ -436,20 +290,35 @@ impl Settlement {
     /// not known yet.
     fn process_records(&mut self) {
         while let Some(front) = self.records.front() {
-            let applied = match front.outcome {
-                Outcome::Asked => return,
-                Outcome::Ignored => false,
-                Outcome::Known(applied) => applied,
+            if let Some((_, Outcome::Asked)) = front.event {
+                return;
+            }
+            let Some(Queued { seq, timestamp_ns, event }) = self.records.pop_front() else {
+                return;
             };
-            let Some(Queued { seq, command, .. }) = self.records.pop_front() else { return };
-            self.queued_new.remove(&command.tx_id);
+            if let Some((Event::Transaction(member), _)) = event {
+                self.queued_new.remove(&member.tx_id);
+            }
+            let event = match event {
+                Some((event, Outcome::Known(true))) => Some(event),
+                Some((_, Outcome::Known(false) | Outcome::Asked)) | None => None,
+            };
             // Journal timestamps never go backwards: any record at or past the window's end
             // closes it, whatever it is.
-            if self.collecting.as_ref().is_some_and(|c| command.timestamp_ns >= c.window_end_ns) {
+            if self.collecting.as_ref().is_some_and(|c| timestamp_ns >= c.window_end_ns) {
                 self.close_batch();
             }
-            if applied {
-                self.follow(seq, &command);
+            match event {
+                Some(Event::Transaction(member)) => self.follow(member, timestamp_ns),
+                Some(Event::Confirmed(target)) => self.finished(target, Some(seq)),
+                Some(Event::Failed(target)) => self.finished(target, None),
+                Some(Event::Cutover(business_date)) => {
+                    // The end of the day also ends the open netting window.
+                    self.close_batch();
+                    self.cut_day(business_date, seq);
+                }
+                Some(Event::Opened(currency)) => self.currency = Some(currency),
+                None => {}
             }
             if self.error.is_some() {
                 return;
@@ -457,33 +326,11 @@ impl Settlement {
         }
     }
 
-    /// One command the engine applied that matters here.
-    fn follow(&mut self, seq: u64, command: &Command) {
-        let (direction, amount) = match command.body {
-            CommandBody::Deposit { amount, .. } => (Direction::Deposit, amount),
-            CommandBody::Withdraw { amount, .. } => (Direction::Withdraw, amount),
-            CommandBody::SettleConfirm { target } => return self.finished(target, Some(seq)),
-            CommandBody::SettleFail { target } => return self.finished(target, None),
-            CommandBody::Cutover { business_date } => {
-                // The end of the day also ends the open netting window.
-                self.close_batch();
-                return self.cut_day(business_date, seq);
-            }
-            CommandBody::OpenAccount { currency, .. } => {
-                self.currency = Some(currency);
-                return;
-            }
-            _ => return,
-        };
-        if self.open.contains_key(&command.tx_id) {
+    /// A new transaction of the channel the engine applied, stamped `timestamp_ns`.
+    fn follow(&mut self, member: Member, timestamp_ns: u64) {
+        if self.open.contains_key(&member.tx_id) {
             return; // The same transaction journaled again: followed once.
         }
-        let member = Member {
-            tx_id: command.tx_id,
-            direction,
-            mantissa: amount.mantissa,
-            scale: amount.scale,
-        };
         let items_max = self.config.net_items_max;
         if self.collecting.as_ref().is_some_and(|c| c.members.len() >= items_max) {
             self.close_batch();
@@ -491,11 +338,11 @@ impl Settlement {
         let window_ns = self.config.net_window_ms.saturating_mul(NS_PER_MS);
         let collecting = self.collecting.get_or_insert_with(|| Collecting {
             id: batch_id(member.tx_id),
-            window_end_ns: command.timestamp_ns.saturating_add(window_ns),
+            window_end_ns: timestamp_ns.saturating_add(window_ns),
             members: Vec::new(),
             begun: Begun::default(),
         });
-        collecting.members.push(member.clone());
+        collecting.members.push(member);
         let batch = collecting.id;
         self.open.insert(member.tx_id, OpenTx { batch, member });
     }
@@ -571,155 +418,6 @@ impl Settlement {
         };
         self.batches.insert(id, batch);
         self.arm(id);
-    }
-
-    /// Puts batch `id` on the timers at its next send, unless it waits for something else.
-    fn arm(&mut self, id: u128) {
-        if let Some(batch) = self.batches.get(&id) {
-            if batch.begun.outstanding == 0 && !batch.ready {
-                self.timers.insert((batch.next_send_ns, id));
-            }
-        }
-    }
-
-    fn disarm(&mut self, id: u128) {
-        if let Some(batch) = self.batches.get(&id) {
-            self.timers.remove(&(batch.next_send_ns, id));
-        }
-    }
-
-    /// When `handle_timeout` is next needed: `None` while only an event can move anything.
-    pub fn poll_timeout(&self) -> Option<u64> {
-        if self.error.is_some() {
-            return None;
-        }
-        let batch = self.timers.first().map(|&(at_ns, _)| at_ns);
-        let collecting = self.collecting.as_ref().and_then(|collecting| {
-            if collecting.begun.count < collecting.members.len() {
-                Some(collecting.window_end_ns)
-            } else if self.caught_up && self.records.is_empty() {
-                Some(collecting.window_end_ns.saturating_add(CLOSE_GRACE_NS))
-            } else {
-                None
-            }
-        });
-        match (batch, collecting) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
-    }
-
-    /// The time is `now_ns`: closes idle windows, sends due batches, gives up exhausted ones.
-    pub fn handle_timeout(&mut self, now_ns: u64) {
-        if self.error.is_some() {
-            return;
-        }
-        self.close_idle(now_ns);
-        while let Some(&(at_ns, id)) = self.timers.first() {
-            if at_ns > now_ns {
-                break;
-            }
-            self.timers.remove(&(at_ns, id));
-            self.due(id);
-        }
-    }
-
-    /// A window that has passed on the clock while nothing later was journaled: its members'
-    /// `SettleBegin`s are stamped after the window and so close it when read back. Only if
-    /// none of them is journaled, once everything durable was read, does the clock close it.
-    fn close_idle(&mut self, now_ns: u64) {
-        let Some(collecting) = &mut self.collecting else { return };
-        if now_ns < collecting.window_end_ns {
-            return;
-        }
-        let (id, from) = (collecting.id, collecting.begun.count);
-        let rest: Vec<TxId> = collecting.members[from..].iter().map(|m| m.tx_id).collect();
-        collecting.begun.count = collecting.members.len();
-        collecting.begun.outstanding += rest.len();
-        let grace_end_ns = collecting.window_end_ns.saturating_add(CLOSE_GRACE_NS);
-        self.begin(id, &rest);
-        if self.caught_up && self.records.is_empty() && now_ns >= grace_end_ns {
-            self.close_batch();
-        }
-    }
-
-    fn begin(&mut self, batch: u128, targets: &[TxId]) {
-        let commands = targets.iter().map(|&target| SettleCommand::new(target, Step::Begin, batch));
-        self.commands.extend(commands);
-    }
-
-    /// Batch `id`'s send time has come.
-    fn due(&mut self, id: u128) {
-        let open = &self.open;
-        let Some(batch) = self.batches.get_mut(&id) else { return };
-        if batch.begun.count < batch.members.len() {
-            // Every member still open gets `SettleBegin` first; the send waits for them.
-            let rest: Vec<TxId> = batch.members[batch.begun.count..]
-                .iter()
-                .copied()
-                .filter(|tx_id| open.contains_key(tx_id))
-                .collect();
-            batch.begun.count = batch.members.len();
-            batch.begun.outstanding += rest.len();
-            if !rest.is_empty() {
-                return self.begin(id, &rest);
-            }
-        }
-        if !batch.begun.live {
-            // Nothing began now: settled, failed or rejected already (a restarted processor
-            // re-reads old batches), unless a member is still open (someone else began it).
-            if !batch.members.iter().any(|tx_id| open.contains_key(tx_id)) {
-                self.batches.remove(&id);
-                return;
-            }
-            batch.begun.live = true;
-        }
-        if batch.attempts >= self.config.attempts_max {
-            return self.give_up(id);
-        }
-        batch.ready = true;
-        self.ready.push_back(id);
-    }
-
-    fn give_up(&mut self, id: u128) {
-        self.disarm(id);
-        let Some(batch) = self.batches.remove(&id) else { return };
-        let (members, attempts) = (batch.members.len(), batch.attempts);
-        self.notice(Notice::GivenUp { batch: id, members, attempts });
-        if self.given_up.len() >= GIVEN_UP_MAX {
-            self.given_up.pop_front();
-        }
-        self.given_up.push_back((id, batch.members));
-    }
-
-    /// Whether an instruction waits to be sent (the driver connects to the bank first).
-    pub fn has_instruction(&self) -> bool {
-        !self.ready.is_empty()
-    }
-
-    /// The next instruction to send at `now_ns`; taking it counts as a send, and the batch is
-    /// sent again after the backoff unless answered.
-    pub fn poll_instruction(&mut self, now_ns: u64) -> Option<Instruction> {
-        while let Some(id) = self.ready.pop_front() {
-            let Some(batch) = self.batches.get_mut(&id) else { continue };
-            if !batch.ready {
-                continue;
-            }
-            let shift = batch.attempts.min(16);
-            let backoff_ms = self
-                .config
-                .retry_initial_ms
-                .saturating_mul(1 << shift)
-                .min(self.config.retry_max_ms);
-            batch.ready = false;
-            batch.attempts += 1;
-            batch.next_send_ns = now_ns.saturating_add(backoff_ms.saturating_mul(NS_PER_MS));
-            let instruction =
-                Instruction { batch: id, attempt: batch.attempts, lines: batch.lines.clone() };
-            self.arm(id);
-            return Some(instruction);
-        }
-        None
     }
 
     /// A line from the bank, parsed by `bank::protocol::parse_reply`.

@@ -9,7 +9,7 @@ use engine::{format_minor, TxId};
 use crate::{NETTING_HEADER, SETTLEMENT_HEADER};
 
 /// One transaction of a batch.
-#[derive(Clone, Debug)]
+#[derive(Clone, Copy, Debug)]
 pub(super) struct Member {
     pub tx_id: TxId,
     pub direction: Direction,
