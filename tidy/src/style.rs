@@ -1,6 +1,6 @@
-//! STYLE.md's mechanical rules: the engine reads no clock, randomness, files, sockets or
-//! threads; no queue is unbounded; decoders never `.unwrap()`; every file says what it is in a
-//! `//!` line at the top. Rules look at code only (comments and literals blanked) and, except
+//! STYLE.md's mechanical rules: the I/O-free cores (the engine, the settlement core) read no
+//! clock, randomness, files, sockets, threads or locks; no queue is unbounded; decoders never
+//! `.unwrap()`; every file says what it is in a `//!` line at the top. Rules look at code only (comments and literals blanked) and, except
 //! for `//!` and `unbounded(`, at non-test code only.
 
 use std::collections::BTreeSet;
@@ -14,20 +14,37 @@ use crate::source::{
 /// shrinks.
 const OFFENDERS_ALLOWED: &[(&str, &str)] = &[];
 
-/// What the engine must not name: the clock, randomness, files, sockets and threads.
-const ENGINE_FORBIDDEN: &[&str] =
-    &["Instant::now", "SystemTime", "rand", "std::fs", "std::net", "std::thread"];
+/// What an I/O-free core must not name: the clock, randomness, files, sockets, threads and locks.
+const CORE_FORBIDDEN: &[&str] =
+    &["Instant::now", "SystemTime", "rand", "std::fs", "std::net", "std::thread", "std::sync"];
+
+/// An I/O-free core: its rule, its crate's directory, and which of the crate's files are core.
+type Core = (&'static str, &'static str, fn(&str) -> bool);
+
+/// The I/O-free cores: the engine, and the settlement core (`settlement/src/core.rs` and the
+/// files below `core/`; its driver owns the I/O), as (rule, crate directory, files kept).
+const CORES: &[Core] = &[
+    ("engine-no-clock-rand-io", "engine", |_| true),
+    ("settlement-core-no-clock-rand-io", "settlement", |file| {
+        file == "settlement/src/core.rs" || file.starts_with("settlement/src/core/")
+    }),
+];
 
 /// A rule's name and where it was broken: (rule, file, 1-based line).
 type Offence = (&'static str, String, usize);
 
-fn engine_offences() -> Vec<Offence> {
-    let engine = workspace_root().join("engine");
+fn core_offences() -> Vec<Offence> {
     let mut offences = Vec::new();
-    for file in non_test_files(&engine) {
-        for needle in ENGINE_FORBIDDEN {
-            for line in token_lines(&file.code, needle) {
-                offences.push(("engine-no-clock-rand-io", relative(&file.file), line));
+    for (rule, dir, keep) in CORES {
+        for file in non_test_files(&workspace_root().join(dir)) {
+            let name = relative(&file.file);
+            if !keep(&name) {
+                continue;
+            }
+            for needle in CORE_FORBIDDEN {
+                for line in token_lines(&file.code, needle) {
+                    offences.push((*rule, name.clone(), line));
+                }
             }
         }
     }
@@ -76,7 +93,7 @@ fn module_doc_offences() -> Vec<Offence> {
 #[test]
 fn style_rules() {
     let offences: Vec<Offence> =
-        [engine_offences(), unbounded_offences(), decoder_unwrap_offences(), module_doc_offences()]
+        [core_offences(), unbounded_offences(), decoder_unwrap_offences(), module_doc_offences()]
             .concat();
     let allowed: BTreeSet<(&str, &str)> = OFFENDERS_ALLOWED.iter().copied().collect();
     let mut broken = Vec::new();
