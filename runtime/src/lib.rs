@@ -51,8 +51,8 @@ pub use options::{
     RING_CAPACITY_CEILING, RUNTIME_SEGMENT_LEN_BYTES_DEFAULT, SUBMISSION_LEN_CEILING,
 };
 pub use recovery::{
-    recover, Access, Base, Pinning, RecoverOptions, Recovered, RecoveredLog, RecoveryReport,
-    SkippedSnapshot,
+    recover, select_snapshot, Access, Base, LoadedSnapshot, Pinning, RecoverOptions, Recovered,
+    RecoveredLog, RecoveryReport, SkippedSnapshot, SnapshotChoice,
 };
 pub use writer::ShutdownReport;
 

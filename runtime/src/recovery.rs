@@ -154,8 +154,9 @@ pub struct RecoverOptions {
     pub access: Access,
     /// Which snapshot to start from.
     pub base: Base,
-    /// Replay the journal only through this seq (`None`: to its end). A writer must replay
-    /// everything, so with [`Access::Write`] this must be `None`.
+    /// Replay the journal only through this seq (`None`: to its end; at or below the snapshot's
+    /// seq: nothing, the state is the snapshot's). A writer must replay everything, so with
+    /// [`Access::Write`] this must be `None`.
     pub through_seq: Option<u64>,
     /// The settings a **new** ledger gets, and that an existing one must have (its hash seed
     /// aside, see `hash_seed`). `None`: whatever the ledger has; then a ledger without any
@@ -392,21 +393,27 @@ fn reader_recovery<S: Storage>(
 }
 
 /// A snapshot that verified and decoded.
-pub(crate) struct LoadedSnapshot {
+pub struct LoadedSnapshot {
+    /// The state it holds (its invariants not checked yet).
     pub engine: Engine,
+    /// The last record it includes.
     pub seq: u64,
+    /// The file.
     pub path: PathBuf,
 }
 
 /// The snapshot [`Base`] picks, and the more preferred ones that did not verify or decode.
 /// Falling back is always safe: the journal replays the difference.
-pub(crate) struct SnapshotChoice {
+pub struct SnapshotChoice {
+    /// The snapshot picked (`None`: no snapshot verifies and decodes).
     pub loaded: Option<LoadedSnapshot>,
+    /// The more preferred ones skipped, in order of preference.
     pub skipped: Vec<SkippedSnapshot>,
 }
 
-/// The one snapshot selection rule (see [`Base`]).
-pub(crate) fn select_snapshot(dir: &Path, base: Base) -> Result<SnapshotChoice, RuntimeError> {
+/// The one snapshot selection rule (see [`Base`]), on the snapshot directory `dir`. [`recover`]
+/// starts from what it picks; tools that compare snapshots (`ledger-replay reconcile`) call it.
+pub fn select_snapshot(dir: &Path, base: Base) -> Result<SnapshotChoice, RuntimeError> {
     let mut candidates = snapshot::list(dir)?;
     match base {
         Base::Newest => candidates.reverse(),
