@@ -16,9 +16,9 @@ use std::sync::Arc;
 
 use crate::error::{Defect, JournalError};
 use crate::format::{
-    self, scan_segment, SegmentHeader, Stop, RECORD_HEADER_LEN_BYTES, SEGMENT_HEADER_LEN_BYTES,
-    SEGMENT_LEN_ALIGN_BYTES, SEGMENT_LEN_BYTES_DEFAULT, SEGMENT_LEN_BYTES_MAX,
-    SEGMENT_LEN_BYTES_MIN,
+    self, scan_segment, SegmentHeader, Stop, RECORD_ALIGN_BYTES, RECORD_HEADER_LEN_BYTES,
+    SEGMENT_HEADER_LEN_BYTES, SEGMENT_LEN_ALIGN_BYTES, SEGMENT_LEN_BYTES_DEFAULT,
+    SEGMENT_LEN_BYTES_MAX, SEGMENT_LEN_BYTES_MIN,
 };
 use crate::segment::{self, list_segments_in, NewSegment, SegmentInfo, TEMP_SUFFIX};
 use crate::spare::{Preparer, Sealed};
@@ -192,6 +192,8 @@ struct Active<S: Storage> {
 
 impl<S: Storage> Active<S> {
     fn new(segment: NewSegment<S>, segment_len_bytes: u64, name_durable: bool) -> Active<S> {
+        assert_eq!(segment.map.len() as u64, segment_len_bytes, "a segment is mapped whole");
+        assert!(segment_len_bytes % SEGMENT_LEN_ALIGN_BYTES == 0, "segments are whole pages");
         Active {
             path: segment.path,
             map: segment.map,
@@ -202,6 +204,17 @@ impl<S: Storage> Active<S> {
             synced_offset: SEGMENT_HEADER_LEN_BYTES,
             name_durable,
         }
+    }
+}
+
+impl<S: Storage> Active<S> {
+    /// The offsets' invariants: header ≤ synced ≤ write ≤ segment end, write aligned.
+    #[inline]
+    fn check_offsets(&self) {
+        assert!(SEGMENT_HEADER_LEN_BYTES <= self.synced_offset, "the header is always synced");
+        assert!(self.synced_offset <= self.write_offset, "nothing past the last record is synced");
+        assert!(self.write_offset <= self.segment_len_bytes, "records stay inside the segment");
+        assert_eq!(self.write_offset % RECORD_ALIGN_BYTES, 0, "records start aligned");
     }
 }
 
@@ -276,6 +289,8 @@ impl<S: Storage> Journal<S> {
                 (active, segments[0].first_seq, next_seq, torn_tail)
             }
         };
+        assert!(first_seq >= 1 && next_seq >= first_seq, "sequence numbers start at 1");
+        active.check_offsets();
         let record_count = next_seq - first_seq;
         let recovery = Recovery {
             segment_count: segments.len().max(1) as u64,
@@ -342,6 +357,8 @@ impl<S: Storage> Journal<S> {
             self.roll_over()?;
         }
         assert!(self.active.write_offset + record_len_bytes <= self.active.segment_len_bytes);
+        assert_eq!(self.active.write_offset % RECORD_ALIGN_BYTES, 0, "records start aligned");
+        assert!(self.durable_seq < self.next_seq, "only appended records are durable");
         let seq = self.next_seq;
         let start = self.active.write_offset as usize;
         let record = &mut self.active.map[start..start + record_len_bytes as usize];
@@ -359,6 +376,7 @@ impl<S: Storage> Journal<S> {
             return Err(JournalError::Poisoned);
         }
         self.sync_active()?;
+        assert_eq!(self.durable_seq + 1, self.next_seq, "a flush covers every appended record");
         Ok(self.durable_seq)
     }
 
@@ -371,6 +389,7 @@ impl<S: Storage> Journal<S> {
             return Err(JournalError::Poisoned);
         }
         let active = &self.active;
+        active.check_offsets();
         let needs_data =
             self.options.sync_mode == SyncMode::Fsync && active.write_offset > active.synced_offset;
         let file = needs_data.then(|| {
@@ -401,12 +420,17 @@ impl<S: Storage> Journal<S> {
         if self.poisoned {
             return Err(JournalError::Poisoned);
         }
+        assert!(job.seq < self.next_seq, "a job covers only appended records");
         // After a rollover the job's segment is sealed (and was synced in full by the rollover).
         if job.path == self.active.path {
+            assert!(job.write_offset <= self.active.write_offset, "the segment only grows");
             self.active.synced_offset = self.active.synced_offset.max(job.write_offset);
             self.active.name_durable |= job.dir.is_some();
+            self.active.check_offsets();
         }
+        let durable_seq_before = self.durable_seq;
         self.durable_seq = self.durable_seq.max(job.seq);
+        assert!(self.durable_seq >= durable_seq_before, "the durable seq never goes backwards");
         Ok(self.durable_seq)
     }
 
@@ -478,7 +502,11 @@ impl<S: Storage> Journal<S> {
                 return Err(error);
             }
         };
+        assert_eq!(next.write_offset, SEGMENT_HEADER_LEN_BYTES, "a new segment holds no record");
         let sealed = std::mem::replace(&mut self.active, next);
+        assert!(sealed.name_durable, "a sealed segment's name is durable");
+        assert_eq!(sealed.synced_offset, sealed.write_offset, "a sealed segment is synced whole");
+        assert_eq!(self.durable_seq + 1, self.next_seq, "sealing made every record durable");
         self.rollovers.rollovers += 1;
         self.preparer.request_after_rollover(Sealed { map: sealed.map, file: sealed.file });
         Ok(())
@@ -498,6 +526,7 @@ impl<S: Storage> Journal<S> {
         };
         match installed {
             Ok(Some(new)) => {
+                assert!(new.path.ends_with(segment::segment_file_name(self.next_seq)));
                 self.rollovers.from_spare += 1;
                 return Ok(Active::new(new, segment_len_bytes, false));
             }
@@ -517,6 +546,7 @@ impl<S: Storage> Journal<S> {
     /// name if that is not durable yet.
     fn sync_active(&mut self) -> Result<(), JournalError> {
         let active = &mut self.active;
+        active.check_offsets();
         if self.options.sync_mode == SyncMode::Fsync && active.write_offset > active.synced_offset {
             if let Err(source) = sync_range(&self.storage, active) {
                 self.poisoned = true;
@@ -527,8 +557,10 @@ impl<S: Storage> Journal<S> {
             segment::sync_dir(&self.storage, &self.dir).inspect_err(|_| self.poisoned = true)?;
             active.name_durable = true;
         }
+        let durable_seq_before = self.durable_seq;
         active.synced_offset = active.write_offset;
         self.durable_seq = self.next_seq - 1;
+        assert!(self.durable_seq >= durable_seq_before, "the durable seq never goes backwards");
         Ok(())
     }
 }
@@ -539,6 +571,9 @@ impl<S: Storage> Journal<S> {
 fn write_record(record: &mut [u8], len_bytes: u32, seq: u64, fill: impl FnOnce(&mut [u8])) {
     let header_len = RECORD_HEADER_LEN_BYTES as usize;
     let payload_end = header_len + len_bytes as usize;
+    assert!(payload_end <= record.len(), "the record holds its payload");
+    assert_eq!(record.len() % RECORD_ALIGN_BYTES as usize, 0, "records are padded whole");
+    assert!(seq >= 1, "sequence numbers start at 1");
     let mut guard = ZeroOnUnwind { bytes: record, armed: true };
     let len_word = len_bytes.to_le_bytes();
     guard.bytes[0..4].copy_from_slice(&len_word);

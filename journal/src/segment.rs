@@ -14,7 +14,9 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Corruption, JournalError};
-use crate::format::{HeaderError, SegmentHeader, FORMAT_VERSION, SEGMENT_LEN_ALIGN_BYTES};
+use crate::format::{
+    HeaderError, SegmentHeader, FORMAT_VERSION, SEGMENT_HEADER_LEN_BYTES, SEGMENT_LEN_ALIGN_BYTES,
+};
 use crate::storage::{FileStorage, Storage};
 
 /// Segment files end with this.
@@ -161,6 +163,7 @@ pub(crate) fn create_segment<S: Storage>(
         return Err(JournalError::Io { path, source });
     }
     sync_dir(storage, dir)?;
+    assert_eq!(map.len() as u64, segment_len_bytes, "a segment is mapped whole");
     Ok(NewSegment { path, map, file })
 }
 
@@ -208,6 +211,7 @@ fn write_spare<S: Storage>(
     // a segment's name.
     storage.sync_file(&file).map_err(io_error)?;
     let map = storage.map_write(&file, segment_len_bytes).map_err(JournalError::io(path))?;
+    assert_eq!(map.len() as u64, segment_len_bytes, "a spare is mapped whole");
     Ok((map, file))
 }
 
@@ -222,6 +226,11 @@ pub(crate) fn install_spare<S: Storage>(
     mut spare: Spare<S>,
     first_seq: u64,
 ) -> Result<NewSegment<S>, JournalError> {
+    assert_eq!(spare.map.len() as u64, spare.segment_len_bytes, "a spare is mapped whole");
+    assert!(
+        spare.map[..SEGMENT_HEADER_LEN_BYTES as usize].iter().all(|&b| b == 0),
+        "a spare is unstamped"
+    );
     let header = SegmentHeader { first_seq, segment_len_bytes: spare.segment_len_bytes }.encode();
     spare.map[..header.len()].copy_from_slice(&header);
     let path = dir.join(segment_file_name(first_seq));
@@ -247,6 +256,7 @@ fn write_temp_segment<S: Storage>(
     let io_error = |source| space_error(temp_path, source);
     let file = storage.create_new(temp_path).map_err(io_error)?;
     preallocate(storage, &file, segment_len_bytes).map_err(io_error)?;
+    assert!(first_seq >= 1, "sequence numbers start at 1");
     let header = SegmentHeader { first_seq, segment_len_bytes }.encode();
     storage.write_at(&file, 0, &header).map_err(io_error)?;
     // fsync, not fdatasync: the file's size and extents must be durable before it gets its name.

@@ -119,6 +119,7 @@ impl<S: Storage> Preparer<S> {
 
     #[cold]
     fn send_request(&mut self, sealed: Option<Sealed<S>>) {
+        assert_eq!(self.state, State::Idle, "one spare at a time");
         let request = Request { sealed };
         let sent =
             self.requests.as_ref().is_some_and(|requests| requests.try_send(request).is_ok());
@@ -134,6 +135,9 @@ impl<S: Storage> Preparer<S> {
         }
         match self.ready.recv() {
             Ok(prepared) => {
+                if let Ok(spare) = &prepared {
+                    assert!(spare.path.ends_with(segment::SPARE_FILE_NAME), "only the spare");
+                }
                 self.state = State::Idle;
                 Some(prepared)
             }

@@ -298,6 +298,7 @@ impl<S: Storage> Writer<S> {
                 let batch_len_max = self.batch_len_max;
                 let next = self.spare.take().unwrap_or_else(|| Batch::with_capacity(batch_len_max));
                 let batch = std::mem::replace(&mut self.current, next);
+                assert!(self.current.requests.is_empty(), "a round starts empty");
                 self.commit(batch, flusher);
             }
             self.nudge_follower();
@@ -429,8 +430,11 @@ impl<S: Storage> Writer<S> {
             return None;
         }
         if from == 0 {
+            assert!(batch.commands.is_empty(), "a new round has no commands yet");
             batch.first_seq = self.journal.next_seq();
         }
+        let appended_seq = batch.first_seq + batch.commands.len() as u64;
+        assert_eq!(appended_seq, self.journal.next_seq(), "only this round appends now");
         let timestamp_ns = self.stamp();
         let mut fatal = None;
         for request in batch.requests[from..].iter_mut() {
@@ -464,7 +468,10 @@ impl<S: Storage> Writer<S> {
             batch.slots.push(Slot { start, end, refusal, answer: None });
         }
         batch.executed = batch.requests.len();
+        assert_eq!(batch.slots.len(), batch.requests.len(), "every request has its slot");
         if fatal.is_none() {
+            let appended_seq = batch.first_seq + batch.commands.len() as u64;
+            assert_eq!(appended_seq, self.journal.next_seq(), "the round's records are in order");
             self.apply(batch, from);
         }
         fatal
@@ -477,8 +484,10 @@ impl<S: Storage> Writer<S> {
         self.fx.clear();
         let Batch { requests, slots, commands, outcomes, .. } = batch;
         let mut applied = outcomes.len();
+        assert!(applied <= commands.len(), "nothing is applied before it is appended");
         for (slot, request) in slots[from..].iter_mut().zip(&requests[from..]) {
             if let Request::Query { query, .. } = request {
+                assert!(applied <= slot.start, "queries are answered in ring order");
                 apply_run(&mut self.engine, &commands[applied..slot.start], outcomes, &mut self.fx);
                 applied = slot.start;
                 slot.answer = Some(answer(&self.engine, query));
@@ -552,6 +561,7 @@ impl<S: Storage> Writer<S> {
         batch: &mut Batch,
     ) -> Result<u64, String> {
         let Durable { job, stages, payloads, .. } = durable;
+        assert!(self.stages.is_none(), "one round holds the stages at a time");
         self.stages = Some(stages);
         batch.payloads = payloads;
         let durable_seq = self.journal.end_flush(job, synced).map_err(|e| fatal_message(&e))?;
@@ -576,6 +586,7 @@ impl<S: Storage> Writer<S> {
     }
 
     fn complete(&mut self, done: Result<Synced<S>, RecvError>) {
+        assert!(self.stages.is_none(), "the stages travel with the round in flight");
         let mut batch =
             self.in_flight.take().expect("a flush completes only while one is in flight");
         let durable = match done {
@@ -622,7 +633,10 @@ impl<S: Storage> Writer<S> {
     fn release(&mut self, batch: &mut Batch) {
         let fatal = self.shared.failure.get().cloned();
         let fatal_error = || RequestError::Fatal { message: fatal.clone().unwrap_or_default() };
+        // Published before this release, and never lowered.
+        let durable_seq = self.shared.durable_seq.load(Ordering::Acquire);
         let Batch { requests, slots, outcomes, first_seq, .. } = batch;
+        assert_eq!(slots.len(), requests.len(), "one slot per request of the round");
         for (slot, request) in slots.iter_mut().zip(requests.drain(..)) {
             match request {
                 Request::Commands { reply, .. } => {
@@ -631,9 +645,12 @@ impl<S: Storage> Writer<S> {
                     } else if let Some(refusal) = slot.refusal.take() {
                         Err(refusal)
                     } else {
+                        assert!(slot.start < slot.end, "an executed submission has commands");
+                        let last_seq = *first_seq + slot.end as u64 - 1;
+                        assert!(last_seq <= durable_seq, "a reply is released only once durable");
                         Ok(Answer::Executed(Executed {
                             outcomes: outcomes[slot.start..slot.end].to_vec(),
-                            last_seq: *first_seq + slot.end as u64 - 1,
+                            last_seq,
                         }))
                     };
                     remember(&mut self.notify, reply.send_quietly(result));
@@ -676,7 +693,9 @@ impl<S: Storage> Writer<S> {
         let now_ns = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |since| u64::try_from(since.as_nanos()).unwrap_or(u64::MAX));
+        let before_ns = self.last_timestamp_ns;
         self.last_timestamp_ns = self.last_timestamp_ns.max(now_ns);
+        assert!(self.last_timestamp_ns >= before_ns, "timestamps never go backwards");
         self.last_timestamp_ns
     }
 
