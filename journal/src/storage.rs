@@ -27,7 +27,7 @@ use std::path::Path;
 
 use memmap2::{Mmap, MmapMut, MmapOptions, UncheckedAdvice};
 
-pub use faulty::{FaultOp, FaultyStorage};
+pub use faulty::{FaultOp, FaultyFile, FaultyMap, FaultyStorage};
 
 /// The file and directory operations the journal needs. Implementations are cheap to clone
 /// (a unit struct, or an `Arc` around shared state) and shared by the writer, the spare
