@@ -16,8 +16,8 @@
 //!   another process appends.
 //! - [`snapshot`] writes and loads `snap-<seq>.snap` files.
 //! - [`storage`]: the [`Storage`] trait every file operation goes through, with real files
-//!   ([`FileStorage`], the default) and [`FaultyStorage`] (scripted failures, simulated power
-//!   loss) for tests and the simulation. [`Journal::open_in`] and [`JournalReader::open_in`]
+//!   ([`FileStorage`], the default), [`FaultyStorage`] (scripted failures, simulated power
+//!   loss) for tests, and [`MemoryStorage`] (a disk in memory) for the simulation. [`Journal::open_in`] and [`JournalReader::open_in`]
 //!   take one.
 //!
 //! The `runtime` crate builds the ledger on it (the writer thread, group commit across producers,
@@ -51,7 +51,7 @@ pub use segment::{
     list_segments, list_segments_in, segments_before, segments_before_in, SegmentInfo,
     SPARE_FILE_NAME,
 };
-pub use storage::{FaultOp, FaultyStorage, FileStorage, Storage};
+pub use storage::{FaultOp, FaultyStorage, FileStorage, MemoryStorage, Storage};
 
 /// The journal's directory inside the data directory.
 pub const JOURNAL_DIR_NAME: &str = "journal";

@@ -181,6 +181,8 @@ impl<S: Storage> JournalReader<S> {
         let segments = list_segments_in(&self.storage, &self.dir)?;
         let segment = self.segment.as_mut().expect("at_stop is called inside a segment");
         let later = segments.into_iter().find(|info| info.first_seq > segment.first_seq);
+        let refreshed = self.storage.refresh_read(&segment.path, &mut segment.map);
+        refreshed.map_err(JournalError::io(&segment.path))?;
         let boundary =
             read_boundary(&segment.map, segment.segment_len_bytes, segment.offset, self.next_seq);
         let Boundary::Stop { defect, record_end } = boundary else {

@@ -1,6 +1,7 @@
 //! Where the journal's bytes live: the [`Storage`] trait (the dozen file and directory
-//! operations the journal really needs), [`FileStorage`] (real files, segments memory-mapped) and
-//! [`FaultyStorage`] (any storage plus scripted failures and simulated crashes, for tests and the
+//! operations the journal really needs), [`FileStorage`] (real files, segments memory-mapped),
+//! [`FaultyStorage`] (any storage plus scripted failures and simulated crashes, for tests) and
+//! [`MemoryStorage`] (an in-memory disk with a page cache and power loss, for the
 //! deterministic simulation).
 //!
 //! The journal is generic over its storage (`Journal<S: Storage = FileStorage>`), so the append
@@ -17,6 +18,7 @@
 //! name (create, rename, remove) is durable only after `sync_dir` of its directory.
 
 mod faulty;
+mod memory;
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -28,6 +30,7 @@ use std::path::Path;
 use memmap2::{Mmap, MmapMut, MmapOptions, UncheckedAdvice};
 
 pub use faulty::{FaultOp, FaultyFile, FaultyMap, FaultyStorage};
+pub use memory::{MemoryFile, MemoryMap, MemoryReadMap, MemoryStorage};
 
 /// The file and directory operations the journal needs. Implementations are cheap to clone
 /// (a unit struct, or an `Arc` around shared state) and shared by the writer, the spare
@@ -81,6 +84,13 @@ pub trait Storage: Clone + Send + Sync + 'static {
     fn sync_data(&self, file: &Self::File, dirty: &Self::Dirty) -> io::Result<()>;
     /// Maps a whole file read-only.
     fn map_read(&self, path: &Path) -> io::Result<Self::ReadMap>;
+    /// Brings a read-only map up to date with what was written since it was taken. A real
+    /// mapping is always up to date; a storage whose read maps are copies re-reads here.
+    /// Readers call it when they reach the end of what they can read.
+    fn refresh_read(&self, _path: &Path, _map: &mut Self::ReadMap) -> io::Result<()> {
+        Ok(())
+    }
+
     /// Lets go of a map the writer has sealed (on the preparer thread, off the writer's path).
     fn release_map(&self, map: Self::Map) {
         drop(map);

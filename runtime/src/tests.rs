@@ -1194,3 +1194,33 @@ fn read_only_recovery_of_a_live_ledger_takes_no_lock_and_changes_nothing() {
     assert!(matches!(refused, Err(RuntimeError::NoSnapshot { .. })), "{refused:?}");
     assert!(!journal::snapshot_dir(temp.path()).exists(), "no genesis snapshot was written");
 }
+
+#[test]
+fn a_runtime_on_the_in_memory_disk_recovers_after_a_power_failure() {
+    let temp = tempfile::tempdir().expect("temp dir");
+    let storage = journal::MemoryStorage::new();
+    let start_on = |storage: &journal::MemoryStorage| {
+        let (runtime, report) =
+            Runtime::start_in(storage.clone(), temp.path(), small_segments(), Vec::new())
+                .expect("start");
+        (runtime, report)
+    };
+    let (runtime, _) = start_on(&storage);
+    let handle = runtime.handle();
+    let mut workload = Workload::new(0);
+    execute_all(&handle, &workload.setup(), 64);
+    execute_all(&handle, &workload.transfers(300), 16);
+    // The follower reads the in-memory journal up to the durable seq.
+    let written = runtime.snapshot_now().expect("snapshot");
+    assert_eq!(written.seq, handle.durable_seq());
+    execute_all(&handle, &workload.transfers(50), 16);
+    let hash = state_hash(&handle);
+    let shutdown = runtime.shutdown().expect("shutdown");
+    // Nothing on the real disk but the snapshots.
+    assert!(!journal::journal_dir(temp.path()).exists());
+    storage.crash();
+    let (runtime, report) = start_on(&storage);
+    assert_eq!((report.last_seq, report.state_hash), (shutdown.last_seq, hash));
+    assert_eq!(report.snapshot.map(|(seq, _)| seq), Some(written.seq));
+    runtime.shutdown().expect("shutdown");
+}

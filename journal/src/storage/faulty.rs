@@ -303,6 +303,10 @@ impl<S: Storage> Storage for FaultyStorage<S> {
         self.inner.map_read(path)
     }
 
+    fn refresh_read(&self, path: &Path, map: &mut S::ReadMap) -> io::Result<()> {
+        self.inner.refresh_read(path, map)
+    }
+
     fn release_map(&self, map: Self::Map) {
         self.inner.release_map(map.inner);
     }
