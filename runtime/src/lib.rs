@@ -59,7 +59,7 @@ pub use writer::ShutdownReport;
 use durability::Stages;
 use follower::{Follower, FollowerMsg};
 use handle::{Block, Request, Shared};
-use journal::{FileStorage, JournalOptions, Storage};
+use journal::{FileStorage, Storage};
 use options::FOLLOWER_QUEUE_LEN;
 use writer::{FollowerLink, Writer};
 
@@ -134,17 +134,7 @@ impl Runtime {
         stages: Vec<Box<dyn DurableStage>>,
     ) -> Result<(Runtime, RecoveryReport), RuntimeError> {
         options.validate().map_err(RuntimeError::InvalidOptions)?;
-        let journal_options = JournalOptions {
-            segment_len_bytes: options.segment_len_bytes,
-            sync_mode: options.sync_mode,
-        };
-        let recover_options = RecoverOptions {
-            access: Access::Write(journal_options),
-            base: Base::Newest,
-            through_seq: None,
-            engine_config: Some(options.engine_config),
-            hash_seed: options.hash_seed,
-        };
+        let recover_options = RecoverOptions::writer(&options);
         let recovered = recover(storage.clone(), data_dir, &recover_options)?;
         let RecoveredLog::Journal(journal) = recovered.log else {
             unreachable!("a writer's recovery returns the journal");
@@ -154,26 +144,15 @@ impl Runtime {
         let (ring_tx, ring_rx) = bounded(options.ring_capacity as usize);
         let shared = Arc::new(Shared::new(durable_seq, ring_rx.clone()));
 
-        let mut initial_state = Vec::new();
-        recovered.engine.encode_state(&mut initial_state);
-        let (follower_tx, follower_rx) = bounded(FOLLOWER_QUEUE_LEN);
-        let follower_stop = Arc::new(AtomicBool::new(false));
-        let follower = Follower::new(
+        let follower = FollowerThread::spawn(
             storage,
-            initial_state,
-            durable_seq,
-            recovered.snapshot_seq,
+            &recovered.engine,
+            (durable_seq, recovered.snapshot_seq),
             data_dir,
             options.snapshot_every_records,
             shared.clone(),
-            follower_stop.clone(),
-        );
-        let follower_thread = spawn("ledger-follower", move || follower.run(follower_rx))?;
-        let follower = FollowerThread {
-            requests: follower_tx.clone(),
-            stop: follower_stop,
-            thread: follower_thread,
-        };
+        )?;
+        let follower_tx = follower.requests.clone();
 
         let writer = Writer::new(
             journal,
@@ -337,6 +316,36 @@ impl Drop for FailOnPanic {
             self.shared.fail(format!("the {} thread panicked", self.thread));
             self.shared.close_ring();
         }
+    }
+}
+
+impl FollowerThread {
+    /// Starts the snapshot follower from the writer's state at `durable_seq` (its newest
+    /// snapshot at `snapshot_seq`).
+    fn spawn<S: Storage>(
+        storage: S,
+        engine: &engine::Engine,
+        (durable_seq, snapshot_seq): (u64, u64),
+        data_dir: &Path,
+        every: Option<u64>,
+        shared: Arc<Shared>,
+    ) -> Result<FollowerThread, RuntimeError> {
+        let mut initial_state = Vec::new();
+        engine.encode_state(&mut initial_state);
+        let (requests, follower_rx) = bounded(FOLLOWER_QUEUE_LEN);
+        let stop = Arc::new(AtomicBool::new(false));
+        let follower = Follower::new(
+            storage,
+            initial_state,
+            durable_seq,
+            snapshot_seq,
+            data_dir,
+            every,
+            shared,
+            stop.clone(),
+        );
+        let thread = spawn("ledger-follower", move || follower.run(follower_rx))?;
+        Ok(FollowerThread { requests, stop, thread })
     }
 }
 

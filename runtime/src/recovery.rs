@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use engine::{Command, Effects, Engine, EngineConfig};
 
 use crate::error::RuntimeError;
-use crate::options::REPLAY_CHUNK_LEN;
+use crate::options::{RuntimeOptions, REPLAY_CHUNK_LEN};
 use journal::{
     snapshot, FileStorage, Journal, JournalError, JournalOptions, JournalReader, Recovery, Storage,
 };
@@ -169,6 +169,22 @@ pub struct RecoverOptions {
 }
 
 impl RecoverOptions {
+    /// What `Runtime::start` recovers with: as the writer, from the newest snapshot, the whole
+    /// journal, the options' settings.
+    pub fn writer(options: &RuntimeOptions) -> RecoverOptions {
+        let journal_options = JournalOptions {
+            segment_len_bytes: options.segment_len_bytes,
+            sync_mode: options.sync_mode,
+        };
+        RecoverOptions {
+            access: Access::Write(journal_options),
+            base: Base::Newest,
+            through_seq: None,
+            engine_config: Some(options.engine_config),
+            hash_seed: options.hash_seed,
+        }
+    }
+
     /// Read-only recovery from `base` through `through_seq`, with the ledger's own settings.
     pub fn read_only(base: Base, through_seq: Option<u64>) -> RecoverOptions {
         RecoverOptions {
@@ -217,22 +233,8 @@ pub fn recover<S: Storage>(
     let started = Instant::now();
     let journal_dir = journal::journal_dir(data_dir);
     let snapshot_dir = journal::snapshot_dir(data_dir);
-    let writer = match &options.access {
-        Access::Write(journal_options) => {
-            assert!(options.through_seq.is_none(), "a writer replays the whole journal");
-            Some(Journal::open_in(storage.clone(), &journal_dir, journal_options.clone())?)
-        }
-        Access::ReadOnly => None,
-    };
-    let SnapshotChoice { loaded, skipped: skipped_snapshots } =
-        select_snapshot(&snapshot_dir, options.base)?;
-    let (mut engine, snapshot) = match loaded {
-        Some(LoadedSnapshot { engine, seq, path }) => {
-            check_config(engine.config(), options)?;
-            (engine, Some((seq, path)))
-        }
-        None => (Engine::new(new_ledger_config(options, &snapshot_dir)?), None),
-    };
+    let writer = open_writer(&storage, &journal_dir, options)?;
+    let (mut engine, snapshot, skipped_snapshots) = load_base(&snapshot_dir, options)?;
     let snapshot_seq = snapshot.as_ref().map_or(0, |(seq, _)| *seq);
     if let Some((_, recovery)) = &writer {
         check_journal_covers(recovery, snapshot.as_ref())?;
@@ -285,6 +287,42 @@ pub fn recover<S: Storage>(
     Ok(Recovered { log, engine, report, last_timestamp_ns, snapshot_seq })
 }
 
+/// The snapshot a state started from: its seq and file.
+type SnapshotUsed = (u64, PathBuf);
+
+/// The journal's writer and what its open found, for [`Access::Write`].
+fn open_writer<S: Storage>(
+    storage: &S,
+    journal_dir: &Path,
+    options: &RecoverOptions,
+) -> Result<Option<(Journal<S>, Recovery)>, RuntimeError> {
+    match &options.access {
+        Access::Write(_) if options.through_seq.is_some() => {
+            Err(RuntimeError::InvalidOptions("a writer replays the whole journal"))
+        }
+        Access::Write(journal_options) => {
+            Ok(Some(Journal::open_in(storage.clone(), journal_dir, journal_options.clone())?))
+        }
+        Access::ReadOnly => Ok(None),
+    }
+}
+
+/// The state to replay onto: the snapshot the options' [`Base`] picks (its settings checked),
+/// or a new ledger's empty state; and the snapshots skipped.
+fn load_base(
+    snapshot_dir: &Path,
+    options: &RecoverOptions,
+) -> Result<(Engine, Option<SnapshotUsed>, Vec<SkippedSnapshot>), RuntimeError> {
+    let SnapshotChoice { loaded, skipped } = select_snapshot(snapshot_dir, options.base)?;
+    match loaded {
+        Some(LoadedSnapshot { engine, seq, path }) => {
+            check_config(engine.config(), options)?;
+            Ok((engine, Some((seq, path)), skipped))
+        }
+        None => Ok((Engine::new(new_ledger_config(options, snapshot_dir)?), None, skipped)),
+    }
+}
+
 /// The stored settings against the options: `tx_retained` must match when the options name
 /// settings, the hash seed only when the options fix one.
 fn check_config(stored: EngineConfig, options: &RecoverOptions) -> Result<(), RuntimeError> {
@@ -327,7 +365,7 @@ fn random_seed() -> Result<u64, RuntimeError> {
 /// the journal's end.
 fn check_journal_covers(
     recovery: &Recovery,
-    snapshot: Option<&(u64, PathBuf)>,
+    snapshot: Option<&SnapshotUsed>,
 ) -> Result<(), RuntimeError> {
     let last_seq = recovery.next_seq - 1;
     let first_seq = recovery.first_seq.unwrap_or(recovery.next_seq);
