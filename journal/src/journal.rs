@@ -10,21 +10,19 @@
 //! Rollover takes a spare segment that the preparer thread (`spare.rs`) made ready in the
 //! background; the directory sync that makes its new name durable runs with the next flush.
 
-use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{fence, Ordering};
 use std::sync::Arc;
 
-use memmap2::MmapMut;
-
 use crate::error::{Defect, JournalError};
 use crate::format::{
-    self, scan_segment, SegmentHeader, Stop, RECORD_HEADER_LEN_BYTES, SEGMENT_HEADER_LEN_BYTES,
-    SEGMENT_LEN_ALIGN_BYTES, SEGMENT_LEN_BYTES_DEFAULT, SEGMENT_LEN_BYTES_MAX,
-    SEGMENT_LEN_BYTES_MIN,
+    self, scan_segment, SegmentHeader, Stop, RECORD_ALIGN_BYTES, RECORD_HEADER_LEN_BYTES,
+    SEGMENT_HEADER_LEN_BYTES, SEGMENT_LEN_ALIGN_BYTES, SEGMENT_LEN_BYTES_DEFAULT,
+    SEGMENT_LEN_BYTES_MAX, SEGMENT_LEN_BYTES_MIN,
 };
-use crate::segment::{self, list_segments, NewSegment, SegmentInfo, TEMP_SUFFIX};
+use crate::segment::{self, list_segments_in, NewSegment, SegmentInfo, TEMP_SUFFIX};
 use crate::spare::{Preparer, Sealed};
+use crate::storage::{FileStorage, Storage};
 
 /// Whether `flush` makes records durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -119,23 +117,34 @@ pub struct RolloverStats {
 
 /// A flush taken by [`Journal::begin_flush`]: its sync may run on any thread while the writer
 /// appends, and its result goes back to [`Journal::end_flush`].
-#[derive(Debug)]
-pub struct FlushJob {
-    /// The segment file to sync; `None` when there is nothing to sync (or `SyncMode::None`).
-    file: Option<Arc<File>>,
+pub struct FlushJob<S: Storage = FileStorage> {
+    storage: S,
+    /// The segment file to sync and its dirty range; `None` when there is nothing to sync (or
+    /// `SyncMode::None`).
+    file: Option<(Arc<S::File>, S::Dirty)>,
     /// The journal directory, when the segment's name is not durable yet (it was installed from a
     /// spare since the last flush): synced after the file.
-    dir: Option<Arc<File>>,
+    dir: Option<PathBuf>,
     path: PathBuf,
     /// The last record the job covers.
     seq: u64,
     /// The active segment's `write_offset` when the job was taken.
     write_offset: u64,
-    #[cfg(any(test, feature = "fault-injection"))]
-    injected_errno: Option<i32>,
 }
 
-impl FlushJob {
+impl<S: Storage> std::fmt::Debug for FlushJob<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FlushJob")
+            .field("path", &self.path)
+            .field("seq", &self.seq)
+            .field("write_offset", &self.write_offset)
+            .field("syncs_data", &self.file.is_some())
+            .field("syncs_dir", &self.dir.is_some())
+            .finish()
+    }
+}
+
+impl<S: Storage> FlushJob<S> {
     /// The highest sequence number this job makes durable.
     pub fn seq(&self) -> u64 {
         self.seq
@@ -148,33 +157,29 @@ impl FlushJob {
         self.file.is_some() || self.dir.is_some()
     }
 
-    /// Makes the job's records durable with one `fdatasync` of the segment file (on Linux the
-    /// same `vfs_fsync_range` as `msync` of the range, so pages written through the mapping are
-    /// included; records appended meanwhile may be written too, which is harmless), then, after a
-    /// rollover, the segment's name with one `fsync` of the directory. Blocks.
+    /// Makes the job's records durable with one data sync of the segment file
+    /// ([`Storage::sync_data`]: `fdatasync`; records appended meanwhile may be written too, which
+    /// is harmless), then, after a rollover, the segment's name with one sync of the directory.
+    /// Blocks.
     pub fn sync(&self) -> std::io::Result<()> {
-        #[cfg(any(test, feature = "fault-injection"))]
-        if let Some(errno) = self.injected_errno {
-            return Err(std::io::Error::from_raw_os_error(errno));
-        }
-        if let Some(file) = &self.file {
-            file.sync_data()?;
+        if let Some((file, dirty)) = &self.file {
+            self.storage.sync_data(file, dirty)?;
         }
         // After the data: on ext4 the file's sync usually commits the rename as well, and this
         // one then returns at once.
         if let Some(dir) = &self.dir {
-            dir.sync_all()?;
+            self.storage.sync_dir(dir)?;
         }
         Ok(())
     }
 }
 
 /// The segment appends go to.
-struct Active {
+struct Active<S: Storage> {
     path: PathBuf,
-    map: MmapMut,
+    map: S::Map,
     /// The segment file, shared with [`FlushJob`]s that sync it from another thread.
-    file: Arc<File>,
+    file: Arc<S::File>,
     segment_len_bytes: u64,
     /// Where the next record goes; every byte from here to the segment end is zero.
     write_offset: u64,
@@ -185,8 +190,10 @@ struct Active {
     name_durable: bool,
 }
 
-impl Active {
-    fn new(segment: NewSegment, segment_len_bytes: u64, name_durable: bool) -> Active {
+impl<S: Storage> Active<S> {
+    fn new(segment: NewSegment<S>, segment_len_bytes: u64, name_durable: bool) -> Active<S> {
+        assert_eq!(segment.map.len() as u64, segment_len_bytes, "a segment is mapped whole");
+        assert!(segment_len_bytes % SEGMENT_LEN_ALIGN_BYTES == 0, "segments are whole pages");
         Active {
             path: segment.path,
             map: segment.map,
@@ -200,23 +207,36 @@ impl Active {
     }
 }
 
-/// The single writer of a journal directory (enforced with an exclusive `flock`).
-pub struct Journal {
+impl<S: Storage> Active<S> {
+    /// The offsets' invariants: header ≤ synced ≤ write ≤ segment end, write aligned.
+    #[inline]
+    fn check_offsets(&self) {
+        assert!(SEGMENT_HEADER_LEN_BYTES <= self.synced_offset, "the header is always synced");
+        assert!(self.synced_offset <= self.write_offset, "nothing past the last record is synced");
+        assert!(self.write_offset <= self.segment_len_bytes, "records stay inside the segment");
+        assert_eq!(self.write_offset % RECORD_ALIGN_BYTES, 0, "records start aligned");
+    }
+}
+
+/// The single writer of a journal directory (enforced with an exclusive lock, `flock` on real
+/// files), on storage `S` (real files unless [`Journal::open_in`] says otherwise).
+pub struct Journal<S: Storage = FileStorage> {
+    storage: S,
     dir: PathBuf,
-    /// Prepares the next segment. Declared before `dir_file`, so it is dropped (its thread
+    /// Prepares the next segment. Declared before `_lock`, so it is dropped (its thread
     /// joined, an unused spare removed) while the writer lock is still held.
-    preparer: Preparer,
-    /// Holds the writer lock; also used to sync the directory (shared with [`FlushJob`]s).
-    dir_file: Arc<File>,
+    preparer: Preparer<S>,
+    /// Holds the writer lock.
+    _lock: S::Lock,
     options: JournalOptions,
-    active: Active,
+    active: Active<S>,
     next_seq: u64,
     durable_seq: u64,
     poisoned: bool,
     rollovers: RolloverStats,
 }
 
-impl std::fmt::Debug for Journal {
+impl<S: Storage> std::fmt::Debug for Journal<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Journal")
             .field("dir", &self.dir)
@@ -229,34 +249,48 @@ impl std::fmt::Debug for Journal {
     }
 }
 
-impl Journal {
-    /// Opens (creating if needed) the journal in `dir`: takes the writer lock, validates every
-    /// segment, zeroes a torn last record, syncs, and positions appends at `next_seq`.
-    /// Any corruption is an error: the caller must stop, never skip.
+impl Journal<FileStorage> {
+    /// Opens (creating if needed) the journal in `dir` on real files: takes the writer lock,
+    /// validates every segment, zeroes a torn last record, syncs, and positions appends at
+    /// `next_seq`. Any corruption is an error: the caller must stop, never skip.
     pub fn open(dir: &Path, options: JournalOptions) -> Result<(Journal, Recovery), JournalError> {
+        Journal::open_in(FileStorage, dir, options)
+    }
+}
+
+impl<S: Storage> Journal<S> {
+    /// [`Journal::open`] on `storage`: the fault-injecting one in tests, a simulated disk in
+    /// the simulation.
+    pub fn open_in(
+        storage: S,
+        dir: &Path,
+        options: JournalOptions,
+    ) -> Result<(Journal<S>, Recovery), JournalError> {
         options.validate()?;
-        create_dir(dir)?;
-        let dir_file = File::open(dir).map_err(JournalError::io(dir))?;
-        segment::lock_dir(dir, &dir_file)?;
-        let removed_temp_files = remove_temp_files(dir, &dir_file)?;
-        let segments = list_segments(dir)?;
+        storage.create_dir(dir).map_err(JournalError::io(dir))?;
+        let lock = segment::lock_dir(&storage, dir)?;
+        let removed_temp_files = remove_temp_files(&storage, dir)?;
+        let segments = list_segments_in(&storage, dir)?;
         let (active, first_seq, next_seq, torn_tail) = match segments.split_last() {
             None => {
-                let new = segment::create_segment(dir, &dir_file, 1, options.segment_len_bytes)?;
+                let new = segment::create_segment(&storage, dir, 1, options.segment_len_bytes)?;
                 (Active::new(new, options.segment_len_bytes, true), 1, 1, None)
             }
             Some((last, sealed)) => {
                 let mut expected_first_seq = None;
                 for segment in sealed {
-                    expected_first_seq = Some(verify_sealed(segment, expected_first_seq)?);
+                    expected_first_seq =
+                        Some(verify_sealed(&storage, segment, expected_first_seq)?);
                 }
-                let (active, next_seq, torn_tail) = open_last(last, expected_first_seq)?;
+                let (active, next_seq, torn_tail) = open_last(&storage, last, expected_first_seq)?;
                 // A crashed writer may have renamed its last segment without syncing the
                 // directory: make every name found durable before appending after them.
-                segment::sync_dir(dir, &dir_file)?;
+                segment::sync_dir(&storage, dir)?;
                 (active, segments[0].first_seq, next_seq, torn_tail)
             }
         };
+        assert!(first_seq >= 1 && next_seq >= first_seq, "sequence numbers start at 1");
+        active.check_offsets();
         let record_count = next_seq - first_seq;
         let recovery = Recovery {
             segment_count: segments.len().max(1) as u64,
@@ -268,9 +302,10 @@ impl Journal {
             removed_temp_files,
         };
         let journal = Journal {
+            preparer: Preparer::start(storage.clone(), dir, options.segment_len_bytes),
+            storage,
             dir: dir.to_path_buf(),
-            preparer: Preparer::start(dir, options.segment_len_bytes),
-            dir_file: Arc::new(dir_file),
+            _lock: lock,
             options,
             active,
             next_seq,
@@ -322,6 +357,8 @@ impl Journal {
             self.roll_over()?;
         }
         assert!(self.active.write_offset + record_len_bytes <= self.active.segment_len_bytes);
+        assert_eq!(self.active.write_offset % RECORD_ALIGN_BYTES, 0, "records start aligned");
+        assert!(self.durable_seq < self.next_seq, "only appended records are durable");
         let seq = self.next_seq;
         let start = self.active.write_offset as usize;
         let record = &mut self.active.map[start..start + record_len_bytes as usize];
@@ -339,6 +376,7 @@ impl Journal {
             return Err(JournalError::Poisoned);
         }
         self.sync_active()?;
+        assert_eq!(self.durable_seq + 1, self.next_seq, "a flush covers every appended record");
         Ok(self.durable_seq)
     }
 
@@ -346,35 +384,33 @@ impl Journal {
     /// ([`FlushJob::sync`]) while this writer goes on appending; [`Journal::end_flush`] records
     /// its result. Records appended after this call are not covered by the job. The same
     /// durability contract as [`Journal::flush`]: acknowledge only what `end_flush` returned.
-    pub fn begin_flush(&mut self) -> Result<FlushJob, JournalError> {
+    pub fn begin_flush(&mut self) -> Result<FlushJob<S>, JournalError> {
         if self.poisoned {
             return Err(JournalError::Poisoned);
         }
         let active = &self.active;
+        active.check_offsets();
         let needs_data =
             self.options.sync_mode == SyncMode::Fsync && active.write_offset > active.synced_offset;
-        let job = FlushJob {
-            file: needs_data.then(|| active.file.clone()),
-            dir: (!active.name_durable).then(|| self.dir_file.clone()),
+        let file = needs_data.then(|| {
+            let dirty = self.storage.dirty(&active.map, active.synced_offset, active.write_offset);
+            (active.file.clone(), dirty)
+        });
+        Ok(FlushJob {
+            storage: self.storage.clone(),
+            file,
+            dir: (!active.name_durable).then(|| self.dir.clone()),
             path: active.path.clone(),
             seq: self.next_seq - 1,
             write_offset: active.write_offset,
-            #[cfg(any(test, feature = "fault-injection"))]
-            injected_errno: None,
-        };
-        #[cfg(any(test, feature = "fault-injection"))]
-        let job = FlushJob {
-            injected_errno: if job.needs_sync() { segment::fault::SYNC_ERRNO.take() } else { None },
-            ..job
-        };
-        Ok(job)
+        })
     }
 
     /// Records the result of a job's [`FlushJob::sync`] and returns the durable sequence number.
     /// A failed sync poisons the journal, exactly like a failed [`Journal::flush`].
     pub fn end_flush(
         &mut self,
-        job: FlushJob,
+        job: FlushJob<S>,
         result: std::io::Result<()>,
     ) -> Result<u64, JournalError> {
         if let Err(source) = result {
@@ -384,12 +420,17 @@ impl Journal {
         if self.poisoned {
             return Err(JournalError::Poisoned);
         }
+        assert!(job.seq < self.next_seq, "a job covers only appended records");
         // After a rollover the job's segment is sealed (and was synced in full by the rollover).
         if job.path == self.active.path {
+            assert!(job.write_offset <= self.active.write_offset, "the segment only grows");
             self.active.synced_offset = self.active.synced_offset.max(job.write_offset);
             self.active.name_durable |= job.dir.is_some();
+            self.active.check_offsets();
         }
+        let durable_seq_before = self.durable_seq;
         self.durable_seq = self.durable_seq.max(job.seq);
+        assert!(self.durable_seq >= durable_seq_before, "the durable seq never goes backwards");
         Ok(self.durable_seq)
     }
 
@@ -435,11 +476,12 @@ impl Journal {
             return Err(JournalError::NotDurable { seq, durable_seq: self.durable_seq });
         }
         let mut removed = Vec::new();
-        for segment in segment::segments_before(&self.dir, seq)? {
+        for segment in segment::segments_before_in(&self.storage, &self.dir, seq)? {
             assert!(segment.path != self.active.path, "the active segment is never covered");
-            fs::remove_file(&segment.path).map_err(JournalError::io(&segment.path))?;
+            let path = &segment.path;
+            self.storage.remove_file(path).map_err(JournalError::io(path))?;
             // Like every failed sync, a failed directory sync is fatal for this writer.
-            segment::sync_dir(&self.dir, &self.dir_file).inspect_err(|_| self.poisoned = true)?;
+            segment::sync_dir(&self.storage, &self.dir).inspect_err(|_| self.poisoned = true)?;
             removed.push(segment.path);
         }
         Ok(removed)
@@ -460,7 +502,11 @@ impl Journal {
                 return Err(error);
             }
         };
+        assert_eq!(next.write_offset, SEGMENT_HEADER_LEN_BYTES, "a new segment holds no record");
         let sealed = std::mem::replace(&mut self.active, next);
+        assert!(sealed.name_durable, "a sealed segment's name is durable");
+        assert_eq!(sealed.synced_offset, sealed.write_offset, "a sealed segment is synced whole");
+        assert_eq!(self.durable_seq + 1, self.next_seq, "sealing made every record durable");
         self.rollovers.rollovers += 1;
         self.preparer.request_after_rollover(Sealed { map: sealed.map, file: sealed.file });
         Ok(())
@@ -469,15 +515,18 @@ impl Journal {
     /// The segment that starts at `next_seq`: the spare, installed, or else one created inline
     /// (which reports the errors a rollover reports: `NoSpace`, `Io`, or a failed directory sync
     /// after the rename, which poisons because the new segment may or may not survive a crash).
-    fn next_segment(&mut self) -> Result<Active, JournalError> {
+    fn next_segment(&mut self) -> Result<Active<S>, JournalError> {
         let segment_len_bytes = self.options.segment_len_bytes;
         let installed = match self.preparer.take() {
-            Some(Ok(spare)) => segment::install_spare(&self.dir, spare, self.next_seq).map(Some),
+            Some(Ok(spare)) => {
+                segment::install_spare(&self.storage, &self.dir, spare, self.next_seq).map(Some)
+            }
             Some(Err(error)) => Err(error),
             None => Ok(None),
         };
         match installed {
             Ok(Some(new)) => {
+                assert!(new.path.ends_with(segment::segment_file_name(self.next_seq)));
                 self.rollovers.from_spare += 1;
                 return Ok(Active::new(new, segment_len_bytes, false));
             }
@@ -486,7 +535,7 @@ impl Journal {
             Err(_) => self.rollovers.spare_failures += 1,
         }
         let created =
-            segment::create_segment(&self.dir, &self.dir_file, self.next_seq, segment_len_bytes);
+            segment::create_segment(&self.storage, &self.dir, self.next_seq, segment_len_bytes);
         if let Err(JournalError::SyncFailed { .. }) = created {
             self.poisoned = true;
         }
@@ -497,18 +546,21 @@ impl Journal {
     /// name if that is not durable yet.
     fn sync_active(&mut self) -> Result<(), JournalError> {
         let active = &mut self.active;
+        active.check_offsets();
         if self.options.sync_mode == SyncMode::Fsync && active.write_offset > active.synced_offset {
-            if let Err(source) = sync_range(active) {
+            if let Err(source) = sync_range(&self.storage, active) {
                 self.poisoned = true;
                 return Err(JournalError::SyncFailed { path: active.path.clone(), source });
             }
         }
         if !active.name_durable {
-            segment::sync_dir(&self.dir, &self.dir_file).inspect_err(|_| self.poisoned = true)?;
+            segment::sync_dir(&self.storage, &self.dir).inspect_err(|_| self.poisoned = true)?;
             active.name_durable = true;
         }
+        let durable_seq_before = self.durable_seq;
         active.synced_offset = active.write_offset;
         self.durable_seq = self.next_seq - 1;
+        assert!(self.durable_seq >= durable_seq_before, "the durable seq never goes backwards");
         Ok(())
     }
 }
@@ -519,6 +571,9 @@ impl Journal {
 fn write_record(record: &mut [u8], len_bytes: u32, seq: u64, fill: impl FnOnce(&mut [u8])) {
     let header_len = RECORD_HEADER_LEN_BYTES as usize;
     let payload_end = header_len + len_bytes as usize;
+    assert!(payload_end <= record.len(), "the record holds its payload");
+    assert_eq!(record.len() % RECORD_ALIGN_BYTES as usize, 0, "records are padded whole");
+    assert!(seq >= 1, "sequence numbers start at 1");
     let mut guard = ZeroOnUnwind { bytes: record, armed: true };
     let len_word = len_bytes.to_le_bytes();
     guard.bytes[0..4].copy_from_slice(&len_word);
@@ -546,89 +601,74 @@ impl Drop for ZeroOnUnwind<'_> {
     }
 }
 
-/// Syncs the dirty range of the active segment. `msync(MS_SYNC)` of the range (page-aligned by
-/// memmap2); FORMAT.md records the measurement against `fdatasync` that chose it.
-fn sync_range(active: &Active) -> std::io::Result<()> {
-    #[cfg(any(test, feature = "fault-injection"))]
-    if let Some(errno) = segment::fault::SYNC_ERRNO.take() {
-        return Err(std::io::Error::from_raw_os_error(errno));
-    }
-    let start = active.synced_offset as usize;
-    let len = (active.write_offset - active.synced_offset) as usize;
-    active.map.flush_range(start, len)
-}
-
-/// Creates the journal directory; a new one is made durable in its parent.
-fn create_dir(dir: &Path) -> Result<(), JournalError> {
-    if dir.is_dir() {
-        return Ok(());
-    }
-    fs::create_dir_all(dir).map_err(JournalError::io(dir))?;
-    let parent =
-        dir.parent().filter(|parent| !parent.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let parent_file = File::open(parent).map_err(JournalError::io(parent))?;
-    segment::sync_dir(parent, &parent_file)
+/// Syncs the dirty range of the active segment: `msync(MS_SYNC)` of the range on real files
+/// (page-aligned by memmap2); FORMAT.md records the measurement against `fdatasync` that chose it.
+fn sync_range<S: Storage>(storage: &S, active: &Active<S>) -> std::io::Result<()> {
+    storage.sync_map(&active.map, active.synced_offset, active.write_offset)
 }
 
 /// Removes segment files whose creation a crash interrupted (they never got their final name).
-fn remove_temp_files(dir: &Path, dir_file: &File) -> Result<Vec<PathBuf>, JournalError> {
+fn remove_temp_files<S: Storage>(storage: &S, dir: &Path) -> Result<Vec<PathBuf>, JournalError> {
     let mut removed = Vec::new();
-    for entry in fs::read_dir(dir).map_err(JournalError::io(dir))? {
-        let path = entry.map_err(JournalError::io(dir))?.path();
-        if path.to_str().is_some_and(|name| name.ends_with(TEMP_SUFFIX)) {
-            fs::remove_file(&path).map_err(JournalError::io(&path))?;
-            removed.push(path);
-        }
+    let mut names = storage.list_dir(dir).map_err(JournalError::io(dir))?;
+    names.sort();
+    for name in names.iter().filter(|name| name.ends_with(TEMP_SUFFIX)) {
+        let path = dir.join(name);
+        storage.remove_file(&path).map_err(JournalError::io(&path))?;
+        removed.push(path);
     }
     if !removed.is_empty() {
-        segment::sync_dir(dir, dir_file)?;
+        segment::sync_dir(storage, dir)?;
     }
     Ok(removed)
 }
 
 /// Validates a segment that is followed by another one and returns the seq after its last
 /// record. It also syncs the file, in case the previous writer ran with [`SyncMode::None`].
-fn verify_sealed(
+fn verify_sealed<S: Storage>(
+    storage: &S,
     segment: &SegmentInfo,
     expected_first_seq: Option<u64>,
 ) -> Result<u64, JournalError> {
     let path = &segment.path;
-    let file = File::open(path).map_err(JournalError::io(path))?;
-    let map = segment::map_read_only(path, &file)?;
+    let file = storage.open_write(path).map_err(JournalError::io(path))?;
+    let map = storage.map_read(path).map_err(JournalError::io(path))?;
     let header = segment::check_header(path, &map, segment.first_seq, expected_first_seq)?;
     let scan = scan_segment(&map, header, false).map_err(|bad| corrupt(path, bad))?;
     assert_eq!(scan.stop, Stop::End, "a sealed segment either ends cleanly or is refused");
-    file.sync_data().map_err(|source| JournalError::SyncFailed { path: path.clone(), source })?;
+    let synced = storage.sync_file(&file);
+    synced.map_err(|source| JournalError::SyncFailed { path: path.clone(), source })?;
     Ok(scan.next_seq)
 }
 
 /// Validates the last segment, restores its full length, zeroes a torn tail, syncs, and maps it
 /// for appending. Returns the active segment, `next_seq` and the torn tail, if any.
-fn open_last(
+fn open_last<S: Storage>(
+    storage: &S,
     segment: &SegmentInfo,
     expected_first_seq: Option<u64>,
-) -> Result<(Active, u64, Option<TornTail>), JournalError> {
+) -> Result<(Active<S>, u64, Option<TornTail>), JournalError> {
     let path = &segment.path;
-    let file =
-        OpenOptions::new().read(true).write(true).open(path).map_err(JournalError::io(path))?;
-    let file_len_bytes = file.metadata().map_err(JournalError::io(path))?.len();
+    let file = storage.open_write(path).map_err(JournalError::io(path))?;
+    let file_len_bytes = storage.len_bytes(&file).map_err(JournalError::io(path))?;
     // Decide on the bytes physically present (past the end reads as zero), before any repair.
     let (header, scan) = {
-        let map = segment::map_read_only(path, &file)?;
+        let map = storage.map_read(path).map_err(JournalError::io(path))?;
         let header = segment::check_header(path, &map, segment.first_seq, expected_first_seq)?;
         (header, scan_segment(&map, header, true).map_err(|bad| corrupt(path, bad))?)
     };
     let SegmentHeader { segment_len_bytes, .. } = header;
     if file_len_bytes < segment_len_bytes {
-        segment::preallocate(&file, segment_len_bytes)
+        segment::preallocate(storage, &file, segment_len_bytes)
             .map_err(|source| segment::space_error(path, source))?;
     }
-    let mut map = segment::map_read_write(path, &file, segment_len_bytes)?;
     let torn_tail = match scan.stop {
         Stop::End => None,
         Stop::Torn { defect, record_end } => {
             let end = record_end.min(segment_len_bytes);
-            map[scan.end_offset as usize..end as usize].fill(0);
+            // Zeroed with a write before the file is mapped, so the fsync below covers it.
+            let zeros = vec![0u8; (end - scan.end_offset) as usize];
+            storage.write_at(&file, scan.end_offset, &zeros).map_err(JournalError::io(path))?;
             Some(TornTail {
                 path: path.clone(),
                 offset: scan.end_offset,
@@ -640,7 +680,9 @@ fn open_last(
     };
     // fsync, not fdatasync: a restored length is metadata. This also makes durable whatever a
     // previous process left in the page cache before it died, before anything is appended after it.
-    file.sync_all().map_err(|source| JournalError::SyncFailed { path: path.clone(), source })?;
+    let synced = storage.sync_file(&file);
+    synced.map_err(|source| JournalError::SyncFailed { path: path.clone(), source })?;
+    let map = storage.map_write(&file, segment_len_bytes).map_err(JournalError::io(path))?;
     let active = Active {
         path: path.clone(),
         map,

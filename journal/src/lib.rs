@@ -15,6 +15,10 @@
 //! - [`JournalReader`] reads records from a sequence number, read-only, even while a writer in
 //!   another process appends.
 //! - [`snapshot`] writes and loads `snap-<seq>.snap` files.
+//! - [`storage`]: the [`Storage`] trait every file operation goes through, with real files
+//!   ([`FileStorage`], the default), [`FaultyStorage`] (scripted failures, simulated power
+//!   loss) for tests, and [`MemoryStorage`] (a disk in memory) for the simulation. [`Journal::open_in`] and [`JournalReader::open_in`]
+//!   take one.
 //!
 //! The `runtime` crate builds the ledger on it (the writer thread, group commit across producers,
 //! recovery); nothing here knows what a payload is.
@@ -31,6 +35,7 @@ mod reader;
 mod segment;
 pub mod snapshot;
 mod spare;
+pub mod storage;
 
 use std::path::{Path, PathBuf};
 
@@ -42,13 +47,11 @@ pub use format::{
 };
 pub use journal::{FlushJob, Journal, JournalOptions, Recovery, RolloverStats, SyncMode, TornTail};
 pub use reader::{JournalReader, Record, RecordRef};
-pub use segment::{list_segments, segments_before, SegmentInfo, SPARE_FILE_NAME};
-
-/// Fault injection for tests (cargo feature `fault-injection`): the next matching syscall on the
-/// thread that sets a hook fails with the stored errno. Never enabled in a release build of a
-/// binary; the storage trait that replaces it is the next step (issue 13).
-#[cfg(any(test, feature = "fault-injection"))]
-pub use segment::fault;
+pub use segment::{
+    list_segments, list_segments_in, segments_before, segments_before_in, SegmentInfo,
+    SPARE_FILE_NAME,
+};
+pub use storage::{FaultOp, FaultyStorage, FileStorage, MemoryStorage, Storage};
 
 /// The journal's directory inside the data directory.
 pub const JOURNAL_DIR_NAME: &str = "journal";

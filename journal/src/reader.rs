@@ -5,15 +5,13 @@
 //! When it reaches the end of the log (or a torn tail, which is an in-flight write while a writer
 //! is live) it returns `None`; calling it again picks up records appended since.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
-
-use memmap2::Mmap;
 
 use crate::error::{Defect, JournalError};
 use crate::format::{classify_stop, read_boundary, Boundary, Stop, SEGMENT_HEADER_LEN_BYTES};
 use crate::journal::TornTail;
-use crate::segment::{self, list_segments, SegmentInfo};
+use crate::segment::{self, list_segments_in, SegmentInfo};
+use crate::storage::{FileStorage, Storage};
 
 /// A record, owned.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,9 +32,9 @@ pub struct RecordRef<'a> {
 }
 
 /// The segment being read.
-struct ReadSegment {
+struct ReadSegment<S: Storage> {
     path: PathBuf,
-    map: Mmap,
+    map: S::ReadMap,
     first_seq: u64,
     segment_len_bytes: u64,
     /// The next record boundary.
@@ -46,18 +44,20 @@ struct ReadSegment {
     clean_end_at: Option<u64>,
 }
 
-/// Iterates the records of a journal directory from a sequence number, read-only.
-pub struct JournalReader {
+/// Iterates the records of a journal directory from a sequence number, read-only, on storage
+/// `S` (real files unless [`JournalReader::open_in`] says otherwise).
+pub struct JournalReader<S: Storage = FileStorage> {
+    storage: S,
     dir: PathBuf,
     from_seq: u64,
     /// The sequence number expected at the current boundary.
     next_seq: u64,
-    segment: Option<ReadSegment>,
+    segment: Option<ReadSegment<S>>,
     torn_tail: Option<TornTail>,
     failed: bool,
 }
 
-impl std::fmt::Debug for JournalReader {
+impl<S: Storage> std::fmt::Debug for JournalReader<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("JournalReader")
             .field("dir", &self.dir)
@@ -69,19 +69,31 @@ impl std::fmt::Debug for JournalReader {
     }
 }
 
-impl JournalReader {
-    /// Opens a reader that yields records with `seq >= from_seq`. Fails with
+impl JournalReader<FileStorage> {
+    /// Opens a reader on real files that yields records with `seq >= from_seq`. Fails with
     /// [`JournalError::SeqUnavailable`] when `from_seq` precedes the journal's first segment
     /// (sequence numbers start at 1).
     pub fn open(dir: &Path, from_seq: u64) -> Result<JournalReader, JournalError> {
-        let segments = list_segments(dir)?;
+        JournalReader::open_in(FileStorage, dir, from_seq)
+    }
+}
+
+impl<S: Storage> JournalReader<S> {
+    /// [`JournalReader::open`] on `storage`.
+    pub fn open_in(
+        storage: S,
+        dir: &Path,
+        from_seq: u64,
+    ) -> Result<JournalReader<S>, JournalError> {
+        let segments = list_segments_in(&storage, dir)?;
         let first_seq = segments.first().map_or(1, |segment| segment.first_seq);
         if from_seq < first_seq {
             return Err(JournalError::SeqUnavailable { seq: from_seq, first_seq });
         }
         let start = segments.iter().rev().find(|segment| segment.first_seq <= from_seq);
-        let segment = start.map(|info| open_segment(info, None)).transpose()?;
+        let segment = start.map(|info| open_segment(&storage, info, None)).transpose()?;
         Ok(JournalReader {
+            storage,
             dir: dir.to_path_buf(),
             from_seq,
             next_seq: start.map_or(first_seq, |info| info.first_seq),
@@ -166,9 +178,11 @@ impl JournalReader {
     fn at_stop(&mut self) -> Result<bool, JournalError> {
         // List before re-reading: a segment that exists now was created after the writer had
         // finished the current one, so a bad record seen afterwards is not an in-flight write.
-        let segments = list_segments(&self.dir)?;
+        let segments = list_segments_in(&self.storage, &self.dir)?;
         let segment = self.segment.as_mut().expect("at_stop is called inside a segment");
         let later = segments.into_iter().find(|info| info.first_seq > segment.first_seq);
+        let refreshed = self.storage.refresh_read(&segment.path, &mut segment.map);
+        refreshed.map_err(JournalError::io(&segment.path))?;
         let boundary =
             read_boundary(&segment.map, segment.segment_len_bytes, segment.offset, self.next_seq);
         let Boundary::Stop { defect, record_end } = boundary else {
@@ -200,7 +214,7 @@ impl JournalReader {
                 let Some(next) = later else {
                     return Ok(false);
                 };
-                self.segment = Some(open_segment(&next, Some(self.next_seq))?);
+                self.segment = Some(open_segment(&self.storage, &next, Some(self.next_seq))?);
                 Ok(true)
             }
             Stop::Torn { defect, record_end } => {
@@ -218,15 +232,15 @@ impl JournalReader {
 
     /// The journal had no segment when the reader opened: enter the first one once it exists.
     fn enter_first_segment(&mut self) -> Result<bool, JournalError> {
-        let Some(first) = list_segments(&self.dir)?.into_iter().next() else {
+        let Some(first) = list_segments_in(&self.storage, &self.dir)?.into_iter().next() else {
             return Ok(false);
         };
-        self.segment = Some(open_segment(&first, Some(self.next_seq))?);
+        self.segment = Some(open_segment(&self.storage, &first, Some(self.next_seq))?);
         Ok(true)
     }
 }
 
-impl Iterator for JournalReader {
+impl<S: Storage> Iterator for JournalReader<S> {
     type Item = Result<Record, JournalError>;
 
     /// The next record, copied. `None` means the end of the log for now: a later call returns
@@ -242,12 +256,12 @@ impl Iterator for JournalReader {
     }
 }
 
-fn open_segment(
+fn open_segment<S: Storage>(
+    storage: &S,
     info: &SegmentInfo,
     expected_first_seq: Option<u64>,
-) -> Result<ReadSegment, JournalError> {
-    let file = File::open(&info.path).map_err(JournalError::io(&info.path))?;
-    let map = segment::map_read_only(&info.path, &file)?;
+) -> Result<ReadSegment<S>, JournalError> {
+    let map = storage.map_read(&info.path).map_err(JournalError::io(&info.path))?;
     let header = segment::check_header(&info.path, &map, info.first_seq, expected_first_seq)?;
     Ok(ReadSegment {
         path: info.path.clone(),

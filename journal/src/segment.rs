@@ -10,16 +10,14 @@
 //! only stamps the header into the mapping, syncs that one page and renames the file; the
 //! directory sync that makes the new name durable is left to the caller.
 
-use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::unix::fs::FileExt;
-use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
-use memmap2::{Mmap, MmapMut, MmapOptions};
-
 use crate::error::{Corruption, JournalError};
-use crate::format::{HeaderError, SegmentHeader, FORMAT_VERSION, SEGMENT_LEN_ALIGN_BYTES};
+use crate::format::{
+    HeaderError, SegmentHeader, FORMAT_VERSION, SEGMENT_HEADER_LEN_BYTES, SEGMENT_LEN_ALIGN_BYTES,
+};
+use crate::storage::{FileStorage, Storage};
 
 /// Segment files end with this.
 pub(crate) const SEGMENT_SUFFIX: &str = ".seg";
@@ -50,13 +48,18 @@ pub(crate) fn segment_file_name(first_seq: u64) -> String {
 /// Lists the segments in `dir`, ordered by first sequence number. Other files are ignored, but
 /// a `.seg` file whose name is not 20 digits is refused: it would otherwise be silently skipped.
 pub fn list_segments(dir: &Path) -> Result<Vec<SegmentInfo>, JournalError> {
+    list_segments_in(&FileStorage, dir)
+}
+
+/// [`list_segments`] on any storage.
+pub fn list_segments_in<S: Storage>(
+    storage: &S,
+    dir: &Path,
+) -> Result<Vec<SegmentInfo>, JournalError> {
     let mut segments = Vec::new();
-    for entry in fs::read_dir(dir).map_err(JournalError::io(dir))? {
-        let entry = entry.map_err(JournalError::io(dir))?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
+    for name in storage.list_dir(dir).map_err(JournalError::io(dir))? {
         let Some(stem) = name.strip_suffix(SEGMENT_SUFFIX) else { continue };
-        let path = entry.path();
+        let path = dir.join(&name);
         let first_seq = (stem.len() == NAME_DIGITS && stem.bytes().all(|b| b.is_ascii_digit()))
             .then(|| stem.parse::<u64>().ok())
             .flatten();
@@ -77,7 +80,16 @@ pub fn list_segments(dir: &Path) -> Result<Vec<SegmentInfo>, JournalError> {
 /// Segments whose records all precede `seq` (the segment after them starts at or before `seq`).
 /// The last segment is never included: it is where appends go.
 pub fn segments_before(dir: &Path, seq: u64) -> Result<Vec<SegmentInfo>, JournalError> {
-    let segments = list_segments(dir)?;
+    segments_before_in(&FileStorage, dir, seq)
+}
+
+/// [`segments_before`] on any storage.
+pub fn segments_before_in<S: Storage>(
+    storage: &S,
+    dir: &Path,
+    seq: u64,
+) -> Result<Vec<SegmentInfo>, JournalError> {
+    let segments = list_segments_in(storage, dir)?;
     let covered = segments.windows(2).take_while(|pair| pair[1].first_seq <= seq).count();
     Ok(segments.into_iter().take(covered).collect())
 }
@@ -118,72 +130,49 @@ pub(crate) fn check_header(
     Ok(header)
 }
 
-/// Maps a whole file read-only.
-pub(crate) fn map_read_only(path: &Path, file: &File) -> Result<Mmap, JournalError> {
-    // SAFETY: the mapping is only read. A live writer in another process may append to the file
-    // while it is mapped; readers tolerate that because they only use bytes whose checksum verified,
-    // and the writer never changes bytes of a complete record. Segment files are never truncated
-    // by the journal, so no access runs past the end of the file.
-    let map = unsafe { Mmap::map(file) }.map_err(JournalError::io(path))?;
-    // Advice is only a hint: ignoring a failure costs speed, never correctness.
-    let _ = map.advise(memmap2::Advice::Sequential);
-    Ok(map)
-}
-
-/// Maps `len_bytes` of a file read-write, prefaulting the page tables.
-pub(crate) fn map_read_write(
-    path: &Path,
-    file: &File,
-    len_bytes: u64,
-) -> Result<MmapMut, JournalError> {
-    // SAFETY: the caller holds the journal directory's writer lock, so no other process writes the
-    // file, and the file is at least `len_bytes` long (preallocated), so every access is backed.
-    unsafe { MmapOptions::new().len(len_bytes as usize).populate().map_mut(file) }
-        .map_err(JournalError::io(path))
-}
-
 /// A freshly created segment, mapped for writing.
-pub(crate) struct NewSegment {
+pub(crate) struct NewSegment<S: Storage> {
     pub path: PathBuf,
-    pub map: MmapMut,
+    pub map: S::Map,
     /// The open file (read-write), kept for syncs that run outside the writer.
-    pub file: File,
+    pub file: S::File,
 }
 
 /// Creates, preallocates, stamps, maps and durably names the segment that starts at `first_seq`.
 /// Everything that can fail (except the directory sync) happens before the rename: once a segment
 /// has its final name the writer must switch to it, or later records would leave a gap.
 /// On error nothing but (at most) a temporary file is left behind, and it is removed.
-pub(crate) fn create_segment(
+pub(crate) fn create_segment<S: Storage>(
+    storage: &S,
     dir: &Path,
-    dir_file: &File,
     first_seq: u64,
     segment_len_bytes: u64,
-) -> Result<NewSegment, JournalError> {
+) -> Result<NewSegment<S>, JournalError> {
     let path = dir.join(segment_file_name(first_seq));
     let temp_path = dir.join(format!("{first_seq:0NAME_DIGITS$}{TEMP_SUFFIX}"));
-    let (map, file) = match write_temp_segment(&temp_path, first_seq, segment_len_bytes) {
+    let (map, file) = match write_temp_segment(storage, &temp_path, first_seq, segment_len_bytes) {
         Ok(created) => created,
         Err(error) => {
             // Best effort: a leftover temporary file is harmless and removed at the next open.
-            let _ = fs::remove_file(&temp_path);
+            let _ = storage.remove_file(&temp_path);
             return Err(error);
         }
     };
-    if let Err(source) = fs::rename(&temp_path, &path) {
-        let _ = fs::remove_file(&temp_path);
+    if let Err(source) = storage.rename(&temp_path, &path) {
+        let _ = storage.remove_file(&temp_path);
         return Err(JournalError::Io { path, source });
     }
-    sync_dir(dir, dir_file)?;
+    sync_dir(storage, dir)?;
+    assert_eq!(map.len() as u64, segment_len_bytes, "a segment is mapped whole");
     Ok(NewSegment { path, map, file })
 }
 
 /// A segment file prepared ahead of need (see the module docs): full length of real blocks,
 /// zero everywhere, durable, mapped. Its first sequence number is given at [`install_spare`].
-pub(crate) struct Spare {
+pub(crate) struct Spare<S: Storage> {
     pub path: PathBuf,
-    pub map: MmapMut,
-    pub file: File,
+    pub map: S::Map,
+    pub file: S::File,
     pub segment_len_bytes: u64,
 }
 
@@ -191,30 +180,38 @@ pub(crate) struct Spare {
 /// (zeros, so that stamping the header later changes no block allocation and its sync needs no
 /// filesystem journal commit), fsyncs it and maps it. On error the file is removed (best
 /// effort) and the error is `NoSpace` for `ENOSPC`, `Io` otherwise.
-pub(crate) fn prepare_spare(dir: &Path, segment_len_bytes: u64) -> Result<Spare, JournalError> {
+pub(crate) fn prepare_spare<S: Storage>(
+    storage: &S,
+    dir: &Path,
+    segment_len_bytes: u64,
+) -> Result<Spare<S>, JournalError> {
     let path = dir.join(SPARE_FILE_NAME);
     // Only a spare that a failed removal left behind can be here; it holds nothing.
-    let _ = fs::remove_file(&path);
-    match write_spare(&path, segment_len_bytes) {
+    let _ = storage.remove_file(&path);
+    match write_spare(storage, &path, segment_len_bytes) {
         Ok((map, file)) => Ok(Spare { path, map, file, segment_len_bytes }),
         Err(error) => {
-            let _ = fs::remove_file(&path);
+            let _ = storage.remove_file(&path);
             Err(error)
         }
     }
 }
 
-fn write_spare(path: &Path, segment_len_bytes: u64) -> Result<(MmapMut, File), JournalError> {
+fn write_spare<S: Storage>(
+    storage: &S,
+    path: &Path,
+    segment_len_bytes: u64,
+) -> Result<(S::Map, S::File), JournalError> {
     let io_error = |source| space_error(path, source);
-    let file =
-        OpenOptions::new().read(true).write(true).create_new(true).open(path).map_err(io_error)?;
-    preallocate(&file, segment_len_bytes).map_err(io_error)?;
+    let file = storage.create_new(path).map_err(io_error)?;
+    preallocate(storage, &file, segment_len_bytes).map_err(io_error)?;
     let first_page = [0u8; SEGMENT_LEN_ALIGN_BYTES as usize];
-    file.write_all_at(&first_page, 0).map_err(io_error)?;
+    storage.write_at(&file, 0, &first_page).map_err(io_error)?;
     // fsync, not fdatasync: the size and the extents must be durable before the file can get
     // a segment's name.
-    file.sync_all().map_err(io_error)?;
-    let map = map_read_write(path, &file, segment_len_bytes)?;
+    storage.sync_file(&file).map_err(io_error)?;
+    let map = storage.map_write(&file, segment_len_bytes).map_err(JournalError::io(path))?;
+    assert_eq!(map.len() as u64, segment_len_bytes, "a spare is mapped whole");
     Ok((map, file))
 }
 
@@ -223,46 +220,48 @@ fn write_spare(path: &Path, segment_len_bytes: u64) -> Result<(MmapMut, File), J
 /// segment name. The caller must sync the directory before acknowledging any record of the new
 /// segment (and before creating the segment after it). On error the spare is removed (best
 /// effort) and nothing else changed: no file with a segment name was created.
-pub(crate) fn install_spare(
+pub(crate) fn install_spare<S: Storage>(
+    storage: &S,
     dir: &Path,
-    mut spare: Spare,
+    mut spare: Spare<S>,
     first_seq: u64,
-) -> Result<NewSegment, JournalError> {
+) -> Result<NewSegment<S>, JournalError> {
+    assert_eq!(spare.map.len() as u64, spare.segment_len_bytes, "a spare is mapped whole");
+    assert!(
+        spare.map[..SEGMENT_HEADER_LEN_BYTES as usize].iter().all(|&b| b == 0),
+        "a spare is unstamped"
+    );
     let header = SegmentHeader { first_seq, segment_len_bytes: spare.segment_len_bytes }.encode();
     spare.map[..header.len()].copy_from_slice(&header);
     let path = dir.join(segment_file_name(first_seq));
-    let installed = spare
-        .map
-        .flush_range(0, header.len())
+    let installed = storage
+        .sync_map(&spare.map, 0, header.len() as u64)
         .map_err(|source| space_error(&spare.path, source))
         .and_then(|()| {
-            fs::rename(&spare.path, &path).map_err(|source| space_error(&spare.path, source))
+            storage.rename(&spare.path, &path).map_err(|source| space_error(&spare.path, source))
         });
     if let Err(error) = installed {
-        let _ = fs::remove_file(&spare.path);
+        let _ = storage.remove_file(&spare.path);
         return Err(error);
     }
     Ok(NewSegment { path, map: spare.map, file: spare.file })
 }
 
-fn write_temp_segment(
+fn write_temp_segment<S: Storage>(
+    storage: &S,
     temp_path: &Path,
     first_seq: u64,
     segment_len_bytes: u64,
-) -> Result<(MmapMut, File), JournalError> {
+) -> Result<(S::Map, S::File), JournalError> {
     let io_error = |source| space_error(temp_path, source);
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .open(temp_path)
-        .map_err(io_error)?;
-    preallocate(&file, segment_len_bytes).map_err(io_error)?;
+    let file = storage.create_new(temp_path).map_err(io_error)?;
+    preallocate(storage, &file, segment_len_bytes).map_err(io_error)?;
+    assert!(first_seq >= 1, "sequence numbers start at 1");
     let header = SegmentHeader { first_seq, segment_len_bytes }.encode();
-    file.write_all_at(&header, 0).map_err(io_error)?;
+    storage.write_at(&file, 0, &header).map_err(io_error)?;
     // fsync, not fdatasync: the file's size and extents must be durable before it gets its name.
-    file.sync_all().map_err(io_error)?;
-    let map = map_read_write(temp_path, &file, segment_len_bytes)?;
+    storage.sync_file(&file).map_err(io_error)?;
+    let map = storage.map_write(&file, segment_len_bytes).map_err(JournalError::io(temp_path))?;
     Ok((map, file))
 }
 
@@ -277,74 +276,46 @@ pub(crate) fn space_error(path: &Path, source: io::Error) -> JournalError {
 
 /// Gives a file `len_bytes` of real blocks (so writes through a mapping can never hit ENOSPC).
 /// Falls back to writing zeros where the filesystem has no `fallocate`.
-pub(crate) fn preallocate(file: &File, len_bytes: u64) -> io::Result<()> {
-    match fallocate(file, len_bytes) {
+pub(crate) fn preallocate<S: Storage>(
+    storage: &S,
+    file: &S::File,
+    len_bytes: u64,
+) -> io::Result<()> {
+    match storage.allocate(file, len_bytes) {
         Ok(()) => Ok(()),
-        Err(error) if error.raw_os_error() == Some(libc::EOPNOTSUPP) => zero_fill(file, len_bytes),
+        Err(error) if error.raw_os_error() == Some(libc::EOPNOTSUPP) => {
+            zero_fill(storage, file, len_bytes)
+        }
         Err(error) => Err(error),
     }
 }
 
-fn fallocate(file: &File, len_bytes: u64) -> io::Result<()> {
-    #[cfg(any(test, feature = "fault-injection"))]
-    if let Some(errno) = fault::FALLOCATE_ERRNO.take() {
-        return Err(io::Error::from_raw_os_error(errno));
-    }
-    let len = libc::off_t::try_from(len_bytes)
-        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    // SAFETY: plain syscall on a file descriptor we own; mode 0 allocates and extends the size.
-    let result = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, len) };
-    if result == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
-fn zero_fill(file: &File, len_bytes: u64) -> io::Result<()> {
+fn zero_fill<S: Storage>(storage: &S, file: &S::File, len_bytes: u64) -> io::Result<()> {
     let zeros = vec![0u8; ZERO_FILL_CHUNK_BYTES];
-    let mut offset = file.metadata()?.len();
+    let mut offset = storage.len_bytes(file)?;
+    // Bounded: every iteration writes at least one byte towards `len_bytes`.
     while offset < len_bytes {
         let chunk_bytes = (len_bytes - offset).min(ZERO_FILL_CHUNK_BYTES as u64);
-        file.write_all_at(&zeros[..chunk_bytes as usize], offset)?;
+        storage.write_at(file, offset, &zeros[..chunk_bytes as usize])?;
         offset += chunk_bytes;
     }
     Ok(())
 }
 
 /// Makes creations, renames and removals in `dir` durable.
-pub(crate) fn sync_dir(dir: &Path, dir_file: &File) -> Result<(), JournalError> {
-    dir_file
-        .sync_all()
+pub(crate) fn sync_dir<S: Storage>(storage: &S, dir: &Path) -> Result<(), JournalError> {
+    storage
+        .sync_dir(dir)
         .map_err(|source| JournalError::SyncFailed { path: dir.to_path_buf(), source })
 }
 
-/// Takes the exclusive writer lock on the journal directory (released when `dir_file` closes).
-pub(crate) fn lock_dir(dir: &Path, dir_file: &File) -> Result<(), JournalError> {
-    // SAFETY: plain syscall on a file descriptor we own.
-    let result = unsafe { libc::flock(dir_file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if result == 0 {
-        return Ok(());
-    }
-    let error = io::Error::last_os_error();
-    if error.raw_os_error() == Some(libc::EWOULDBLOCK) {
-        return Err(JournalError::Locked { path: dir.to_path_buf() });
-    }
-    Err(JournalError::Io { path: dir.to_path_buf(), source: error })
-}
-
-/// Fault injection for tests: the next matching syscall fails with the stored errno.
-#[cfg(any(test, feature = "fault-injection"))]
-pub mod fault {
-    use std::cell::Cell;
-
-    thread_local! {
-        /// Makes the next `fallocate` on this thread fail.
-        pub static FALLOCATE_ERRNO: Cell<Option<i32>> = const { Cell::new(None) };
-        /// Makes the next data sync of a segment on this thread fail.
-        pub static SYNC_ERRNO: Cell<Option<i32>> = const { Cell::new(None) };
-        /// Makes the `fallocate` of the next spare segment this thread (the writer) asks the
-        /// preparer thread for fail: the fault travels with the request.
-        pub static SPARE_FALLOCATE_ERRNO: Cell<Option<i32>> = const { Cell::new(None) };
+/// Takes the exclusive writer lock on the journal directory (released when the lock drops).
+pub(crate) fn lock_dir<S: Storage>(storage: &S, dir: &Path) -> Result<S::Lock, JournalError> {
+    match storage.lock_dir(dir) {
+        Ok(lock) => Ok(lock),
+        Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+            Err(JournalError::Locked { path: dir.to_path_buf() })
+        }
+        Err(source) => Err(JournalError::Io { path: dir.to_path_buf(), source }),
     }
 }

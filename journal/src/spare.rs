@@ -16,16 +16,15 @@
 //! **Invariant:** the preparer only ever writes `spare.seg.tmp`, a temporary name that readers
 //! ignore and the next `Journal::open` removes; only the writer gives a file a segment name.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use crossbeam_channel::{bounded, Receiver, Sender};
-use memmap2::{MmapMut, UncheckedAdvice};
 
 use crate::error::JournalError;
 use crate::segment::{self, Spare};
+use crate::storage::Storage;
 
 /// The preparer thread's nice value (0 is normal, 19 the lowest). Not the lowest: on a machine
 /// saturated by other processes a spare must still be ready before the next rollover (~0.3 s
@@ -33,16 +32,14 @@ use crate::segment::{self, Spare};
 const PREPARER_NICE: i32 = 10;
 
 /// The mapping and file of a segment the writer has sealed, dropped on the preparer thread.
-pub(crate) struct Sealed {
-    pub map: MmapMut,
-    pub file: Arc<File>,
+pub(crate) struct Sealed<S: Storage> {
+    pub map: S::Map,
+    pub file: Arc<S::File>,
 }
 
-/// A request for the next spare (and, in tests, the fault it should run into).
-struct Request {
-    sealed: Option<Sealed>,
-    #[cfg(any(test, feature = "fault-injection"))]
-    fallocate_errno: Option<i32>,
+/// A request for the next spare.
+struct Request<S: Storage> {
+    sealed: Option<Sealed<S>>,
 }
 
 /// Where the one spare is.
@@ -57,43 +54,49 @@ enum State {
 }
 
 /// The writer's side of the preparer thread.
-pub(crate) struct Preparer {
+pub(crate) struct Preparer<S: Storage> {
+    storage: S,
     /// Dropping it ends the thread (after the preparation it is running, if any).
-    requests: Option<Sender<Request>>,
-    ready: Receiver<Result<Spare, JournalError>>,
+    requests: Option<Sender<Request<S>>>,
+    ready: Receiver<Result<Spare<S>, JournalError>>,
     thread: Option<JoinHandle<()>>,
     state: State,
 }
 
-impl Preparer {
+impl<S: Storage> Preparer<S> {
     /// Starts the preparer thread for spares of `segment_len_bytes` in `dir`. If the OS refuses
     /// a thread, every segment is created inline: slower rollovers, equally safe.
-    pub(crate) fn start(dir: &Path, segment_len_bytes: u64) -> Preparer {
+    pub(crate) fn start(storage: S, dir: &Path, segment_len_bytes: u64) -> Preparer<S> {
         // One request and one result at a time: neither send ever blocks.
-        let (requests, requests_rx) = bounded::<Request>(1);
+        let (requests, requests_rx) = bounded::<Request<S>>(1);
         let (ready_tx, ready) = bounded(1);
         let dir: PathBuf = dir.to_path_buf();
+        let thread_storage = storage.clone();
         let spawned =
             std::thread::Builder::new().name("journal-spare".to_owned()).spawn(move || {
                 lower_priority();
+                let storage = thread_storage;
                 for request in requests_rx {
-                    inject_fault(&request);
                     if let Some(sealed) = request.sealed {
-                        unmap(sealed);
+                        unmap(&storage, sealed);
                     }
-                    if ready_tx.send(segment::prepare_spare(&dir, segment_len_bytes)).is_err() {
+                    let spare = segment::prepare_spare(&storage, &dir, segment_len_bytes);
+                    if ready_tx.send(spare).is_err() {
                         return;
                     }
                 }
             });
         match spawned {
             Ok(thread) => Preparer {
+                storage,
                 requests: Some(requests),
                 ready,
                 thread: Some(thread),
                 state: State::Idle,
             },
-            Err(_) => Preparer { requests: None, ready, thread: None, state: State::Disabled },
+            Err(_) => {
+                Preparer { storage, requests: None, ready, thread: None, state: State::Disabled }
+            }
         }
     }
 
@@ -108,19 +111,16 @@ impl Preparer {
 
     /// Asks for the next spare after a rollover, handing over the sealed segment's mapping to
     /// be unmapped on the preparer thread (here, when there is none).
-    pub(crate) fn request_after_rollover(&mut self, sealed: Sealed) {
+    pub(crate) fn request_after_rollover(&mut self, sealed: Sealed<S>) {
         if self.state == State::Idle {
             self.send_request(Some(sealed));
         }
     }
 
     #[cold]
-    fn send_request(&mut self, sealed: Option<Sealed>) {
-        let request = Request {
-            sealed,
-            #[cfg(any(test, feature = "fault-injection"))]
-            fallocate_errno: segment::fault::SPARE_FALLOCATE_ERRNO.take(),
-        };
+    fn send_request(&mut self, sealed: Option<Sealed<S>>) {
+        assert_eq!(self.state, State::Idle, "one spare at a time");
+        let request = Request { sealed };
         let sent =
             self.requests.as_ref().is_some_and(|requests| requests.try_send(request).is_ok());
         self.state = if sent { State::Requested } else { State::Disabled };
@@ -129,12 +129,15 @@ impl Preparer {
     /// The requested spare, waiting for its preparation if it is still running; `None` when
     /// none was requested or the preparer thread is gone. `Some(Err(_))`: the preparation failed
     /// (its file is already removed).
-    pub(crate) fn take(&mut self) -> Option<Result<Spare, JournalError>> {
+    pub(crate) fn take(&mut self) -> Option<Result<Spare<S>, JournalError>> {
         if self.state != State::Requested {
             return None;
         }
         match self.ready.recv() {
             Ok(prepared) => {
+                if let Ok(spare) = &prepared {
+                    assert!(spare.path.ends_with(segment::SPARE_FILE_NAME), "only the spare");
+                }
                 self.state = State::Idle;
                 Some(prepared)
             }
@@ -146,18 +149,10 @@ impl Preparer {
     }
 }
 
-/// Unmaps a sealed segment without holding up the writer: `munmap` takes the process's memory
-/// map lock exclusively while it tears down 8 192 page-table entries (~1.6 ms for 32 MiB), and
-/// the writer's `msync` (an inline flush) needs that lock shared. `MADV_DONTNEED` tears them down
-/// under the shared lock, so the `munmap` after it has almost nothing left to do.
-fn unmap(sealed: Sealed) {
+/// Unmaps a sealed segment without holding up the writer ([`Storage::release_map`]).
+fn unmap<S: Storage>(storage: &S, sealed: Sealed<S>) {
     let Sealed { map, file } = sealed;
-    // SAFETY: nothing reads or writes the mapping any more (it is dropped right after), and on a
-    // shared file mapping MADV_DONTNEED only drops page-table entries: the data stays in the
-    // page cache (a dirty entry marks its page dirty), so nothing written is lost. A failure only
-    // leaves the work to `munmap`.
-    let _ = unsafe { map.unchecked_advise(UncheckedAdvice::DontNeed) };
-    drop(map);
+    storage.release_map(map);
     // After the mapping: the file may still be shared with a flush job, and closes with it.
     drop(file);
 }
@@ -173,14 +168,7 @@ fn lower_priority() {
     }
 }
 
-/// Tests make a preparation fail through the request; nothing happens in other builds.
-#[cfg_attr(not(test), allow(unused_variables))]
-fn inject_fault(request: &Request) {
-    #[cfg(any(test, feature = "fault-injection"))]
-    segment::fault::FALLOCATE_ERRNO.set(request.fallocate_errno);
-}
-
-impl Drop for Preparer {
+impl<S: Storage> Drop for Preparer<S> {
     /// Stops the thread, waits for the preparation it may be running, and removes an unused
     /// spare (best effort: a leftover is removed by the next open anyway).
     fn drop(&mut self) {
@@ -191,7 +179,7 @@ impl Drop for Preparer {
         if let Ok(Ok(spare)) = self.ready.try_recv() {
             let Spare { path, map, file, .. } = spare;
             drop((map, file));
-            let _ = std::fs::remove_file(path);
+            let _ = self.storage.remove_file(&path);
         }
     }
 }

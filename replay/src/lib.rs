@@ -2,9 +2,13 @@
 //! journal, one record at a time, exactly as recovery does, and hand every step (command,
 //! outcome, postings) to a tool.
 //!
-//! Everything here is read-only on the journal: records are read through
-//! [`journal::JournalReader`], which never modifies a file. The only writer is the `snapshot`
-//! subcommand, and it goes through [`journal::snapshot::write`].
+//! The starting point is the runtime's own recovery ([`runtime::recover`] in its read-only
+//! mode): the same snapshot selection rule, the ledger's own engine settings, invariants
+//! checked. Everything here is read-only on the journal: records are read through
+//! [`journal::JournalReader`], which never modifies a file, and read-only recovery takes no lock,
+//! zeroes no torn tail and writes no genesis snapshot, so it can read a directory a live
+//! `ledgerd` is writing. The only writer is the `snapshot` subcommand, and it goes through
+//! [`journal::snapshot::write`].
 
 #![warn(missing_docs)]
 
@@ -13,8 +17,9 @@ pub mod text;
 
 use std::path::{Path, PathBuf};
 
-use engine::{decode_command, Command, Effects, Engine, EngineConfig, Outcome};
-use journal::{snapshot, JournalError, JournalReader, TornTail};
+use engine::{decode_command, Command, Effects, Engine, Outcome};
+use journal::{JournalError, JournalReader, TornTail};
+use runtime::{Base, RecoverOptions, RecoveredLog, RuntimeError};
 
 /// What can stop a replay.
 #[derive(Debug, thiserror::Error)]
@@ -46,13 +51,30 @@ pub enum ReplayError {
         /// The first record needed.
         needed_seq: u64,
     },
+    /// Recovery refused the ledger: no snapshot records its settings, or the starting state
+    /// breaks an invariant.
+    #[error(transparent)]
+    Recover(RuntimeError),
+}
+
+impl From<RuntimeError> for ReplayError {
+    fn from(error: RuntimeError) -> ReplayError {
+        match error {
+            RuntimeError::Journal(error) => ReplayError::Journal(error),
+            RuntimeError::RecordDecode { seq, reason } => ReplayError::Decode { seq, reason },
+            RuntimeError::MissingSegments { snapshot_seq, first_seq } => {
+                ReplayError::MissingRecords { first_seq, needed_seq: snapshot_seq + 1 }
+            }
+            other => ReplayError::Recover(other),
+        }
+    }
 }
 
 /// Where a replay starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Start {
     /// From the oldest snapshot (a ledger's genesis snapshot has seq 0 and records its engine
-    /// settings); without snapshots, from an empty engine with default settings.
+    /// settings). A directory without snapshots is refused: nothing records its settings.
     Oldest,
     /// From the newest valid snapshot whose seq is at most this one.
     AtOrBefore(u64),
@@ -101,46 +123,25 @@ pub fn dirs(data_dir: &Path) -> (PathBuf, PathBuf) {
 }
 
 impl Replay {
-    /// Loads the starting snapshot and positions the reader right after it.
+    /// Loads the starting snapshot and positions the reader right after it, through the
+    /// runtime's read-only recovery (which replays nothing here: the steps are the tool's).
     pub fn open(data_dir: &Path, start: Start) -> Result<Replay, ReplayError> {
-        let (journal_dir, snapshot_dir) = dirs(data_dir);
-        let mut infos = if snapshot_dir.is_dir() { snapshot::list(&snapshot_dir)? } else { vec![] };
-        infos.sort_by_key(|info| info.seq);
-        let candidates: Vec<_> = match start {
-            Start::Oldest => infos.iter().collect(),
-            Start::AtOrBefore(seq) => infos.iter().rev().filter(|info| info.seq <= seq).collect(),
+        let base = match start {
+            Start::Oldest => Base::Oldest,
+            Start::AtOrBefore(seq) => Base::AtOrBefore(seq),
         };
-        let mut skipped = Vec::new();
-        let mut base = None;
-        for info in candidates {
-            let loaded =
-                snapshot::load(info).map_err(|damage| damage.to_string()).and_then(|snapshot| {
-                    Engine::decode_state(&snapshot.payload).map_err(|e| e.to_string())
-                });
-            match loaded {
-                Ok(engine) => {
-                    base = Some((engine, info.seq, info.path.clone()));
-                    break;
-                }
-                Err(reason) => skipped.push((info.path.clone(), reason)),
-            }
-        }
-        let (engine, base_seq, base) = match base {
-            Some((engine, seq, path)) => (engine, seq, Some((seq, path))),
-            None => (Engine::new(EngineConfig::default()), 0, None),
+        let options = RecoverOptions::read_only(base, Some(0));
+        let recovered = runtime::recover(journal::FileStorage, data_dir, &options)?;
+        let RecoveredLog::Reader(reader) = recovered.log else {
+            unreachable!("a read-only recovery returns a reader");
         };
-        let reader =
-            JournalReader::open(&journal_dir, base_seq + 1).map_err(|error| match error {
-                JournalError::SeqUnavailable { seq, first_seq } => {
-                    ReplayError::MissingRecords { first_seq, needed_seq: seq }
-                }
-                other => ReplayError::Journal(other),
-            })?;
+        let report = recovered.report;
+        let skipped = report.skipped_snapshots.into_iter().map(|s| (s.path, s.reason)).collect();
         Ok(Replay {
-            engine,
-            base,
+            engine: recovered.engine,
+            base: report.snapshot,
             skipped,
-            last_seq: base_seq,
+            last_seq: report.last_seq,
             records: 0,
             last_timestamp_ns: 0,
             reader,

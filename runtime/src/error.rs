@@ -56,6 +56,29 @@ pub enum RuntimeError {
         /// The settings in the options.
         requested: EngineConfig,
     },
+    /// A read-only recovery found no snapshot, so nothing records the ledger's engine settings
+    /// (every ledger the runtime created has its genesis snapshot at seq 0).
+    #[error("{}: no snapshot records the ledger's engine settings", dir.display())]
+    NoSnapshot {
+        /// The snapshot directory.
+        dir: PathBuf,
+    },
+    /// The system's random source failed while drawing a new ledger's hash seed.
+    #[error("cannot draw a hash seed: {0}")]
+    Random(String),
+    /// A durability stage after the local flush failed for a round; like a failed sync, it is
+    /// fatal: nothing is acknowledged any more.
+    #[error("durability stage {stage} failed for seqs {first_seq}..={last_seq}: {message}")]
+    Stage {
+        /// The stage's name.
+        stage: String,
+        /// The round's first record.
+        first_seq: u64,
+        /// The round's last record.
+        last_seq: u64,
+        /// What the stage said.
+        message: String,
+    },
     /// The reader stopped before the last record `Journal::open` found.
     #[error("replay stopped at seq {reached_seq}, but the journal ends at seq {last_seq}")]
     ReplayIncomplete {

@@ -17,7 +17,7 @@ use engine::{Command, Effects, Engine};
 use crate::error::RuntimeError;
 use crate::handle::Shared;
 use crate::options::REPLAY_CHUNK_LEN;
-use journal::{snapshot, JournalReader};
+use journal::{snapshot, JournalReader, Storage};
 
 /// A snapshot the follower wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,11 +42,12 @@ pub(crate) enum FollowerMsg {
     Stop,
 }
 
-pub(crate) struct Follower {
+pub(crate) struct Follower<S: Storage> {
+    storage: S,
     /// The writer's engine encoding at start; decoded on this thread so start is not delayed.
     initial_state: Option<Vec<u8>>,
     engine: Option<Engine>,
-    reader: Option<JournalReader>,
+    reader: Option<JournalReader<S>>,
     journal_dir: PathBuf,
     snapshot_dir: PathBuf,
     /// The last record applied.
@@ -64,9 +65,10 @@ pub(crate) struct Follower {
     encoded: Vec<u8>,
 }
 
-impl Follower {
+impl<S: Storage> Follower<S> {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
+        storage: S,
         initial_state: Vec<u8>,
         applied_seq: u64,
         snapshot_seq: u64,
@@ -74,8 +76,9 @@ impl Follower {
         every: Option<u64>,
         shared: Arc<Shared>,
         stop: Arc<AtomicBool>,
-    ) -> Follower {
+    ) -> Follower<S> {
         Follower {
+            storage,
             initial_state: Some(initial_state),
             engine: None,
             reader: None,
@@ -181,7 +184,9 @@ impl Follower {
             self.engine = Some(engine);
         }
         if self.reader.is_none() {
-            self.reader = Some(JournalReader::open(&self.journal_dir, self.applied_seq + 1)?);
+            let storage = self.storage.clone();
+            let reader = JournalReader::open_in(storage, &self.journal_dir, self.applied_seq + 1)?;
+            self.reader = Some(reader);
         }
         Ok(())
     }

@@ -23,6 +23,7 @@
 //! rebuilds the state and the idempotency memory exactly. **Boundary:** records stay opaque to
 //! the journal's framing; only this module encodes and decodes them (`engine::encode_command`).
 
+mod durability;
 mod error;
 mod follower;
 mod handle;
@@ -38,6 +39,7 @@ use std::time::Duration;
 
 use crossbeam_channel::{bounded, Sender};
 
+pub use durability::{DurableStage, Round};
 pub use error::{RequestError, RuntimeError};
 pub use follower::SnapshotWritten;
 pub use handle::{
@@ -48,11 +50,16 @@ pub use options::{
     RuntimeOptions, BATCH_DELAY_US_CEILING, BATCH_LEN_CEILING, IN_FLIGHT_CEILING,
     RING_CAPACITY_CEILING, RUNTIME_SEGMENT_LEN_BYTES_DEFAULT, SUBMISSION_LEN_CEILING,
 };
-pub use recovery::{Pinning, RecoveryReport, SkippedSnapshot};
+pub use recovery::{
+    recover, select_snapshot, Access, Base, LoadedSnapshot, Pinning, RecoverOptions, Recovered,
+    RecoveredLog, RecoveryReport, SkippedSnapshot, SnapshotChoice,
+};
 pub use writer::ShutdownReport;
 
+use durability::Stages;
 use follower::{Follower, FollowerMsg};
 use handle::{Block, Request, Shared};
+use journal::{FileStorage, Storage};
 use options::FOLLOWER_QUEUE_LEN;
 use writer::{FollowerLink, Writer};
 
@@ -114,35 +121,41 @@ impl Runtime {
         data_dir: &Path,
         options: RuntimeOptions,
     ) -> Result<(Runtime, RecoveryReport), RuntimeError> {
+        Runtime::start_in(FileStorage, data_dir, options, Vec::new())
+    }
+
+    /// [`Runtime::start`] with the journal on `storage` (a [`journal::FaultyStorage`] in tests,
+    /// a simulated disk in the simulation) and `stages` a round passes after its local flush
+    /// before its replies are released (see [`DurableStage`]; replication adds one).
+    pub fn start_in<S: Storage>(
+        storage: S,
+        data_dir: &Path,
+        options: RuntimeOptions,
+        stages: Vec<Box<dyn DurableStage>>,
+    ) -> Result<(Runtime, RecoveryReport), RuntimeError> {
         options.validate().map_err(RuntimeError::InvalidOptions)?;
-        let recovered = recovery::recover(data_dir, &options)?;
+        let recover_options = RecoverOptions::writer(&options);
+        let recovered = recover(storage.clone(), data_dir, &recover_options)?;
+        let RecoveredLog::Journal(journal) = recovered.log else {
+            unreachable!("a writer's recovery returns the journal");
+        };
         let mut report = recovered.report;
-        let durable_seq = recovered.journal.durable_seq();
+        let durable_seq = journal.durable_seq();
         let (ring_tx, ring_rx) = bounded(options.ring_capacity as usize);
         let shared = Arc::new(Shared::new(durable_seq, ring_rx.clone()));
 
-        let mut initial_state = Vec::new();
-        recovered.engine.encode_state(&mut initial_state);
-        let (follower_tx, follower_rx) = bounded(FOLLOWER_QUEUE_LEN);
-        let follower_stop = Arc::new(AtomicBool::new(false));
-        let follower = Follower::new(
-            initial_state,
-            durable_seq,
-            recovered.snapshot_seq,
+        let follower = FollowerThread::spawn(
+            storage,
+            &recovered.engine,
+            (durable_seq, recovered.snapshot_seq),
             data_dir,
             options.snapshot_every_records,
             shared.clone(),
-            follower_stop.clone(),
-        );
-        let follower_thread = spawn("ledger-follower", move || follower.run(follower_rx))?;
-        let follower = FollowerThread {
-            requests: follower_tx.clone(),
-            stop: follower_stop,
-            thread: follower_thread,
-        };
+        )?;
+        let follower_tx = follower.requests.clone();
 
         let writer = Writer::new(
-            recovered.journal,
+            journal,
             recovered.engine,
             ring_rx,
             shared.clone(),
@@ -151,6 +164,7 @@ impl Runtime {
             options.batch_delay_us,
             options.pipeline_flushes,
             recovered.last_timestamp_ns,
+            Stages::new(stages),
         );
         let (pinned_tx, pinned_rx) = bounded(1);
         let pin_core = options.pin_core;
@@ -226,7 +240,8 @@ impl Runtime {
     /// verifies and decodes (checked on the calling thread, not the writer's). Explicit only:
     /// the runtime never removes segments by itself. Older snapshots become unusable.
     pub fn archive_segments_before_snapshot(&self) -> Result<ArchiveReport, RuntimeError> {
-        let choice = recovery::load_snapshot(&journal::snapshot_dir(&self.data_dir))?;
+        let dir = journal::snapshot_dir(&self.data_dir);
+        let choice = recovery::select_snapshot(&dir, Base::Newest)?;
         let Some(recovery::LoadedSnapshot { seq: snapshot_seq, .. }) = choice.loaded else {
             return Ok(ArchiveReport { snapshot_seq: None, removed: Vec::new() });
         };
@@ -301,6 +316,36 @@ impl Drop for FailOnPanic {
             self.shared.fail(format!("the {} thread panicked", self.thread));
             self.shared.close_ring();
         }
+    }
+}
+
+impl FollowerThread {
+    /// Starts the snapshot follower from the writer's state at `durable_seq` (its newest
+    /// snapshot at `snapshot_seq`).
+    fn spawn<S: Storage>(
+        storage: S,
+        engine: &engine::Engine,
+        (durable_seq, snapshot_seq): (u64, u64),
+        data_dir: &Path,
+        every: Option<u64>,
+        shared: Arc<Shared>,
+    ) -> Result<FollowerThread, RuntimeError> {
+        let mut initial_state = Vec::new();
+        engine.encode_state(&mut initial_state);
+        let (requests, follower_rx) = bounded(FOLLOWER_QUEUE_LEN);
+        let stop = Arc::new(AtomicBool::new(false));
+        let follower = Follower::new(
+            storage,
+            initial_state,
+            durable_seq,
+            snapshot_seq,
+            data_dir,
+            every,
+            shared,
+            stop.clone(),
+        );
+        let thread = spawn("ledger-follower", move || follower.run(follower_rx))?;
+        Ok(FollowerThread { requests, stop, thread })
     }
 }
 

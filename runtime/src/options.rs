@@ -73,8 +73,13 @@ pub struct RuntimeOptions {
     /// return `Busy`). Memory is bounded by `ring_capacity × submission_len_max` commands.
     pub ring_capacity: u32,
     /// The engine settings for a **new** ledger. An existing ledger keeps the ones it was
-    /// created with (they are part of its snapshots); a different value here is refused.
+    /// created with (they are part of its snapshots); a different `tx_retained` here is
+    /// refused (`ConfigMismatch`). Its `hash_seed` is not used: see `hash_seed`.
     pub engine_config: EngineConfig,
+    /// The ledger's hash seed (it keys the engine's indexes). `None` (default): a new ledger
+    /// draws a random one (stored in its genesis snapshot), an existing ledger keeps its own.
+    /// `Some(seed)`: a new ledger gets `seed`; an existing one must have it (`ConfigMismatch`).
+    pub hash_seed: Option<u64>,
     /// The core the writer thread is pinned to. A failure to pin is reported, never fatal.
     pub pin_core: Option<usize>,
     /// The snapshot follower writes a snapshot every this many records; `None` only on request.
@@ -94,6 +99,7 @@ impl Default for RuntimeOptions {
             submission_len_max: 1_024,
             ring_capacity: 1_024,
             engine_config: EngineConfig::default(),
+            hash_seed: None,
             pin_core: Some(1),
             snapshot_every_records: Some(4_000_000),
             pipeline_flushes: true,

@@ -1,5 +1,6 @@
-//! Tests for the runtime, through its public door (`Runtime::start`, `Handle`, `Producer`),
-//! with faults injected on the writer thread through the journal's test hooks. No test waits
+//! Tests for the runtime, through its public door (`Runtime::start`, `Handle`, `Producer`,
+//! `recover`), with faults scripted in a `journal::FaultyStorage` at the writer's place in the
+//! ring order. No test waits
 //! on time: threads meet on channels, and the follower is synchronized by `snapshot_now`.
 
 use std::collections::BTreeMap;
@@ -14,8 +15,8 @@ use engine::{
 use proptest::prelude::*;
 
 use super::*;
-use journal::fault;
 use journal::{list_segments, snapshot, JournalError, JournalReader, SyncMode};
+use journal::{FaultOp, FaultyStorage};
 use journal::{RECORD_ALIGN_BYTES, RECORD_HEADER_LEN_BYTES, SEGMENT_HEADER_LEN_BYTES};
 
 const ENGINE_CONFIG: EngineConfig = EngineConfig { tx_retained: 4_096, hash_seed: 42 };
@@ -30,6 +31,7 @@ fn options() -> RuntimeOptions {
         submission_len_max: 64,
         ring_capacity: 16,
         engine_config: ENGINE_CONFIG,
+        hash_seed: Some(ENGINE_CONFIG.hash_seed),
         pin_core: None,
         snapshot_every_records: None,
         pipeline_flushes: true,
@@ -42,6 +44,13 @@ fn small_segments() -> RuntimeOptions {
 
 fn start(dir: &Path, options: RuntimeOptions) -> (Runtime, RecoveryReport) {
     Runtime::start(dir, options).expect("start")
+}
+
+/// Starts the runtime with its journal behind a [`FaultyStorage`] the test scripts.
+fn start_faulty(dir: &Path, options: RuntimeOptions) -> (Runtime, FaultyStorage) {
+    let storage = FaultyStorage::default();
+    let (runtime, _) = Runtime::start_in(storage.clone(), dir, options, Vec::new()).expect("start");
+    (runtime, storage)
 }
 
 fn no(text: &str) -> AccountNo {
@@ -649,12 +658,12 @@ fn a_copy_taken_while_serving_recovers_without_the_spare_segment() {
 #[test]
 fn a_failed_sync_is_fatal_and_nothing_is_acknowledged_after_it() {
     let temp = tempfile::tempdir().expect("temp dir");
-    let (runtime, _) = start(temp.path(), options());
+    let (runtime, storage) = start_faulty(temp.path(), options());
     let handle = runtime.handle();
     let mut workload = Workload::new(0);
     let acknowledged = workload.setup();
     execute_all(&handle, &acknowledged, 64);
-    runtime.run_on_writer(|| fault::SYNC_ERRNO.set(Some(libc::EIO)));
+    runtime.run_on_writer(move || storage.fail_next(FaultOp::SyncData, libc::EIO));
     // Everything submitted after the fault is refused, from every producer: asynchronously
     // if it entered the ring before the failure was known, synchronously after.
     std::thread::scope(|scope| {
@@ -707,15 +716,15 @@ fn a_failed_sync_on_the_flusher_thread_fails_the_round_in_flight_and_the_one_beh
     let round_len = writer::PIPELINE_COMMANDS_MIN as u32;
     let options =
         RuntimeOptions { batch_len_max: round_len, submission_len_max: round_len, ..options() };
-    let (runtime, _) = start(temp.path(), options);
+    let (runtime, storage) = start_faulty(temp.path(), options);
     let handle = runtime.handle();
     let mut workload = Workload::new(0);
     execute_all(&handle, &workload.setup(), round_len as usize);
     let (entered_tx, entered_rx) = mpsc::channel();
     let (release_tx, release_rx) = mpsc::channel::<()>();
     runtime.run_on_writer(move || {
-        // The next flush job carries the fault to whichever thread syncs it.
-        fault::SYNC_ERRNO.set(Some(libc::EIO));
+        // The next data sync fails, on whichever thread runs it.
+        storage.fail_next(FaultOp::SyncData, libc::EIO);
         entered_tx.send(()).expect("test waits");
         let _ = release_rx.recv();
     });
@@ -758,14 +767,15 @@ fn a_writer_panic_fails_the_runtime_and_answers_every_waiting_producer() {
 #[test]
 fn no_space_for_a_segment_refuses_the_rest_of_the_submission_and_recovers() {
     let temp = tempfile::tempdir().expect("temp dir");
-    let (runtime, _) = start(temp.path(), small_segments());
+    let (runtime, storage) = start_faulty(temp.path(), small_segments());
     let handle = runtime.handle();
     // The disk is full: the spare asked for at the first append cannot be prepared.
-    runtime.run_on_writer(|| fault::SPARE_FALLOCATE_ERRNO.set(Some(libc::ENOSPC)));
+    storage.fail_next_on(FaultOp::Allocate, journal::SPARE_FILE_NAME, libc::ENOSPC);
     let mut workload = Workload::new(0);
     execute_all(&handle, &workload.setup(), 64);
     let segment_count = segments(temp.path()).len();
-    runtime.run_on_writer(|| fault::FALLOCATE_ERRNO.set(Some(libc::ENOSPC)));
+    // Nor the next segment the writer creates inline (`<20 digits>.seg.tmp`).
+    runtime.run_on_writer(move || storage.fail_next_on(FaultOp::Allocate, "0000", libc::ENOSPC));
     // 64 transfers do not fit the rest of a 4 KiB segment: the next segment is needed, and
     // creating it on the writer fails too.
     let batch = workload.transfers(64);
@@ -903,7 +913,10 @@ fn start_refuses_bad_options_a_second_writer_and_other_engine_settings() {
     assert_eq!(too_long, Err(RequestError::Len { len: 65, len_max: 64 }));
     assert_eq!(handle.execute(Vec::new()), Err(RequestError::Len { len: 0, len_max: 64 }));
     runtime.shutdown().expect("shutdown");
-    let other = EngineConfig { hash_seed: 43, ..ENGINE_CONFIG };
+    let other_seed =
+        Runtime::start(temp.path(), RuntimeOptions { hash_seed: Some(43), ..options() });
+    assert!(matches!(other_seed, Err(RuntimeError::ConfigMismatch { .. })), "{other_seed:?}");
+    let other = EngineConfig { tx_retained: 8_192, ..ENGINE_CONFIG };
     let mismatch =
         Runtime::start(temp.path(), RuntimeOptions { engine_config: other, ..options() });
     assert!(matches!(mismatch, Err(RuntimeError::ConfigMismatch { .. })), "{mismatch:?}");
@@ -1037,4 +1050,177 @@ proptest! {
         prop_assert_eq!(report.state_hash, shutdown.state_hash);
         runtime.shutdown().expect("shutdown");
     }
+}
+
+/// A test-only durability stage after the local flush: it tells the test which round it was
+/// given, then waits for the test's verdict on it.
+struct Gate {
+    rounds: mpsc::Sender<(u64, u64, usize)>,
+    verdicts: std::sync::Mutex<mpsc::Receiver<Result<(), String>>>,
+}
+
+impl DurableStage for Gate {
+    fn name(&self) -> &str {
+        "gate"
+    }
+
+    fn wants_payloads(&self) -> bool {
+        true
+    }
+
+    fn make_durable(
+        &mut self,
+        round: &Round<'_>,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let _ = self.rounds.send((round.first_seq, round.last_seq, round.payloads.len()));
+        let verdict = self.verdicts.lock().expect("not poisoned").recv();
+        Ok(verdict.unwrap_or(Err("the test is gone".to_owned()))?)
+    }
+}
+
+#[test]
+fn replies_wait_for_every_durability_stage_and_a_failed_stage_fails_the_runtime() {
+    let temp = tempfile::tempdir().expect("temp dir");
+    let (rounds_tx, rounds) = mpsc::channel();
+    let (verdicts, verdicts_rx) = mpsc::channel();
+    let gate = Gate { rounds: rounds_tx, verdicts: std::sync::Mutex::new(verdicts_rx) };
+    let stages: Vec<Box<dyn DurableStage>> = vec![Box::new(gate)];
+    let (runtime, _) =
+        Runtime::start_in(journal::FileStorage, temp.path(), options(), stages).expect("start");
+    let handle = runtime.handle();
+    let mut workload = Workload::new(0);
+    let (producer, replies) = handle.producer(4);
+    let setup = workload.setup();
+    producer.submit(1, setup.clone()).expect("submit");
+    // The round was flushed locally and handed to the gate, with every payload: no reply yet.
+    let (first_seq, last_seq, payloads_len) = rounds.recv().expect("the gate saw the round");
+    assert_eq!((first_seq, last_seq), (1, setup.len() as u64));
+    let journaled_len: usize = journaled(temp.path())
+        .iter()
+        .map(|command| {
+            let mut encoded = Vec::new();
+            engine::encode_command(command, &mut encoded);
+            4 + encoded.len()
+        })
+        .sum();
+    assert_eq!(payloads_len, journaled_len);
+    assert!(replies.try_recv().is_none(), "released before the last stage");
+    assert_eq!(handle.durable_seq(), 0, "not durable before the last stage");
+    verdicts.send(Ok(())).expect("gate waits");
+    let reply = replies.recv().expect("reply");
+    assert!(reply.result.is_ok(), "{reply:?}");
+    assert_eq!(handle.durable_seq(), last_seq);
+
+    // The stage fails the next round: nothing is acknowledged any more.
+    producer.submit(2, workload.transfers(3)).expect("submit");
+    rounds.recv().expect("the gate saw the round");
+    verdicts.send(Err("etcd is gone".to_owned())).expect("gate waits");
+    let reply = replies.recv().expect("reply");
+    assert!(matches!(reply.result, Err(RequestError::Fatal { .. })), "{reply:?}");
+    let failure = runtime.failure().expect("failed");
+    assert!(failure.contains("gate") && failure.contains("etcd is gone"), "{failure}");
+    assert_eq!(handle.durable_seq(), last_seq);
+    assert!(matches!(handle.execute(workload.transfers(1)), Err(RequestError::Fatal { .. })));
+    assert!(matches!(runtime.shutdown(), Err(RuntimeError::Fatal(_))));
+}
+
+#[test]
+fn a_new_ledger_draws_its_hash_seed_and_keeps_it() {
+    let random = RuntimeOptions { hash_seed: None, ..options() };
+    let mut seeds = Vec::new();
+    for _ in 0..2 {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let (runtime, report) = start(temp.path(), random.clone());
+        let seed = report.engine_config.hash_seed;
+        execute_all(&runtime.handle(), &Workload::new(0).setup(), 64);
+        let hash = state_hash(&runtime.handle());
+        runtime.shutdown().expect("shutdown");
+        // Stored in the genesis snapshot: a restart with `None` or the same seed gets it back.
+        for hash_seed in [None, Some(seed)] {
+            let options = RuntimeOptions { hash_seed, ..options() };
+            let (runtime, report) = start(temp.path(), options);
+            assert_eq!((report.engine_config.hash_seed, report.state_hash), (seed, hash));
+            runtime.shutdown().expect("shutdown");
+        }
+        let other = RuntimeOptions { hash_seed: Some(seed ^ 1), ..options() };
+        let mismatch = Runtime::start(temp.path(), other);
+        assert!(matches!(mismatch, Err(RuntimeError::ConfigMismatch { .. })), "{mismatch:?}");
+        seeds.push(seed);
+    }
+    assert_ne!(seeds[0], seeds[1], "each new ledger draws its own seed");
+    assert!(!seeds.contains(&EngineConfig::default().hash_seed));
+}
+
+#[test]
+fn read_only_recovery_of_a_live_ledger_takes_no_lock_and_changes_nothing() {
+    let temp = tempfile::tempdir().expect("temp dir");
+    let (runtime, _) = start(temp.path(), small_segments());
+    let handle = runtime.handle();
+    let mut workload = Workload::new(0);
+    execute_all(&handle, &workload.setup(), 64);
+    execute_all(&handle, &workload.transfers(200), 16);
+    let hash = state_hash(&handle);
+    // While the writer holds the lock.
+    let read_only = RecoverOptions::read_only(Base::Newest, None);
+    let recovered = recover(journal::FileStorage, temp.path(), &read_only).expect("recover");
+    assert_eq!(recovered.report.state_hash, hash);
+    assert_eq!(recovered.report.last_seq, handle.durable_seq());
+    assert_eq!(recovered.report.genesis_snapshot, None);
+    // Through a seq, from the snapshot at or before it.
+    let at = RecoverOptions::read_only(Base::AtOrBefore(10), Some(10));
+    let recovered = recover(journal::FileStorage, temp.path(), &at).expect("recover");
+    assert_eq!(recovered.report.last_seq, 10);
+    assert_eq!(recovered.report.state_hash, reference_hash(&journaled(temp.path())[..10]));
+    let RecoveredLog::Reader(mut reader) = recovered.log else { panic!("a reader") };
+    assert_eq!(reader.next_ref().expect("read").map(|record| record.seq), Some(11));
+    runtime.shutdown().expect("shutdown");
+
+    // A torn tail is reported and left alone; no snapshot: refused, nothing created.
+    let segment = segments(temp.path()).pop().expect("segment");
+    let mut bytes = fs::read(&segment).expect("read");
+    let first_seq = list_segments(&journal::journal_dir(temp.path()))
+        .expect("list")
+        .last()
+        .expect("segment")
+        .first_seq;
+    let &(_, offset, _, _) = records_of(&segment, first_seq).last().expect("a record");
+    bytes[offset as usize + 20] ^= 0xff;
+    fs::write(&segment, &bytes).expect("write");
+    let recovered = recover(journal::FileStorage, temp.path(), &read_only).expect("recover");
+    assert!(recovered.report.journal.torn_tail.is_some());
+    assert_eq!(fs::read(&segment).expect("read"), bytes, "the torn tail is not zeroed");
+    fs::remove_dir_all(journal::snapshot_dir(temp.path())).expect("remove snapshots");
+    let refused = recover(journal::FileStorage, temp.path(), &read_only).map(|_| ());
+    assert!(matches!(refused, Err(RuntimeError::NoSnapshot { .. })), "{refused:?}");
+    assert!(!journal::snapshot_dir(temp.path()).exists(), "no genesis snapshot was written");
+}
+
+#[test]
+fn a_runtime_on_the_in_memory_disk_recovers_after_a_power_failure() {
+    let temp = tempfile::tempdir().expect("temp dir");
+    let storage = journal::MemoryStorage::new();
+    let start_on = |storage: &journal::MemoryStorage| {
+        let (runtime, report) =
+            Runtime::start_in(storage.clone(), temp.path(), small_segments(), Vec::new())
+                .expect("start");
+        (runtime, report)
+    };
+    let (runtime, _) = start_on(&storage);
+    let handle = runtime.handle();
+    let mut workload = Workload::new(0);
+    execute_all(&handle, &workload.setup(), 64);
+    execute_all(&handle, &workload.transfers(300), 16);
+    // The follower reads the in-memory journal up to the durable seq.
+    let written = runtime.snapshot_now().expect("snapshot");
+    assert_eq!(written.seq, handle.durable_seq());
+    execute_all(&handle, &workload.transfers(50), 16);
+    let hash = state_hash(&handle);
+    let shutdown = runtime.shutdown().expect("shutdown");
+    // Nothing on the real disk but the snapshots.
+    assert!(!journal::journal_dir(temp.path()).exists());
+    storage.crash();
+    let (runtime, report) = start_on(&storage);
+    assert_eq!((report.last_seq, report.state_hash), (shutdown.last_seq, hash));
+    assert_eq!(report.snapshot.map(|(seq, _)| seq), Some(written.seq));
+    runtime.shutdown().expect("shutdown");
 }

@@ -24,13 +24,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crossbeam_channel::{bounded, Receiver, RecvError, RecvTimeoutError, Sender, TryRecvError};
 use engine::{Command, Effects, Engine, Outcome};
 
+use crate::durability::{Round, Stages};
 use crate::error::{RequestError, RuntimeError};
 use crate::follower::FollowerMsg;
 use crate::handle::{
     self, Answer, Executed, NewCommand, Query, QueryAnswer, ReplyQueue, Request, Shared,
 };
 use crate::options::FOLLOWER_STEP_RECORDS;
-use journal::{FlushJob, Journal, JournalError};
+use journal::{FlushJob, Journal, JournalError, Storage};
 
 /// While a sync is in flight, how long the writer parks between bulk drains of the ring.
 const FILL_INTERVAL: Duration = Duration::from_micros(20);
@@ -110,6 +111,9 @@ struct Batch {
     weight: usize,
     /// Requests appended (and, unless a fatal failure stopped it, applied) so far.
     executed: usize,
+    /// The commands' encodings, each behind its `u32` length, when a durability stage wants
+    /// them ([`Round::payloads`]); empty otherwise.
+    payloads: Vec<u8>,
 }
 
 impl Batch {
@@ -122,7 +126,13 @@ impl Batch {
             first_seq: 0,
             weight: 0,
             executed: 0,
+            payloads: Vec::new(),
         }
+    }
+
+    /// The round's last sequence number (the round has commands).
+    fn last_seq(&self) -> u64 {
+        self.first_seq + self.commands.len() as u64 - 1
     }
 
     fn clear(&mut self) {
@@ -132,20 +142,50 @@ impl Batch {
         self.outcomes.clear();
         self.weight = 0;
         self.executed = 0;
+        self.payloads.clear();
     }
 }
 
 /// The flusher thread's two queues (one job in flight at most, so both hold one).
-struct Flusher {
-    jobs: Sender<FlushJob>,
-    done: Receiver<Synced>,
+struct Flusher<S: Storage> {
+    jobs: Sender<Durable<S>>,
+    done: Receiver<Synced<S>>,
 }
 
-/// A job back from the flusher thread: its result and how long the sync took.
-type Synced = (FlushJob, io::Result<()>, Duration);
+/// What makes one round durable, taken to the flusher thread and back: the journal's flush
+/// job, the stages after it (they travel with the round, so no lock guards them) and the
+/// round's payloads.
+struct Durable<S: Storage> {
+    job: FlushJob<S>,
+    stages: Stages,
+    first_seq: u64,
+    last_seq: u64,
+    payloads: Vec<u8>,
+}
 
-pub(crate) struct Writer {
-    journal: Journal,
+impl<S: Storage> Durable<S> {
+    /// The local flush, then (if it succeeded) every stage: the sync's result for
+    /// `Journal::end_flush`, and the stages' (their fatal message).
+    fn run(&mut self) -> (io::Result<()>, Result<(), String>) {
+        let synced = self.job.sync();
+        if synced.is_err() {
+            return (synced, Ok(()));
+        }
+        if self.stages.is_empty() {
+            return (synced, Ok(()));
+        }
+        let round =
+            Round { first_seq: self.first_seq, last_seq: self.last_seq, payloads: &self.payloads };
+        let staged = self.stages.run(&round);
+        (synced, staged)
+    }
+}
+
+/// A round back from the flusher thread: its flush and stage results and how long they took.
+type Synced<S> = (Durable<S>, io::Result<()>, Result<(), String>, Duration);
+
+pub(crate) struct Writer<S: Storage> {
+    journal: Journal<S>,
     engine: Engine,
     ring: Receiver<Request>,
     shared: Arc<Shared>,
@@ -167,12 +207,17 @@ pub(crate) struct Writer {
     /// The reply queues a round released into whose owners want a notification, each owner
     /// once in a row (reused: at most one entry per request of a round).
     notify: Vec<Arc<ReplyQueue>>,
+    /// The durability stages after the local flush; `None` while they travel with the round
+    /// in flight.
+    stages: Option<Stages>,
+    /// Whether a stage wants the rounds' payloads.
+    collect_payloads: bool,
 }
 
-impl Writer {
+impl<S: Storage> Writer<S> {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
-        journal: Journal,
+        journal: Journal<S>,
         engine: Engine,
         ring: Receiver<Request>,
         shared: Arc<Shared>,
@@ -181,8 +226,10 @@ impl Writer {
         batch_delay_us: u32,
         pipeline_flushes: bool,
         last_timestamp_ns: u64,
-    ) -> Writer {
+        stages: Stages,
+    ) -> Writer<S> {
         let batch_len_max = batch_len_max as usize;
+        let collect_payloads = stages.wants_payloads();
         Writer {
             journal,
             engine,
@@ -200,6 +247,8 @@ impl Writer {
             encoded: Vec::with_capacity(engine::COMMAND_LEN_BYTES_MAX),
             fx: Effects::with_capacity(batch_len_max),
             notify: Vec::new(),
+            stages: Some(stages),
+            collect_payloads,
         }
     }
 
@@ -227,7 +276,7 @@ impl Writer {
     }
 
     /// Runs rounds until `Stop` (returns true) or a fatal failure (returns false).
-    fn serve(&mut self, flusher: Option<&Flusher>) -> bool {
+    fn serve(&mut self, flusher: Option<&Flusher<S>>) -> bool {
         loop {
             let stop = match flusher.filter(|_| self.in_flight.is_some()) {
                 Some(flusher) => self.fill_while_syncing(flusher),
@@ -249,6 +298,7 @@ impl Writer {
                 let batch_len_max = self.batch_len_max;
                 let next = self.spare.take().unwrap_or_else(|| Batch::with_capacity(batch_len_max));
                 let batch = std::mem::replace(&mut self.current, next);
+                assert!(self.current.requests.is_empty(), "a round starts empty");
                 self.commit(batch, flusher);
             }
             self.nudge_follower();
@@ -266,7 +316,7 @@ impl Writer {
     /// ring it parks on the sync's completion for at most `FILL_INTERVAL` (bounded wake-ups,
     /// instead of one per arriving request). No round is in flight when it returns; returns
     /// whether `Stop` was taken.
-    fn fill_while_syncing(&mut self, flusher: &Flusher) -> bool {
+    fn fill_while_syncing(&mut self, flusher: &Flusher<S>) -> bool {
         // Bounded: the sync completes, or the round fills up, or `Stop` comes.
         loop {
             let full = self.carry.is_some() || self.current.weight >= self.batch_len_max;
@@ -380,8 +430,11 @@ impl Writer {
             return None;
         }
         if from == 0 {
+            assert!(batch.commands.is_empty(), "a new round has no commands yet");
             batch.first_seq = self.journal.next_seq();
         }
+        let appended_seq = batch.first_seq + batch.commands.len() as u64;
+        assert_eq!(appended_seq, self.journal.next_seq(), "only this round appends now");
         let timestamp_ns = self.stamp();
         let mut fatal = None;
         for request in batch.requests[from..].iter_mut() {
@@ -389,12 +442,14 @@ impl Writer {
             let mut refusal = None;
             match request {
                 Request::Commands { commands, .. } if fatal.is_none() => {
+                    let payloads = self.collect_payloads.then_some(&mut batch.payloads);
                     let appended = append(
                         &mut self.journal,
                         &mut self.encoded,
                         commands,
                         timestamp_ns,
                         &mut batch.commands,
+                        payloads,
                     );
                     match appended {
                         Ok(()) => {}
@@ -413,7 +468,10 @@ impl Writer {
             batch.slots.push(Slot { start, end, refusal, answer: None });
         }
         batch.executed = batch.requests.len();
+        assert_eq!(batch.slots.len(), batch.requests.len(), "every request has its slot");
         if fatal.is_none() {
+            let appended_seq = batch.first_seq + batch.commands.len() as u64;
+            assert_eq!(appended_seq, self.journal.next_seq(), "the round's records are in order");
             self.apply(batch, from);
         }
         fatal
@@ -426,8 +484,10 @@ impl Writer {
         self.fx.clear();
         let Batch { requests, slots, commands, outcomes, .. } = batch;
         let mut applied = outcomes.len();
+        assert!(applied <= commands.len(), "nothing is applied before it is appended");
         for (slot, request) in slots[from..].iter_mut().zip(&requests[from..]) {
             if let Request::Query { query, .. } = request {
+                assert!(applied <= slot.start, "queries are answered in ring order");
                 apply_run(&mut self.engine, &commands[applied..slot.start], outcomes, &mut self.fx);
                 applied = slot.start;
                 slot.answer = Some(answer(&self.engine, query));
@@ -440,22 +500,32 @@ impl Writer {
     /// Makes the round durable and releases it: at once when it has no records (everything
     /// before it is durable: the previous round was finished first), inline when there is no
     /// next round to overlap with, or on the flusher thread while the next round executes.
-    fn commit(&mut self, batch: Batch, flusher: Option<&Flusher>) {
+    fn commit(&mut self, mut batch: Batch, flusher: Option<&Flusher<S>>) {
         debug_assert!(self.in_flight.is_none(), "the previous round was finished first");
         if batch.commands.is_empty() || self.shared.failure.get().is_some() {
             return self.settle(batch, None);
         }
         let job = match self.journal.begin_flush() {
             Ok(job) => job,
-            Err(error) => return self.settle(batch, Some(Err(error))),
+            Err(error) => return self.settle(batch, Some(Err(fatal_message(&error)))),
+        };
+        assert!(job.seq() >= batch.last_seq(), "the flush job covers the whole round");
+        let stages = self.stages.take().expect("no round is in flight, so the stages are here");
+        let has_work = job.needs_sync() || !stages.is_empty();
+        let durable = Durable {
+            job,
+            stages,
+            first_seq: batch.first_seq,
+            last_seq: batch.last_seq(),
+            payloads: std::mem::take(&mut batch.payloads),
         };
         // Hand the sync off only under load: work is already waiting, and this round was big
         // enough that the next one's CPU work is worth overlapping with the sync. A light load
         // syncs inline, without the latency of waking the flusher thread.
         let more_work = self.carry.is_some() || !self.ring.is_empty();
         let more_work = more_work && batch.commands.len() >= PIPELINE_COMMANDS_MIN;
-        if let Some(flusher) = flusher.filter(|_| more_work && job.needs_sync()) {
-            match flusher.jobs.try_send(job) {
+        if let Some(flusher) = flusher.filter(|_| more_work && has_work) {
+            match flusher.jobs.try_send(durable) {
                 Ok(()) => {
                     self.shared.pipelined_flushes.fetch_add(1, Ordering::Relaxed);
                     self.in_flight = Some(batch);
@@ -463,22 +533,40 @@ impl Writer {
                 }
                 // The flusher thread is gone (it cannot be full: one job at a time).
                 Err(error) => {
-                    let durable = self.sync_inline(error.into_inner());
-                    return self.settle(batch, Some(durable));
+                    let result = self.sync_inline(error.into_inner(), &mut batch);
+                    return self.settle(batch, Some(result));
                 }
             }
         }
-        let durable = self.sync_inline(job);
-        self.settle(batch, Some(durable));
+        let result = self.sync_inline(durable, &mut batch);
+        self.settle(batch, Some(result));
     }
 
-    fn sync_inline(&mut self, job: FlushJob) -> Result<u64, JournalError> {
+    fn sync_inline(&mut self, mut durable: Durable<S>, batch: &mut Batch) -> Result<u64, String> {
         let started = Instant::now();
-        let result = job.sync();
-        if job.needs_sync() {
+        let (synced, staged) = durable.run();
+        if durable.job.needs_sync() {
             self.record_sync(started.elapsed());
         }
-        self.journal.end_flush(job, result)
+        self.finish_durable(durable, synced, staged, batch)
+    }
+
+    /// Records a round's flush in the journal, takes back the stages and the payload buffer,
+    /// and returns the durable seq or the fatal message.
+    fn finish_durable(
+        &mut self,
+        durable: Durable<S>,
+        synced: io::Result<()>,
+        staged: Result<(), String>,
+        batch: &mut Batch,
+    ) -> Result<u64, String> {
+        let Durable { job, stages, payloads, .. } = durable;
+        assert!(self.stages.is_none(), "one round holds the stages at a time");
+        self.stages = Some(stages);
+        batch.payloads = payloads;
+        let durable_seq = self.journal.end_flush(job, synced).map_err(|e| fatal_message(&e))?;
+        staged?;
+        Ok(durable_seq)
     }
 
     fn record_sync(&self, took: Duration) {
@@ -488,7 +576,7 @@ impl Writer {
     }
 
     /// Waits for the round in flight, if any, and releases it.
-    fn finish_in_flight(&mut self, flusher: Option<&Flusher>) {
+    fn finish_in_flight(&mut self, flusher: Option<&Flusher<S>>) {
         if self.in_flight.is_none() {
             return;
         }
@@ -497,33 +585,39 @@ impl Writer {
         self.complete(done);
     }
 
-    fn complete(&mut self, done: Result<Synced, RecvError>) {
-        let batch = self.in_flight.take().expect("a flush completes only while one is in flight");
+    fn complete(&mut self, done: Result<Synced<S>, RecvError>) {
+        assert!(self.stages.is_none(), "the stages travel with the round in flight");
+        let mut batch =
+            self.in_flight.take().expect("a flush completes only while one is in flight");
         let durable = match done {
-            Ok((job, result, took)) => {
+            Ok((durable, synced, staged, took)) => {
                 self.record_sync(took);
-                self.journal.end_flush(job, result)
+                self.finish_durable(durable, synced, staged, &mut batch)
             }
-            Err(RecvError) => Err(JournalError::SyncFailed {
-                path: self.journal.dir().to_path_buf(),
-                source: io::Error::other("the flusher thread exited"),
-            }),
+            // The stages went down with the thread: the runtime has failed for good.
+            Err(RecvError) => Err(format!(
+                "{}: sync failed: the flusher thread exited",
+                self.journal.dir().display()
+            )),
         };
         self.settle(batch, Some(durable));
     }
 
     /// Publishes the flush's result, then releases the round's replies, in order.
-    fn settle(&mut self, mut batch: Batch, durable: Option<Result<u64, JournalError>>) {
+    fn settle(&mut self, mut batch: Batch, durable: Option<Result<u64, String>>) {
         match durable {
             Some(Ok(durable_seq)) => {
-                let last_seq = batch.first_seq + batch.commands.len() as u64 - 1;
+                let last_seq = batch.last_seq();
                 assert!(durable_seq >= last_seq, "the flush covers the whole round");
+                let published = self.shared.durable_seq.load(Ordering::Relaxed);
+                assert!(durable_seq >= published, "the durable seq never goes backwards");
+                assert!(durable_seq < self.journal.next_seq(), "only appended records are durable");
                 self.shared.commands.fetch_add(batch.commands.len() as u64, Ordering::Relaxed);
                 self.shared.flushes.fetch_add(1, Ordering::Relaxed);
                 // Published before any reply: a released reply is always covered.
                 self.shared.durable_seq.store(durable_seq, Ordering::Release);
             }
-            Some(Err(error)) => self.shared.fail(fatal_message(&error)),
+            Some(Err(message)) => self.shared.fail(message),
             None => {}
         }
         self.release(&mut batch);
@@ -539,7 +633,10 @@ impl Writer {
     fn release(&mut self, batch: &mut Batch) {
         let fatal = self.shared.failure.get().cloned();
         let fatal_error = || RequestError::Fatal { message: fatal.clone().unwrap_or_default() };
+        // Published before this release, and never lowered.
+        let durable_seq = self.shared.durable_seq.load(Ordering::Acquire);
         let Batch { requests, slots, outcomes, first_seq, .. } = batch;
+        assert_eq!(slots.len(), requests.len(), "one slot per request of the round");
         for (slot, request) in slots.iter_mut().zip(requests.drain(..)) {
             match request {
                 Request::Commands { reply, .. } => {
@@ -548,9 +645,12 @@ impl Writer {
                     } else if let Some(refusal) = slot.refusal.take() {
                         Err(refusal)
                     } else {
+                        assert!(slot.start < slot.end, "an executed submission has commands");
+                        let last_seq = *first_seq + slot.end as u64 - 1;
+                        assert!(last_seq <= durable_seq, "a reply is released only once durable");
                         Ok(Answer::Executed(Executed {
                             outcomes: outcomes[slot.start..slot.end].to_vec(),
-                            last_seq: *first_seq + slot.end as u64 - 1,
+                            last_seq,
                         }))
                     };
                     remember(&mut self.notify, reply.send_quietly(result));
@@ -593,7 +693,9 @@ impl Writer {
         let now_ns = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |since| u64::try_from(since.as_nanos()).unwrap_or(u64::MAX));
+        let before_ns = self.last_timestamp_ns;
         self.last_timestamp_ns = self.last_timestamp_ns.max(now_ns);
+        assert!(self.last_timestamp_ns >= before_ns, "timestamps never go backwards");
         self.last_timestamp_ns
     }
 
@@ -650,16 +752,18 @@ fn remember(notify: &mut Vec<Arc<ReplyQueue>>, queue: Option<Arc<ReplyQueue>>) {
 
 /// Starts the flusher thread, which runs one `FlushJob::sync` at a time. Without it (the OS
 /// refused a thread) every flush runs inline on the writer: slower, equally safe.
-fn spawn_flusher<'scope>(scope: &'scope std::thread::Scope<'scope, '_>) -> Option<Flusher> {
-    let (jobs, jobs_rx) = bounded::<FlushJob>(1);
+fn spawn_flusher<'scope, S: Storage>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
+) -> Option<Flusher<S>> {
+    let (jobs, jobs_rx) = bounded::<Durable<S>>(1);
     let (done_tx, done) = bounded(1);
     let spawned = std::thread::Builder::new().name("ledger-flusher".to_owned()).spawn_scoped(
         scope,
         move || {
-            for job in jobs_rx {
+            for mut durable in jobs_rx {
                 let started = Instant::now();
-                let result = job.sync();
-                if done_tx.send((job, result, started.elapsed())).is_err() {
+                let (synced, staged) = durable.run();
+                if done_tx.send((durable, synced, staged, started.elapsed())).is_err() {
                     return;
                 }
             }
@@ -669,20 +773,30 @@ fn spawn_flusher<'scope>(scope: &'scope std::thread::Scope<'scope, '_>) -> Optio
 }
 
 /// Stamps, encodes and appends one request's commands.
-fn append(
-    journal: &mut Journal,
+fn append<S: Storage>(
+    journal: &mut Journal<S>,
     encoded: &mut Vec<u8>,
     commands: &[NewCommand],
     timestamp_ns: u64,
     appended: &mut Vec<Command>,
+    mut payloads: Option<&mut Vec<u8>>,
 ) -> Result<(), AppendStop> {
     for (index, new) in commands.iter().enumerate() {
         let command = Command { tx_id: new.tx_id, timestamp_ns, body: new.body };
         encoded.clear();
         engine::encode_command(&command, encoded);
+        let expected_seq = journal.next_seq();
         match journal.append(encoded) {
-            Ok(_seq) => appended.push(command),
+            Ok(seq) => {
+                assert_eq!(seq, expected_seq, "sequence numbers are consecutive");
+                appended.push(command);
+            }
             Err(error) => return Err(append_stop(error, index)),
+        }
+        if let Some(payloads) = payloads.as_deref_mut() {
+            // The length fits: `journal.append` accepted at most PAYLOAD_LEN_BYTES_MAX.
+            payloads.extend_from_slice(&(encoded.len() as u32).to_le_bytes());
+            payloads.extend_from_slice(encoded);
         }
     }
     Ok(())

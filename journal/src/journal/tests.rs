@@ -10,7 +10,8 @@ use proptest::prelude::*;
 use super::*;
 use crate::error::Corruption;
 use crate::format::{read_boundary, Boundary};
-use crate::segment::{fault, SPARE_FILE_NAME};
+use crate::segment::{list_segments, SPARE_FILE_NAME};
+use crate::storage::{FaultOp, FaultyStorage};
 use crate::{segments_before, JournalReader, Record};
 
 const SEGMENT_LEN_BYTES: u64 = 4096;
@@ -29,7 +30,14 @@ fn open(dir: &Path) -> (Journal, Recovery) {
     Journal::open(dir, options()).expect("open")
 }
 
-fn append_all(journal: &mut Journal, payloads: &[Vec<u8>]) {
+/// Opens the journal on real files behind a [`FaultyStorage`], whose script the test writes.
+fn open_faulty(dir: &Path) -> (Journal<FaultyStorage>, FaultyStorage) {
+    let storage = FaultyStorage::default();
+    let (journal, _) = Journal::open_in(storage.clone(), dir, options()).expect("open");
+    (journal, storage)
+}
+
+fn append_all<S: Storage>(journal: &mut Journal<S>, payloads: &[Vec<u8>]) {
     for payload in payloads {
         let seq = journal.append(payload).expect("append");
         assert_eq!(seq + 1, journal.next_seq());
@@ -319,11 +327,11 @@ fn damaged_segment_headers_are_refused() {
 #[test]
 fn failed_sync_poisons_the_journal() {
     let temp = tempfile::tempdir().expect("temp dir");
-    let (mut journal, _) = open(temp.path());
+    let (mut journal, storage) = open_faulty(temp.path());
     journal.append(b"one").expect("append");
     assert_eq!(journal.flush().expect("flush"), 1);
     journal.append(b"two").expect("append");
-    fault::SYNC_ERRNO.set(Some(libc::EIO));
+    storage.fail_next(FaultOp::SyncData, libc::EIO);
     assert!(matches!(journal.flush(), Err(JournalError::SyncFailed { .. })));
     assert!(journal.is_poisoned());
     assert_eq!(journal.durable_seq(), 1);
@@ -336,12 +344,12 @@ fn failed_sync_poisons_the_journal() {
 #[test]
 fn failed_sync_at_rollover_poisons_the_journal() {
     let temp = tempfile::tempdir().expect("temp dir");
-    let (mut journal, _) = open(temp.path());
+    let (mut journal, storage) = open_faulty(temp.path());
     let big = vec![1u8; 1000];
     journal.append(&big).expect("append");
     journal.append(&big).expect("append");
     journal.append(&big).expect("append");
-    fault::SYNC_ERRNO.set(Some(libc::EIO));
+    storage.fail_next(FaultOp::SyncData, libc::EIO);
     assert!(matches!(journal.append(&big), Err(JournalError::SyncFailed { .. })));
     assert!(matches!(journal.append(b"x"), Err(JournalError::Poisoned)));
     assert_eq!(segment_paths(temp.path()).len(), 1);
@@ -361,15 +369,15 @@ fn names_besides_the_spare(dir: &Path) -> Vec<String> {
 #[test]
 fn no_space_for_a_new_segment_is_retryable() {
     let temp = tempfile::tempdir().expect("temp dir");
-    let (mut journal, _) = open(temp.path());
+    let (mut journal, storage) = open_faulty(temp.path());
     let big = vec![2u8; 1000];
     let mut payloads = vec![big.clone(), big.clone(), big.clone()];
     // The disk is full: the spare asked for at the first append cannot be prepared, and the
-    // rollover's own attempt fails as well.
-    fault::SPARE_FALLOCATE_ERRNO.set(Some(libc::ENOSPC));
+    // rollover's own attempt (on `00000000000000000004.seg.tmp`) fails as well.
+    storage.fail_next_on(FaultOp::Allocate, SPARE_FILE_NAME, libc::ENOSPC);
     append_all(&mut journal, &payloads);
     journal.flush().expect("flush");
-    fault::FALLOCATE_ERRNO.set(Some(libc::ENOSPC));
+    storage.fail_next_on(FaultOp::Allocate, "00000000000000000004", libc::ENOSPC);
     let full = journal.append(&big);
     assert!(matches!(full, Err(JournalError::NoSpace { .. })), "{full:?}");
     assert!(!journal.is_poisoned());
@@ -394,9 +402,9 @@ fn no_space_for_a_new_segment_is_retryable() {
 #[test]
 fn a_failed_spare_is_replaced_by_a_segment_created_inline() {
     let temp = tempfile::tempdir().expect("temp dir");
-    let (mut journal, _) = open(temp.path());
+    let (mut journal, storage) = open_faulty(temp.path());
     let big = vec![5u8; 1000];
-    fault::SPARE_FALLOCATE_ERRNO.set(Some(libc::EIO));
+    storage.fail_next_on(FaultOp::Allocate, SPARE_FILE_NAME, libc::EIO);
     let payloads = vec![big.clone(); 5];
     append_all(&mut journal, &payloads);
     assert_eq!(journal.flush().expect("flush"), 5);
@@ -516,9 +524,12 @@ enum Leftover {
 fn leave_spare(dir: &Path, kind: Leftover, first_seq: u64) {
     match kind {
         Leftover::Torn => fs::write(dir.join(SPARE_FILE_NAME), [1u8; 100]).expect("write"),
-        Leftover::Ready => drop(segment::prepare_spare(dir, SEGMENT_LEN_BYTES).expect("spare")),
+        Leftover::Ready => {
+            drop(segment::prepare_spare(&FileStorage, dir, SEGMENT_LEN_BYTES).expect("spare"))
+        }
         Leftover::Stamped => {
-            let mut spare = segment::prepare_spare(dir, SEGMENT_LEN_BYTES).expect("spare");
+            let mut spare =
+                segment::prepare_spare(&FileStorage, dir, SEGMENT_LEN_BYTES).expect("spare");
             let header = format::SegmentHeader { first_seq, segment_len_bytes: SEGMENT_LEN_BYTES };
             spare.map[..64].copy_from_slice(&header.encode());
             spare.map.flush().expect("msync");
@@ -568,8 +579,9 @@ fn a_spare_installed_just_before_a_crash_is_an_empty_last_segment() {
     drop(journal);
     // The crash came after the rename (and maybe before the directory sync): the name is there,
     // with a durable header and no record.
-    let spare = segment::prepare_spare(temp.path(), SEGMENT_LEN_BYTES).expect("spare");
-    let installed = segment::install_spare(temp.path(), spare, 4).expect("install");
+    let spare =
+        segment::prepare_spare(&FileStorage, temp.path(), SEGMENT_LEN_BYTES).expect("spare");
+    let installed = segment::install_spare(&FileStorage, temp.path(), spare, 4).expect("install");
     drop(installed);
     let (mut journal, recovery) = open(temp.path());
     assert_eq!((recovery.segment_count, recovery.record_count, recovery.next_seq), (2, 3, 4));
@@ -583,9 +595,10 @@ fn a_spare_installed_just_before_a_crash_is_an_empty_last_segment() {
 #[test]
 fn fallocate_unsupported_falls_back_to_writing_zeros() {
     let temp = tempfile::tempdir().expect("temp dir");
-    fault::FALLOCATE_ERRNO.set(Some(libc::EOPNOTSUPP));
-    let (mut journal, _) = open(temp.path());
-    assert_eq!(fault::FALLOCATE_ERRNO.get(), None, "the fault was consumed");
+    let storage = FaultyStorage::default();
+    storage.fail_next(FaultOp::Allocate, libc::EOPNOTSUPP);
+    let (mut journal, _) = Journal::open_in(storage.clone(), temp.path(), options()).expect("open");
+    assert_eq!(storage.pending_faults(), 0, "the fault was consumed");
     journal.append(b"zero-filled").expect("append");
     journal.flush().expect("flush");
     let path = &segment_paths(temp.path())[0];
@@ -679,11 +692,12 @@ fn invalid_options_are_refused() {
 fn sync_mode_none_reports_appended_records_as_flushed() {
     let temp = tempfile::tempdir().expect("temp dir");
     let options = JournalOptions { sync_mode: SyncMode::None, ..options() };
-    let (mut journal, _) = Journal::open(temp.path(), options).expect("open");
+    let storage = FaultyStorage::default();
+    let (mut journal, _) = Journal::open_in(storage.clone(), temp.path(), options).expect("open");
     journal.append(b"fast").expect("append");
-    fault::SYNC_ERRNO.set(Some(libc::EIO));
+    storage.fail_next(FaultOp::SyncData, libc::EIO);
     assert_eq!(journal.flush().expect("no sync happens"), 1);
-    fault::SYNC_ERRNO.set(None);
+    assert_eq!(storage.pending_faults(), 1, "no data sync was attempted");
 }
 
 #[test]
@@ -785,7 +799,7 @@ fn split_flush_syncs_on_another_thread_what_was_appended_before_it() {
 #[test]
 fn split_flush_across_a_rollover_and_its_failure_poisons() {
     let temp = tempfile::tempdir().expect("temp dir");
-    let (mut journal, _) = open(temp.path());
+    let (mut journal, storage) = open_faulty(temp.path());
     let big = vec![1u8; 1000];
     journal.append(&big).expect("append");
     let job = journal.begin_flush().expect("begin");
@@ -801,8 +815,9 @@ fn split_flush_across_a_rollover_and_its_failure_poisons() {
     assert_eq!(journal.end_flush(job, result).expect("end"), 5);
 
     journal.append(b"lost").expect("append");
-    fault::SYNC_ERRNO.set(Some(libc::EIO));
     let job = journal.begin_flush().expect("begin");
+    // Met on the thread that syncs the job.
+    storage.fail_next(FaultOp::SyncData, libc::EIO);
     let result = std::thread::spawn(move || {
         let result = job.sync();
         (job, result)
@@ -814,4 +829,92 @@ fn split_flush_across_a_rollover_and_its_failure_poisons() {
     assert_eq!(journal.durable_seq(), 5);
     assert!(matches!(journal.begin_flush(), Err(JournalError::Poisoned)));
     assert!(matches!(journal.append(b"x"), Err(JournalError::Poisoned)));
+}
+
+#[test]
+fn a_crash_loses_the_unsynced_records_and_may_tear_the_first_of_them() {
+    for torn_bytes in [0u64, 20, 100] {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let (mut journal, storage) = open_faulty(temp.path());
+        let payloads: Vec<Vec<u8>> = (1..=5).map(payload).collect();
+        append_all(&mut journal, &payloads[..3]);
+        assert_eq!(journal.flush().expect("flush"), 3);
+        append_all(&mut journal, &payloads[3..]);
+        // Killed before the flush, then the power goes.
+        drop(journal);
+        storage.crash(torn_bytes).expect("crash");
+        let (_, recovery) = open(temp.path());
+        let context = format!("{torn_bytes} torn bytes");
+        assert_eq!(recovery.record_count, 3, "{context}");
+        let first_lost_len = format::record_len_bytes(payloads[3].len() as u32);
+        let torn = recovery.torn_tail.map(|torn| torn.seq);
+        let expected = (torn_bytes > 0 && torn_bytes < first_lost_len).then_some(4);
+        assert_eq!(torn, expected, "{context}");
+        check_contents(temp.path(), &payloads[..3]);
+    }
+}
+
+#[test]
+fn a_failed_write_while_creating_a_segment_is_retryable() {
+    let temp = tempfile::tempdir().expect("temp dir");
+    let (mut journal, storage) = open_faulty(temp.path());
+    let big = vec![3u8; 1000];
+    // No spare, and the header write of the inline segment fails.
+    storage.fail_next_on(FaultOp::Allocate, SPARE_FILE_NAME, libc::EIO);
+    append_all(&mut journal, &[big.clone(), big.clone(), big.clone()]);
+    storage.fail_next_on(FaultOp::Write, "00000000000000000004", libc::EIO);
+    let failed = journal.append(&big);
+    assert!(matches!(failed, Err(JournalError::Io { .. })), "{failed:?}");
+    assert!(!journal.is_poisoned());
+    assert_eq!(journal.append(&big).expect("retry"), 4);
+    assert_eq!(journal.flush().expect("flush"), 4);
+    drop(journal);
+    check_contents(temp.path(), &[big.clone(), big.clone(), big.clone(), big]);
+}
+
+#[test]
+fn on_the_in_memory_disk_a_power_failure_keeps_exactly_the_durable_records() {
+    let storage = crate::storage::MemoryStorage::new();
+    let dir = Path::new("/sim/journal");
+    let (mut journal, _) = Journal::open_in(storage.clone(), dir, options()).expect("open");
+    let payloads: Vec<Vec<u8>> = (1..=300).map(payload).collect();
+    for chunk in payloads.chunks(7) {
+        append_all(&mut journal, chunk);
+        journal.flush().expect("flush");
+    }
+    // Unflushed records across a rollover: the sealed segment is synced whole, the new one's
+    // name is not durable yet, so its records are lost with it.
+    let rollovers = journal.rollover_stats().rollovers;
+    let mut next = payloads.len() as u64;
+    while journal.rollover_stats().rollovers == rollovers || journal.durable_seq() == next {
+        next += 1;
+        journal.append(&payload(next)).expect("append");
+    }
+    let durable_seq = journal.durable_seq();
+    assert!(durable_seq > payloads.len() as u64 && durable_seq < next, "{durable_seq} {next}");
+    drop(journal);
+    // Killed: the page cache still holds everything, and a reader sees it all.
+    let seen = JournalReader::open_in(storage.clone(), dir, 1).expect("reader").count() as u64;
+    assert_eq!(seen, next);
+    storage.crash();
+    let (mut journal, recovery) = Journal::open_in(storage.clone(), dir, options()).expect("open");
+    assert_eq!((recovery.record_count, recovery.torn_tail), (durable_seq, None));
+    assert_eq!(journal.append(b"after the crash").expect("append"), durable_seq + 1);
+    journal.flush().expect("flush");
+    drop(journal);
+    storage.crash();
+    let records: Vec<Record> = JournalReader::open_in(storage.clone(), dir, 1)
+        .expect("reader")
+        .collect::<Result<_, _>>()
+        .expect("read");
+    assert_eq!(records.len() as u64, durable_seq + 1);
+    assert_eq!(
+        records[..payloads.len()].iter().map(|r| &r.payload).collect::<Vec<_>>(),
+        payloads.iter().collect::<Vec<_>>()
+    );
+    assert_eq!(records.last().map(|r| r.payload.as_slice()), Some(&b"after the crash"[..]));
+    // A second writer is locked out, as on real files.
+    let (_journal, _) = Journal::open_in(storage.clone(), dir, options()).expect("open");
+    let second = Journal::open_in(storage, dir, options());
+    assert!(matches!(second, Err(JournalError::Locked { .. })), "{second:?}");
 }

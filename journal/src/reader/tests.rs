@@ -7,6 +7,7 @@ use std::path::Path;
 
 use super::*;
 use crate::format::{encode_record, scan_segment, SegmentHeader};
+use crate::segment::list_segments;
 use crate::{Journal, JournalOptions, SyncMode};
 
 fn options() -> JournalOptions {

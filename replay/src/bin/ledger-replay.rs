@@ -487,16 +487,13 @@ fn export(data_dir: &Path, format: ExportFormat) -> Result<ExitCode> {
 fn reconcile(data_dir: &Path, addr: Option<&str>, credentials: Option<&Path>) -> Result<ExitCode> {
     let mut replay = open(data_dir, Start::Oldest)?;
     let mut shadow = Shadow::from_engine(&replay.engine);
-    let newest = journal::snapshot::load_newest(&journal::snapshot_dir(data_dir))
+    let snapshot_dir = journal::snapshot_dir(data_dir);
+    let newest = runtime::select_snapshot(&snapshot_dir, runtime::Base::Newest)
         .context("load the newest snapshot")?;
-    let checkpoint =
-        newest.snapshot.and_then(|snapshot| match Engine::decode_state(&snapshot.payload) {
-            Ok(engine) => Some((snapshot.seq, snapshot.path, engine)),
-            Err(error) => {
-                eprintln!("newest snapshot {} does not decode: {error}", snapshot.path.display());
-                None
-            }
-        });
+    for skipped in &newest.skipped {
+        eprintln!("newest snapshot {} is unusable: {}", skipped.path.display(), skipped.reason);
+    }
+    let checkpoint = newest.loaded.map(|loaded| (loaded.seq, loaded.path, loaded.engine));
     let mut total = 0usize;
     let mut report = |against: &str, mismatches: Vec<replay::shadow::Mismatch>| {
         for m in &mismatches {

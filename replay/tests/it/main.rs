@@ -135,6 +135,17 @@ fn segments(dir: &Path) -> Vec<PathBuf> {
     paths
 }
 
+/// Zeroes the second half of the last record (a write torn by a crash); returns the segment and
+/// its bytes now.
+fn tear_last_record(data_dir: &Path) -> (PathBuf, Vec<u8>) {
+    let last = segments(data_dir).pop().expect("a segment");
+    let mut bytes = std::fs::read(&last).expect("read segment");
+    let end = bytes.iter().rposition(|&b| b != 0).expect("non-empty segment");
+    bytes[end - 20..=end].fill(0);
+    std::fs::write(&last, &bytes).expect("write segment");
+    (last, bytes)
+}
+
 #[test]
 fn a_sound_journal_verifies_with_the_engines_state_hash() {
     let commands = workload();
@@ -172,14 +183,7 @@ fn a_corrupt_record_is_reported_at_its_file_and_offset() {
 fn a_torn_tail_is_reported_and_the_prefix_verifies() {
     let commands = workload();
     let ledger = write_ledger(&commands);
-    let last = segments(ledger.path()).pop().expect("a segment");
-    let mut bytes = std::fs::read(&last).expect("read segment");
-    // Zero the second half of the last record: a write torn by a crash.
-    let end = bytes.iter().rposition(|&b| b != 0).expect("non-empty segment");
-    for byte in &mut bytes[end - 20..=end] {
-        *byte = 0;
-    }
-    std::fs::write(&last, &bytes).expect("write segment");
+    tear_last_record(ledger.path());
     let output = run(&["verify"], ledger.path());
     let text = stdout(&output);
     assert!(output.status.success(), "{text}{}", stderr(&output));
@@ -411,4 +415,25 @@ fn a_served_ledger_verifies_and_reconciles_against_the_running_server() {
     drop(client);
     server.shutdown();
     runtime.shutdown().expect("clean shutdown");
+}
+
+#[test]
+fn a_torn_tail_is_left_alone_and_a_ledger_without_snapshots_is_refused() {
+    let ledger = write_ledger(&workload());
+    let (last, bytes) = tear_last_record(ledger.path());
+    let output = run(&["verify"], ledger.path());
+    assert!(output.status.success(), "{}", stderr(&output));
+    // Read-only: the torn record is still there for the server to truncate, and no lock file,
+    // segment or snapshot appeared.
+    assert_eq!(std::fs::read(&last).expect("read segment"), bytes);
+    let snapshots = journal::snapshot::list(&journal::snapshot_dir(ledger.path())).expect("list");
+    assert_eq!(snapshots.len(), 1, "only the genesis snapshot");
+
+    // Without any snapshot nothing records the ledger's settings: refused, never guessed.
+    std::fs::remove_dir_all(journal::snapshot_dir(ledger.path())).expect("remove snapshots");
+    let output = run(&["verify"], ledger.path());
+    assert!(!output.status.success());
+    let message = stderr(&output);
+    assert!(message.contains("no snapshot records the ledger's engine settings"), "{message}");
+    assert!(!journal::snapshot_dir(ledger.path()).exists(), "nothing was written");
 }
