@@ -2,6 +2,7 @@
 //! also checks every invariant and the double-entry postings after each command.
 
 mod clearing;
+mod compat;
 mod prop;
 
 use std::collections::HashMap;
