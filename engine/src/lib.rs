@@ -21,6 +21,8 @@ mod currency;
 mod cycle;
 mod engine;
 mod hash;
+mod holds;
+mod ledger;
 pub mod limits;
 mod mem;
 mod ops;
@@ -28,6 +30,7 @@ mod outcome;
 mod state;
 mod txtable;
 mod types;
+mod wire;
 
 pub use clearing::{ExposureView, FeeView, FEE_RATE_BPS_MAX};
 pub use codec::{

@@ -1,9 +1,12 @@
 //! Money-moving commands. Each handler checks everything first and only then mutates, with
 //! nothing left that can fail: both sides of a movement change, or neither does.
 
+use crate::account::in_range;
 use crate::command::TxKind;
 use crate::currency::to_minor;
-use crate::engine::{in_range, Applied, Engine, Hold};
+use crate::cycle::Cycles;
+use crate::holds::Hold;
+use crate::ledger::{Applied, Ledger};
 use crate::outcome::{Balances, Bucket, Effects, ResultCode};
 use crate::txtable::Loc;
 use crate::types::{AccountId, AccountKind, AccountNo, Amount, FeeKind, TxId, TxState};
@@ -19,7 +22,7 @@ struct T1Transfer {
     fee: Option<(AccountId, i128)>,
 }
 
-impl Engine {
+impl Ledger {
     /// Looks up both accounts of a movement and checks they differ and share a currency.
     fn pair(
         &self,
@@ -61,14 +64,14 @@ impl Engine {
         let (dr, cr) = self.pair(from, to)?;
         let amount_minor = self.amount_minor(dr, amount)?;
         // The payer pays the fee on top of the amount; every debit check sees the total.
-        let fee = self.fee_for(FeeKind::Transfer, dr, cr, amount_minor);
+        let fee = self.clearing.fee_for(&self.accounts, FeeKind::Transfer, dr, cr, amount_minor);
         let debit_minor = amount_minor + fee.map_or(0, |(_, fee_minor)| fee_minor);
         self.check_debit(dr, debit_minor)?;
-        self.check_credit(cr)?;
-        let dr_available = self.available_after_debit(dr, debit_minor)?;
-        self.check_exposure(dr, dr_available)?;
+        self.accounts.check_credit(cr)?;
+        let dr_available = self.accounts.available_after_debit(dr, debit_minor)?;
+        self.clearing.check_exposure(&self.accounts, dr, dr_available)?;
         let cr_available = in_range(self.acct(cr).available_minor + amount_minor)?;
-        if self.any_t1(dr, cr) {
+        if Cycles::any_t1(&self.accounts, dr, cr) {
             let movement =
                 T1Transfer { dr, cr, amount_minor, debit_minor, dr_available, cr_available, fee };
             return self.transfer_t1(tx_id, movement, out, fx);
@@ -84,10 +87,10 @@ impl Engine {
         let credit = self.acct_mut(cr);
         credit.available_minor = cr_available;
         credit.ledger_minor = cr_ledger;
-        Self::post(fx, tx_id, dr, Bucket::Available, -debit_minor);
-        Self::post(fx, tx_id, cr, Bucket::Available, amount_minor);
-        Self::post(fx, tx_id, dr, Bucket::Ledger, -debit_minor);
-        Self::post(fx, tx_id, cr, Bucket::Ledger, amount_minor);
+        fx.post(tx_id, dr, Bucket::Available, -debit_minor);
+        fx.post(tx_id, cr, Bucket::Available, amount_minor);
+        fx.post(tx_id, dr, Bucket::Ledger, -debit_minor);
+        fx.post(tx_id, cr, Bucket::Ledger, amount_minor);
         fx.transitions.push((tx_id, TxState::Settled));
         out.push(self.view(dr));
         out.push(self.view(cr));
@@ -112,10 +115,10 @@ impl Engine {
             }
             None => 2,
         };
-        let plan = self.plan_ledger(&deltas[..deltas_len])?;
+        let plan = self.cycles.plan_ledger(&self.accounts, &deltas[..deltas_len])?;
         let fee_available = match t.fee {
             Some((account, fee_minor)) => {
-                self.check_credit(account)?;
+                self.accounts.check_credit(account)?;
                 Some((account, in_range(self.acct(account).available_minor + fee_minor)?))
             }
             None => None,
@@ -124,13 +127,13 @@ impl Engine {
         self.count_debit(t.dr, t.debit_minor);
         self.acct_mut(t.dr).available_minor = t.dr_available;
         self.acct_mut(t.cr).available_minor = t.cr_available;
-        Self::post(fx, tx_id, t.dr, Bucket::Available, -t.debit_minor);
-        Self::post(fx, tx_id, t.cr, Bucket::Available, t.amount_minor);
+        fx.post(tx_id, t.dr, Bucket::Available, -t.debit_minor);
+        fx.post(tx_id, t.cr, Bucket::Available, t.amount_minor);
         if let Some((account, available_minor)) = fee_available {
             self.acct_mut(account).available_minor = available_minor;
-            Self::post(fx, tx_id, account, Bucket::Available, deltas[2].1);
+            fx.post(tx_id, account, Bucket::Available, deltas[2].1);
         }
-        self.apply_ledger(tx_id, &plan, fx);
+        self.cycles.apply_ledger(&mut self.accounts, tx_id, &plan, fx);
         fx.transitions.push((tx_id, TxState::Settled));
         out.push(self.view(t.dr));
         out.push(self.view(t.cr));
@@ -144,7 +147,7 @@ impl Engine {
     #[inline]
     fn fee_after(&self, fee: Option<(AccountId, i128)>) -> Result<(i128, i128), ResultCode> {
         let Some((account, fee_minor)) = fee else { return Ok((0, 0)) };
-        self.check_credit(account)?;
+        self.accounts.check_credit(account)?;
         let fee_account = self.acct(account);
         Ok((
             in_range(fee_account.available_minor + fee_minor)?,
@@ -166,8 +169,8 @@ impl Engine {
         let fee_account = self.acct_mut(account);
         fee_account.available_minor = available_minor;
         fee_account.ledger_minor = ledger_minor;
-        Self::post(fx, tx_id, account, Bucket::Available, fee_minor);
-        Self::post(fx, tx_id, account, Bucket::Ledger, fee_minor);
+        fx.post(tx_id, account, Bucket::Available, fee_minor);
+        fx.post(tx_id, account, Bucket::Ledger, fee_minor);
         out.push(self.view(account));
     }
 
@@ -183,21 +186,21 @@ impl Engine {
         let (channel, user) = self.pair(channel_no, account_no)?;
         self.channel(channel)?;
         let amount_minor = self.amount_minor(user, amount)?;
-        self.check_credit(user)?;
-        self.check_credit(channel)?; // a debit-frozen channel still mirrors arriving money
+        self.accounts.check_credit(user)?;
+        self.accounts.check_credit(channel)?; // a debit-frozen channel still mirrors arriving money
         let user_available = in_range(self.acct(user).available_minor + amount_minor)?;
-        let channel_available = self.available_after_debit(channel, amount_minor)?;
-        let user_unsettled = self.unsettled_after_deposit(user, amount_minor)?;
+        let channel_available = self.accounts.available_after_debit(channel, amount_minor)?;
+        let user_unsettled =
+            self.clearing.unsettled_after_deposit(&self.accounts, user, amount_minor)?;
         // Nothing below can fail. T+0: usable at once; `ledger` waits for settlement, and until
         // then the amount counts as unsettled (exposure, `clearing.rs`).
         if let Some(unsettled_minor) = user_unsettled {
-            let exposure = self.exposure_entry(user);
-            self.store_exposure(user, crate::clearing::Exposure { unsettled_minor, ..exposure });
+            self.clearing.set_unsettled(&mut self.accounts, user, unsettled_minor);
         }
         self.acct_mut(user).available_minor = user_available;
         self.acct_mut(channel).available_minor = channel_available;
-        Self::post(fx, tx_id, channel, Bucket::Available, -amount_minor);
-        Self::post(fx, tx_id, user, Bucket::Available, amount_minor);
+        fx.post(tx_id, channel, Bucket::Available, -amount_minor);
+        fx.post(tx_id, user, Bucket::Available, amount_minor);
         fx.transitions.push((tx_id, TxState::PendingSettlement));
         out.push(self.view(user));
         out.push(self.view(channel));
@@ -217,16 +220,17 @@ impl Engine {
         self.channel(channel)?;
         let amount_minor = self.amount_minor(user, amount)?;
         // The fee is paid at once, on top of the amount; the amount is held.
-        let fee = self.fee_for(FeeKind::Withdraw, user, channel, amount_minor);
+        let fee =
+            self.clearing.fee_for(&self.accounts, FeeKind::Withdraw, user, channel, amount_minor);
         let fee_minor = fee.map_or(0, |(_, fee_minor)| fee_minor);
         let debit_minor = amount_minor + fee_minor;
         self.check_debit(user, debit_minor)?;
-        self.check_credit(channel)?;
-        let user_available = self.available_after_debit(user, debit_minor)?;
-        self.check_exposure(user, user_available)?;
+        self.accounts.check_credit(channel)?;
+        let user_available = self.accounts.available_after_debit(user, debit_minor)?;
+        self.clearing.check_exposure(&self.accounts, user, user_available)?;
         let user_frozen = in_range(self.acct(user).frozen_minor + amount_minor)?;
         let fee_ledger = match fee {
-            Some(_) => Some(self.plan_ledger(&[(user, -fee_minor)])?),
+            Some(_) => Some(self.cycles.plan_ledger(&self.accounts, &[(user, -fee_minor)])?),
             None => None,
         };
         let fee_after = self.fee_after(fee)?;
@@ -235,17 +239,17 @@ impl Engine {
         let account = self.acct_mut(user);
         account.available_minor = user_available;
         account.frozen_minor = user_frozen;
-        Self::post(fx, tx_id, user, Bucket::Available, -debit_minor);
-        Self::post(fx, tx_id, user, Bucket::Frozen, amount_minor);
+        fx.post(tx_id, user, Bucket::Available, -debit_minor);
+        fx.post(tx_id, user, Bucket::Frozen, amount_minor);
         if let Some(plan) = &fee_ledger {
-            self.apply_ledger(tx_id, plan, fx);
+            self.cycles.apply_ledger(&mut self.accounts, tx_id, plan, fx);
         }
         fx.transitions.push((tx_id, TxState::PendingSettlement));
         out.push(self.view(user));
         out.push(self.view(channel));
         self.pay_fee(tx_id, fee, fee_after, out, fx);
         if let Some(charged) = fee {
-            self.withdrawal_fees.insert(tx_id, charged);
+            self.clearing.keep_withdrawal_fee(tx_id, charged);
         }
         Ok(Applied::movement(TxState::PendingSettlement, amount_minor, user, channel))
     }
@@ -265,8 +269,8 @@ impl Engine {
         if expires_ns.is_some_and(|expires_ns| expires_ns <= self.now_ns) {
             return Err(ResultCode::ExpiryInPast);
         }
-        let available = self.available_after_debit(id, amount_minor)?;
-        self.check_exposure(id, available)?;
+        let available = self.accounts.available_after_debit(id, amount_minor)?;
+        self.clearing.check_exposure(&self.accounts, id, available)?;
         let frozen = in_range(self.acct(id).frozen_minor + amount_minor)?;
         // Nothing below can fail.
         self.count_debit(id, amount_minor);
@@ -281,11 +285,8 @@ impl Engine {
             day: self.day(),
         };
         self.holds.insert(tx_id, hold);
-        if let Some(expires_ns) = expires_ns {
-            self.expiries.insert((expires_ns, tx_id));
-        }
-        Self::post(fx, tx_id, id, Bucket::Available, -amount_minor);
-        Self::post(fx, tx_id, id, Bucket::Frozen, amount_minor);
+        fx.post(tx_id, id, Bucket::Available, -amount_minor);
+        fx.post(tx_id, id, Bucket::Frozen, amount_minor);
         fx.transitions.push((tx_id, TxState::Frozen));
         out.push(self.view(id));
         Ok(Applied::movement(TxState::Frozen, amount_minor, id, id))
@@ -300,7 +301,7 @@ impl Engine {
         if record.kind != TxKind::Freeze || record.result != ResultCode::Ok {
             return Err(ResultCode::HoldNotFound);
         }
-        self.holds.get(&hold_id).copied().ok_or(ResultCode::HoldReleased)
+        self.holds.get(hold_id).copied().ok_or(ResultCode::HoldReleased)
     }
 
     pub(crate) fn unfreeze(
@@ -336,7 +337,8 @@ impl Engine {
         }
         let amount_minor = self.amount_minor(payer, amount)?;
         // The fee comes out of the hold too, on top of the captured amount.
-        let fee = self.fee_for(FeeKind::Capture, payer, payee, amount_minor);
+        let fee =
+            self.clearing.fee_for(&self.accounts, FeeKind::Capture, payer, payee, amount_minor);
         let debit_minor = amount_minor + fee.map_or(0, |(_, fee_minor)| fee_minor);
         if debit_minor > hold.remaining_minor {
             return Err(ResultCode::HoldInsufficient);
@@ -345,21 +347,20 @@ impl Engine {
         if self.acct(payer).status != crate::types::AccountStatus::Active {
             return Err(ResultCode::AccountDebitFrozen);
         }
-        self.check_credit(payee)?;
+        self.accounts.check_credit(payee)?;
         let payee_available = in_range(self.acct(payee).available_minor + amount_minor)?;
         // A T+1 side's `ledger` moves through its clearing account at the cutover.
-        let ledger = self.plan_ledger(&[(payer, -debit_minor), (payee, amount_minor)])?;
+        let ledger = self
+            .cycles
+            .plan_ledger(&self.accounts, &[(payer, -debit_minor), (payee, amount_minor)])?;
         let fee_after = self.fee_after(fee)?;
         // Nothing below can fail.
         self.acct_mut(payer).frozen_minor -= debit_minor;
         self.acct_mut(payee).available_minor = payee_available;
-        Self::post(fx, tx_id, payer, Bucket::Frozen, -debit_minor);
-        Self::post(fx, tx_id, payee, Bucket::Available, amount_minor);
-        self.apply_ledger(tx_id, &ledger, fx);
-        let active = self.holds.get_mut(&hold_id).expect("active_hold checked it");
-        active.remaining_minor -= debit_minor;
-        active.captured_minor += debit_minor;
-        if active.remaining_minor == 0 {
+        fx.post(tx_id, payer, Bucket::Frozen, -debit_minor);
+        fx.post(tx_id, payee, Bucket::Available, amount_minor);
+        self.cycles.apply_ledger(&mut self.accounts, tx_id, &ledger, fx);
+        if self.holds.capture(hold_id, debit_minor) == 0 {
             self.release_hold(hold_id, fx);
         }
         fx.transitions.push((tx_id, TxState::Settled));
@@ -385,12 +386,6 @@ impl Engine {
     fn target_accounts(&self, loc: Loc) -> (AccountId, AccountId, i128, TxKind) {
         let record = self.txs.get(loc);
         (AccountId(record.debit), AccountId(record.credit), record.amount_minor(), record.kind)
-    }
-
-    fn enter_target(&mut self, target: TxId, loc: Loc, state: TxState, fx: &mut Effects) {
-        self.txs.get_mut(loc).enter(state);
-        fx.transitions.push((target, state));
-        self.forget_if_finished(loc);
     }
 
     pub(crate) fn settle_begin(
@@ -424,25 +419,25 @@ impl Engine {
             user.frozen_minor -= amount_minor;
             assert!(user.frozen_minor >= 0, "withdrawal settled more than was frozen");
             self.acct_mut(credit).available_minor = channel_available;
-            Self::post(fx, target, debit, Bucket::Frozen, -amount_minor);
-            Self::post(fx, target, credit, Bucket::Available, amount_minor);
+            fx.post(target, debit, Bucket::Frozen, -amount_minor);
+            fx.post(target, credit, Bucket::Available, amount_minor);
         }
         if kind == TxKind::Deposit {
-            self.deposit_finished(credit, amount_minor);
+            self.clearing.deposit_finished(&mut self.accounts, credit, amount_minor);
         }
         // A settled withdrawal keeps its fee.
-        self.withdrawal_fees.remove(&target);
+        self.clearing.forget_withdrawal_fee(target);
         // The channel is the debit of a deposit and the credit of a withdrawal.
         if kind == TxKind::Deposit {
-            self.count_settlement(debit, amount_minor, true);
+            self.cycles.count_settlement(debit, amount_minor, true);
         } else {
-            self.count_settlement(credit, amount_minor, false);
+            self.cycles.count_settlement(credit, amount_minor, false);
         }
         // Nothing below can fail: `ledger` catches up with what was made available.
         self.acct_mut(debit).ledger_minor = debit_ledger;
         self.acct_mut(credit).ledger_minor = credit_ledger;
-        Self::post(fx, target, debit, Bucket::Ledger, -amount_minor);
-        Self::post(fx, target, credit, Bucket::Ledger, amount_minor);
+        fx.post(target, debit, Bucket::Ledger, -amount_minor);
+        fx.post(target, credit, Bucket::Ledger, amount_minor);
         self.enter_target(target, loc, TxState::Settled, fx);
         out.push(self.view(debit));
         out.push(self.view(credit));
@@ -460,7 +455,7 @@ impl Engine {
         match kind {
             TxKind::Withdraw => {
                 // Release the hold back to the customer, and give the fee back.
-                let fee = self.withdrawal_fees.get(&target).copied();
+                let fee = self.clearing.withdrawal_fee(target);
                 let fee_minor = fee.map_or(0, |(_, fee_minor)| fee_minor);
                 let available =
                     in_range(self.acct(debit).available_minor + amount_minor + fee_minor)?;
@@ -468,7 +463,10 @@ impl Engine {
                     Some((account, fee_minor)) => Some((
                         account,
                         in_range(self.acct(account).available_minor - fee_minor)?,
-                        self.plan_ledger(&[(debit, fee_minor), (account, -fee_minor)])?,
+                        self.cycles.plan_ledger(
+                            &self.accounts,
+                            &[(debit, fee_minor), (account, -fee_minor)],
+                        )?,
                     )),
                     None => None,
                 };
@@ -477,15 +475,15 @@ impl Engine {
                 user.frozen_minor -= amount_minor;
                 user.available_minor = available;
                 assert!(user.frozen_minor >= 0, "withdrawal released more than was frozen");
-                Self::post(fx, target, debit, Bucket::Frozen, -amount_minor);
-                Self::post(fx, target, debit, Bucket::Available, amount_minor + fee_minor);
+                fx.post(target, debit, Bucket::Frozen, -amount_minor);
+                fx.post(target, debit, Bucket::Available, amount_minor + fee_minor);
                 out.push(self.view(debit));
                 out.push(self.view(credit));
                 if let Some((account, fee_available, plan)) = fee_back {
-                    self.withdrawal_fees.remove(&target);
+                    self.clearing.forget_withdrawal_fee(target);
                     self.acct_mut(account).available_minor = fee_available;
-                    Self::post(fx, target, account, Bucket::Available, -fee_minor);
-                    self.apply_ledger(target, &plan, fx);
+                    fx.post(target, account, Bucket::Available, -fee_minor);
+                    self.cycles.apply_ledger(&mut self.accounts, target, &plan, fx);
                     out.push(self.view(account));
                 }
             }
@@ -522,7 +520,7 @@ impl Engine {
         } else {
             None
         };
-        let user_available = self.available_after_debit(user, clawback_minor)?;
+        let user_available = self.accounts.available_after_debit(user, clawback_minor)?;
         let user_ledger = in_range(self.acct(user).ledger_minor + shortfall_minor)?;
         let channel_available = in_range(self.acct(channel).available_minor + amount_minor)?;
         let risk_after = match risk {
@@ -534,21 +532,21 @@ impl Engine {
             None => None,
         };
         // Nothing below can fail.
-        self.deposit_finished(user, amount_minor);
+        self.clearing.deposit_finished(&mut self.accounts, user, amount_minor);
         self.acct_mut(user).available_minor = user_available;
         self.acct_mut(channel).available_minor = channel_available;
-        Self::post(fx, target, channel, Bucket::Available, amount_minor);
+        fx.post(target, channel, Bucket::Available, amount_minor);
         if clawback_minor > 0 {
-            Self::post(fx, target, user, Bucket::Available, -clawback_minor);
+            fx.post(target, user, Bucket::Available, -clawback_minor);
         }
         if let Some((risk, risk_available, risk_ledger)) = risk_after {
             self.acct_mut(user).ledger_minor = user_ledger;
             let account = self.acct_mut(risk);
             account.available_minor = risk_available;
             account.ledger_minor = risk_ledger;
-            Self::post(fx, target, risk, Bucket::Available, -shortfall_minor);
-            Self::post(fx, target, user, Bucket::Ledger, shortfall_minor);
-            Self::post(fx, target, risk, Bucket::Ledger, -shortfall_minor);
+            fx.post(target, risk, Bucket::Available, -shortfall_minor);
+            fx.post(target, user, Bucket::Ledger, shortfall_minor);
+            fx.post(target, risk, Bucket::Ledger, -shortfall_minor);
         }
         out.push(self.view(user));
         out.push(self.view(channel));
@@ -590,7 +588,7 @@ impl Engine {
         // The compensation runs the original movement backwards.
         let (dr, cr) = (AccountId(record.credit), AccountId(record.debit));
         let amount_minor = self.amount_minor(dr, amount)?;
-        let refunded_before = self.refunded.get(&original).copied().unwrap_or(0);
+        let refunded_before = self.txs.refunded(original);
         if refunded_before + amount_minor > record.amount_minor() {
             return Err(ResultCode::RefundExceedsOriginal);
         }
@@ -599,19 +597,20 @@ impl Engine {
             crate::types::AccountStatus::DebitFrozen => return Err(ResultCode::AccountDebitFrozen),
             crate::types::AccountStatus::Closed => return Err(ResultCode::AccountClosed),
         }
-        self.check_credit(cr)?;
-        let dr_available = self.available_after_debit(dr, amount_minor)?;
-        self.check_exposure(dr, dr_available)?;
+        self.accounts.check_credit(cr)?;
+        let dr_available = self.accounts.available_after_debit(dr, amount_minor)?;
+        self.clearing.check_exposure(&self.accounts, dr, dr_available)?;
         let cr_available = in_range(self.acct(cr).available_minor + amount_minor)?;
         // A T+1 side's `ledger` moves through its clearing account at the cutover.
-        let ledger = self.plan_ledger(&[(dr, -amount_minor), (cr, amount_minor)])?;
+        let ledger =
+            self.cycles.plan_ledger(&self.accounts, &[(dr, -amount_minor), (cr, amount_minor)])?;
         // Nothing below can fail.
         self.acct_mut(dr).available_minor = dr_available;
         self.acct_mut(cr).available_minor = cr_available;
-        Self::post(fx, tx_id, dr, Bucket::Available, -amount_minor);
-        Self::post(fx, tx_id, cr, Bucket::Available, amount_minor);
-        self.apply_ledger(tx_id, &ledger, fx);
-        self.refunded.insert(original, refunded_before + amount_minor);
+        fx.post(tx_id, dr, Bucket::Available, -amount_minor);
+        fx.post(tx_id, cr, Bucket::Available, amount_minor);
+        self.cycles.apply_ledger(&mut self.accounts, tx_id, &ledger, fx);
+        self.txs.set_refunded(original, refunded_before + amount_minor);
         if record.state == Some(TxState::Settled) {
             self.txs.get_mut(loc).enter(TxState::Reversed);
             fx.transitions.push((original, TxState::Reversed));
@@ -620,5 +619,19 @@ impl Engine {
         out.push(self.view(dr));
         out.push(self.view(cr));
         Ok(Applied::movement(TxState::Settled, amount_minor, dr, cr).linked(original))
+    }
+}
+
+impl Ledger {
+    pub(crate) fn cutover(
+        &mut self,
+        tx_id: TxId,
+        business_date: u32,
+        fx: &mut Effects,
+    ) -> Result<Applied, ResultCode> {
+        let plan = self.cycles.plan_cutover(&self.accounts, business_date)?;
+        // Nothing below can fail.
+        self.cycles.commit_cutover(&mut self.accounts, tx_id, plan, fx);
+        Ok(Applied::admin())
     }
 }

@@ -352,6 +352,18 @@ impl Effects {
         }
     }
 
+    /// Appends one posting (the balance change itself is the caller's).
+    #[inline]
+    pub(crate) fn post(
+        &mut self,
+        tx_id: TxId,
+        account: AccountId,
+        bucket: Bucket,
+        delta_minor: i128,
+    ) {
+        self.entries.push(Entry { tx_id, account, bucket, delta_minor });
+    }
+
     /// Forgets everything (keeps the buffers).
     pub fn clear(&mut self) {
         self.entries.clear();

@@ -3,6 +3,7 @@
 
 mod clearing;
 mod compat;
+mod layering;
 mod prop;
 
 use std::collections::HashMap;

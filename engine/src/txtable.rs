@@ -9,11 +9,12 @@
 //! forgotten when it finishes (it is older than the window by then). Should many open
 //! transactions pile up, the index doubles before it passes 3/4 full.
 
-use crate::batch::prefetch;
 use crate::command::TxKind;
-use crate::hash::hash_u128;
+use crate::hash::{hash_u128, IdBuildHasher, IdMap, Sink, SinkExt};
+use crate::mem::prefetch;
 use crate::outcome::ResultCode;
 use crate::types::{TxId, TxState};
+use crate::wire::{Reader, StateDecodeError};
 
 /// "No account" in a record's account fields.
 pub(crate) const NO_ACCOUNT: u32 = u32::MAX;
@@ -127,14 +128,12 @@ pub(crate) enum Loc {
 const PINNED_BIT: u32 = 1 << 31;
 const _: () = assert!(crate::limits::TX_RETAINED_MAX < PINNED_BIT);
 
-/// A record that left the ring (the caller drops side data of forgotten ones). Small on
-/// purpose: it is returned by every insert once the ring is full.
+/// A record that left the ring. Small on purpose: it is returned by every insert once the
+/// ring is full.
 pub(crate) struct Evicted {
     pub tx_id: TxId,
     /// Kept in the slab because its transaction is still open.
     pub pinned: bool,
-    /// Its state was `Reversed` (it may have a refunded total in a side map).
-    pub reversed: bool,
 }
 
 pub(crate) struct TxTable {
@@ -149,6 +148,9 @@ pub(crate) struct TxTable {
     pinned_free: Vec<u32>,
     pinned_len: u32,
     seed: u64,
+    /// Refunded total per refunded (so `Reversed`) transaction: side data of its record,
+    /// forgotten with it.
+    refunded: IdMap<i128>,
 }
 
 impl TxTable {
@@ -173,6 +175,7 @@ impl TxTable {
             pinned_free: Vec::new(),
             pinned_len: 0,
             seed,
+            refunded: IdMap::with_hasher(IdBuildHasher { seed }),
         }
     }
 
@@ -289,8 +292,10 @@ impl TxTable {
                 self.remove_slot(slot);
             }
             self.ring[pos as usize] = record;
-            let reversed = old.state == Some(TxState::Reversed);
-            Some(Evicted { tx_id: old.tx_id(), pinned, reversed })
+            if !pinned {
+                self.drop_side_data(&old);
+            }
+            Some(Evicted { tx_id: old.tx_id(), pinned })
         } else {
             self.ring.push(record);
             None
@@ -323,7 +328,36 @@ impl TxTable {
         self.pinned[index as usize] = None;
         self.pinned_free.push(index);
         self.pinned_len -= 1;
+        self.drop_side_data(&record);
         Some(record)
+    }
+
+    /// Removes the side data of a forgotten record (only a refunded one has any, so the
+    /// common eviction costs no map lookup).
+    fn drop_side_data(&mut self, record: &TxRecord) {
+        if record.state == Some(TxState::Reversed) {
+            self.refunded.remove(&record.tx_id());
+        }
+    }
+
+    /// What was refunded of `tx_id` so far.
+    #[inline]
+    pub fn refunded(&self, tx_id: TxId) -> i128 {
+        self.refunded.get(&tx_id).copied().unwrap_or(0)
+    }
+
+    /// Sets the refunded total of a remembered transaction.
+    pub fn set_refunded(&mut self, tx_id: TxId, refunded_minor: i128) {
+        assert!(refunded_minor > 0, "a refund refunds something");
+        self.refunded.insert(tx_id, refunded_minor);
+    }
+
+    /// Refunded totals in `TxId` order: hash-map order must never reach an output.
+    pub fn refunded_sorted(&self) -> Vec<(TxId, i128)> {
+        let mut entries: Vec<(TxId, i128)> =
+            self.refunded.iter().map(|(id, r)| (*id, *r)).collect();
+        entries.sort_unstable_by_key(|(tx_id, _)| *tx_id);
+        entries
     }
 
     /// Doubles the index (only when many open transactions outlive the window).
@@ -368,6 +402,130 @@ impl TxTable {
 
     pub fn len(&self) -> usize {
         self.ring.len() + self.pinned_len as usize
+    }
+
+    /// Snapshot section "transactions": `u64` count, then every record in canonical order.
+    pub fn encode_records(&self, sink: &mut impl Sink) {
+        sink.u64(self.len() as u64);
+        for record in self.iter_canonical() {
+            sink.u128(record.tx_id().0);
+            sink.i128(record.amount_minor());
+            sink.u32(record.debit);
+            sink.u32(record.credit);
+            sink.u128(record.link().map_or(0, |link| link.0));
+            sink.u32(record.fingerprint);
+            sink.u8(record.kind as u8);
+            sink.u8(record.state.map_or(u8::MAX, |state| state as u8));
+            sink.u8(record.result as u8);
+            sink.u8(record.visited);
+        }
+    }
+
+    /// Reads the section `encode_records` writes into an empty table: ids unique, kinds,
+    /// states and result codes defined, no more finished records than the window holds.
+    pub fn decode_records(&mut self, r: &mut Reader<'_>) -> Result<(), StateDecodeError> {
+        assert_eq!(self.len(), 0, "records are decoded into an empty table");
+        let tx_count = r.count(64)?;
+        for _ in 0..tx_count {
+            let tx_id = TxId(r.u128()?);
+            let amount_minor = r.i128()?;
+            let debit = r.u32()?;
+            let credit = r.u32()?;
+            let link = TxId(r.u128()?);
+            let fingerprint = r.u32()?;
+            let Some(kind) = TxKind::from_u8(r.u8()?) else { return r.fail("transaction kind") };
+            let state = match r.u8()? {
+                u8::MAX => None,
+                raw => match TxState::from_u8(raw) {
+                    Some(state) => Some(state),
+                    None => return r.fail("transaction state"),
+                },
+            };
+            let Some(result) = ResultCode::from_u8(r.u8()?) else {
+                return r.fail("result code");
+            };
+            let visited = r.u8()?;
+            if self.find(tx_id).is_some() {
+                return r.fail(format!("duplicate tx_id {:#x}", tx_id.0));
+            }
+            let mut record = TxRecord::new(tx_id, kind, result);
+            record.set_amount_minor(amount_minor);
+            record.debit = debit;
+            record.credit = credit;
+            record.set_link(link);
+            record.fingerprint = fingerprint;
+            record.state = state;
+            record.visited = visited;
+            if let Some(evicted) = self.insert(record) {
+                if !evicted.pinned {
+                    let tx_id = evicted.tx_id.0;
+                    return r
+                        .fail(format!("{tx_id:#x}: more finished transactions than the window"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Snapshot section "refunds": `u64` count, then `u128 tx_id · i128 refunded_minor` in
+    /// `TxId` order.
+    pub fn encode_refunded(&self, sink: &mut impl Sink) {
+        let refunded = self.refunded_sorted();
+        sink.u64(refunded.len() as u64);
+        for (tx_id, refunded_minor) in refunded {
+            sink.u128(tx_id.0);
+            sink.i128(refunded_minor);
+        }
+    }
+
+    /// Reads the section `encode_refunded` writes (after the records).
+    pub fn decode_refunded(&mut self, r: &mut Reader<'_>) -> Result<(), StateDecodeError> {
+        let refund_count = r.count(32)?;
+        for _ in 0..refund_count {
+            let tx_id = TxId(r.u128()?);
+            let refunded_minor = r.i128()?;
+            if refunded_minor <= 0 || self.refunded.insert(tx_id, refunded_minor).is_some() {
+                return r.fail("invalid refund total");
+            }
+        }
+        Ok(())
+    }
+
+    /// The part's own invariants: every record names known accounts (or none), holds an
+    /// amount within `AMOUNT_MINOR_MAX`, has visited its current state, and is found under its
+    /// `tx_id`; only records older than the window are pinned, and only open ones; every
+    /// refunded total belongs to a `Reversed` record and stays within its amount.
+    pub fn check(&self, accounts_len: usize) -> Result<(), String> {
+        let known = |id: u32| id == NO_ACCOUNT || (id as usize) < accounts_len;
+        for record in self.iter_canonical() {
+            let tx_id = record.tx_id();
+            let amount_ok = (0..=crate::limits::AMOUNT_MINOR_MAX).contains(&record.amount_minor());
+            let visited_ok =
+                record.state.is_none_or(|state| record.visited & (1 << state as u8) != 0);
+            let found = self.find(tx_id).map(|loc| self.get(loc).tx_id()) == Some(tx_id);
+            if !known(record.debit) || !known(record.credit) || !amount_ok || !visited_ok || !found
+            {
+                return Err(format!("transaction {:#x} invalid: {record:?}", tx_id.0));
+            }
+        }
+        for record in self.pinned.iter().flatten() {
+            if !record.state.is_some_and(TxState::is_open)
+                || self.ring.len() < self.retained as usize
+            {
+                return Err(format!("transaction {:#x} pinned but finished", record.tx_id().0));
+            }
+        }
+        for (tx_id, refunded_minor) in &self.refunded {
+            let record = self.find(*tx_id).map(|loc| *self.get(loc));
+            let valid = record.is_some_and(|record| {
+                record.state == Some(TxState::Reversed)
+                    && (1..=record.amount_minor()).contains(refunded_minor)
+            });
+            if !valid {
+                return Err(format!("refund total of {:#x} invalid", tx_id.0));
+            }
+        }
+        Ok(())
     }
 
     pub fn pinned_len(&self) -> usize {
