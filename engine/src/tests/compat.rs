@@ -157,3 +157,59 @@ fn state_v3_fixture_still_decodes_to_the_same_state() {
     assert_eq!(twin.run_as(last_tx, other).result, crate::ResultCode::TxIdConflict);
     assert_eq!(h.run_as(last_tx, other).result, crate::ResultCode::TxIdConflict);
 }
+
+/// The offset of the `nth` occurrence (0 = first, `usize::MAX` = last) of `tx_id`'s bytes.
+fn find_id(bytes: &[u8], tx_id: TxId, nth: usize) -> usize {
+    let needle = tx_id.0.to_le_bytes();
+    let hits: Vec<usize> =
+        (0..bytes.len() - 16).filter(|&at| bytes[at..at + 16] == needle).collect();
+    *hits.get(nth).or(hits.last()).expect("the id is encoded")
+}
+
+/// A state with a hold of nothing left, or a pending withdrawal debiting no account, used to
+/// decode and then panic in `check_invariants`; both are errors now.
+#[test]
+fn decode_state_refuses_states_check_invariants_refuses() {
+    let mut h = Harness::usd();
+    let funding = h.fresh_tx();
+    h.run_as(funding, deposit("alice", "bank", "100"));
+    let hold = h.fresh_tx();
+    h.run_as(hold, freeze("alice", "10", None));
+    let pending = h.fresh_tx();
+    h.run_as(pending, withdraw("alice", "bank", "5"));
+    let mut bytes = Vec::new();
+    h.engine.encode_state(&mut bytes);
+    crate::Engine::decode_state(&bytes).expect("the state itself is sound");
+
+    // The hold's entry is the last place its id is written: id, account, remaining_minor.
+    let mut empty_hold = bytes.clone();
+    let remaining_at = find_id(&empty_hold, hold, usize::MAX) + 16 + 4;
+    empty_hold[remaining_at..remaining_at + 16].copy_from_slice(&0i128.to_le_bytes());
+    let error = crate::Engine::decode_state(&empty_hold).err().expect("a hold of nothing");
+    assert!(error.reason.contains("hold"), "{error}");
+
+    // The withdrawal's record is the first place its id is written: id, amount, debit.
+    let mut no_debit = bytes.clone();
+    let debit_at = find_id(&no_debit, pending, 0) + 16 + 16;
+    no_debit[debit_at..debit_at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+    let error = crate::Engine::decode_state(&no_debit).err().expect("a withdrawal from nowhere");
+    assert!(error.reason.contains("invariant"), "{error}");
+}
+
+/// Whatever one byte of a state is changed to, decoding gives an error or a state that
+/// passes every invariant: never a panic.
+#[test]
+fn decode_state_never_panics_on_a_changed_byte() {
+    let (h, _) = v3_workload();
+    let mut bytes = Vec::new();
+    h.engine.encode_state(&mut bytes);
+    for at in 0..bytes.len() {
+        for value in [0u8, 1, 0x7f, 0xff, bytes[at] ^ 0x10] {
+            let mut changed = bytes.clone();
+            changed[at] = value;
+            if let Ok(engine) = crate::Engine::decode_state(&changed) {
+                engine.check_invariants().expect("a decoded state is sound");
+            }
+        }
+    }
+}
