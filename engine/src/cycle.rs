@@ -86,12 +86,24 @@ pub(crate) fn is_business_date(date: u32) -> bool {
 /// The `ledger` side of a movement that touches a T+1 account: every delta of a T+1 account
 /// is redirected to its clearing account (merged per account) and added to its pending amount.
 pub(crate) struct LedgerPlan {
-    /// (account, new ledger, delta) per distinct account.
-    moves: [(AccountId, i128, i128); 3],
+    /// (account, delta) per distinct account.
+    moves: [(AccountId, i128); 3],
     moves_len: usize,
     /// (T+1 account, new pending).
     pending: [(AccountId, i128); 3],
     pending_len: usize,
+}
+
+impl LedgerPlan {
+    /// (account, delta) per distinct account whose `ledger` moves.
+    pub fn moves(&self) -> &[(AccountId, i128)] {
+        &self.moves[..self.moves_len]
+    }
+
+    /// (T+1 account, its new pending amount).
+    pub fn pending(&self) -> &[(AccountId, i128)] {
+        &self.pending[..self.pending_len]
+    }
 }
 
 /// The T+1 entries and the business days.
@@ -136,14 +148,15 @@ impl Cycles {
         (self.last_cutover.0, &self.last_cutover.1)
     }
 
-    /// Checks and plans the `ledger` deltas of a movement (at most three accounts).
+    /// Plans the `ledger` deltas of a movement (at most three accounts): a T+1 account's delta
+    /// goes to its clearing account and its pending amount (checked here).
     pub fn plan_ledger(
         &self,
         accounts: &Accounts,
         deltas: &[(AccountId, i128)],
     ) -> Result<LedgerPlan, ResultCode> {
         let mut plan = LedgerPlan {
-            moves: [(AccountId(0), 0, 0); 3],
+            moves: [(AccountId(0), 0); 3],
             moves_len: 0,
             pending: [(AccountId(0), 0); 3],
             pending_len: 0,
@@ -166,38 +179,21 @@ impl Cycles {
                 }
                 None => id,
             };
-            match plan.moves[..plan.moves_len].iter_mut().find(|(a, _, _)| *a == target) {
-                Some(existing) => existing.2 += delta,
+            match plan.moves[..plan.moves_len].iter_mut().find(|(a, _)| *a == target) {
+                Some(existing) => existing.1 += delta,
                 None => {
-                    plan.moves[plan.moves_len] = (target, 0, delta);
+                    plan.moves[plan.moves_len] = (target, delta);
                     plan.moves_len += 1;
                 }
             }
         }
-        for entry in &mut plan.moves[..plan.moves_len] {
-            entry.1 = in_range(accounts.get(entry.0).ledger_minor + entry.2)?;
-        }
+        // The new `ledger` balances are checked where the plan is added (`Plan::add_ledger`).
         Ok(plan)
     }
 
-    /// Applies a plan from `plan_ledger` (cannot fail).
-    pub fn apply_ledger(
-        &mut self,
-        accounts: &mut Accounts,
-        tx_id: TxId,
-        plan: &LedgerPlan,
-        fx: &mut Effects,
-    ) {
-        for &(id, ledger_minor, delta) in &plan.moves[..plan.moves_len] {
-            accounts.get_mut(id).ledger_minor = ledger_minor;
-            if delta != 0 {
-                fx.post(tx_id, id, Bucket::Ledger, delta);
-            }
-        }
-        for &(id, pending_minor) in &plan.pending[..plan.pending_len] {
-            self.t1_accounts.get_mut(&id).expect("planned from an entry").pending_minor =
-                pending_minor;
-        }
+    /// Sets the pending amount of a T+1 account (planned by `plan_ledger`).
+    pub fn set_pending(&mut self, id: AccountId, pending_minor: i128) {
+        self.t1_accounts.get_mut(&id).expect("planned from an entry").pending_minor = pending_minor;
     }
 
     /// Puts `id` on T+1 with `entry`, or back on T+0 with `None` (checked by the caller).

@@ -12,7 +12,8 @@ use crate::currency::{CurrencyDef, BUILTIN_CURRENCIES};
 use crate::cycle::Cycles;
 use crate::holds::Holds;
 use crate::limits::{NS_PER_DAY, TX_RETAINED_DEFAULT};
-use crate::outcome::{BalanceView, Bucket, Effects, ResultCode};
+use crate::outcome::{BalanceView, Effects, ResultCode};
+use crate::plan::Plan;
 use crate::txtable::{Loc, TxTable, NO_ACCOUNT};
 use crate::types::{AccountId, AccountNo, CurrencyCode, CurrencyId, TxId, TxState};
 
@@ -177,16 +178,13 @@ impl Ledger {
         let hold = self.holds.remove(hold_id);
         let remaining = hold.remaining_minor;
         let day = self.day();
-        let account = self.acct_mut(hold.account);
-        account.frozen_minor -= remaining;
-        account.available_minor += remaining;
-        assert!(account.frozen_minor >= 0, "frozen below zero after a release");
         if hold.day == day {
             self.accounts.uncount_debit(hold.account, remaining, day);
         }
         if remaining > 0 {
-            fx.post(hold_id, hold.account, Bucket::Frozen, -remaining);
-            fx.post(hold_id, hold.account, Bucket::Available, remaining);
+            let mut plan = Plan::new(hold_id);
+            plan.add_release(&self.accounts, hold.account, remaining);
+            plan.commit(&mut self.accounts, &mut self.cycles, fx);
         }
         self.finish_hold(hold_id, hold.captured_minor > 0, fx);
         hold.account
@@ -227,13 +225,16 @@ impl Ledger {
     pub fn check(&self) -> Result<(), String> {
         self.check_reference_data()?;
         self.accounts.check()?;
-        let mut totals = vec![(0i128, 0i128); self.currencies.len()];
+        // Checked sums: a decoded state may hold balances no command could make.
+        let mut totals = vec![Some((0i128, 0i128)); self.currencies.len()];
         for account in self.accounts.as_slice() {
             let total = &mut totals[account.currency.0 as usize];
-            total.0 += account.available_minor + account.frozen_minor;
-            total.1 += account.ledger_minor;
+            *total = total.and_then(|(assets, ledger)| {
+                let assets = assets.checked_add(account.available_minor + account.frozen_minor)?;
+                Some((assets, ledger.checked_add(account.ledger_minor)?))
+            });
         }
-        if let Some(index) = totals.iter().position(|&total| total != (0, 0)) {
+        if let Some(index) = totals.iter().position(|&total| total != Some((0, 0))) {
             let code = self.currencies[index].code;
             return Err(format!("{code} not conserved: {:?}", totals[index]));
         }

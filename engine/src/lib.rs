@@ -27,6 +27,7 @@ pub mod limits;
 mod mem;
 mod ops;
 mod outcome;
+mod plan;
 mod state;
 mod txtable;
 mod types;

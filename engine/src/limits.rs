@@ -19,6 +19,9 @@ pub const AMOUNT_MINOR_MAX: i128 = 10i128.pow(28);
 pub const BALANCE_MINOR_MAX: i128 = 10i128.pow(30);
 /// Accounts a single command may touch (a failed deposit touches user, channel and risk).
 pub const TOUCHED_ACCOUNTS_MAX: usize = 3;
+/// Postings one movement writes (a transfer with a fee: three `available` and three
+/// `ledger` postings). A cutover is not a movement: it writes two per T+1 account.
+pub const POSTINGS_PER_COMMAND_MAX: usize = 8;
 /// Default number of finished transactions remembered for idempotency and queries.
 pub const TX_RETAINED_DEFAULT: u32 = 1 << 24;
 /// Largest retention window the transaction table supports (slot encoding uses `pos + 1: u32`).
