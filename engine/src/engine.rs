@@ -38,11 +38,11 @@ impl Engine {
     /// the `tx_id` like a success. A panic here means the engine itself is wrong.
     pub fn apply(&mut self, cmd: &Command, fx: &mut Effects) -> Outcome {
         self.commands_applied += 1;
-        let fingerprint = cmd.body.fingerprint();
+        let digest = cmd.body.digest(self.ledger.config.hash_seed);
         // A retry or a conflict changes nothing at all, not even the engine's notion of time.
         let ledger = &mut self.ledger;
         if let Some(loc) = ledger.txs.find(cmd.tx_id) {
-            return self.repeat_outcome(cmd.tx_id, loc, fingerprint);
+            return self.repeat_outcome(cmd, loc, digest);
         }
         ledger.now_ns = ledger.now_ns.max(cmd.timestamp_ns);
         ledger.expire_holds(u32::MAX, fx);
@@ -51,7 +51,7 @@ impl Engine {
         let kind = cmd.body.kind();
         let applied = Self::dispatch(&mut self.ledger, cmd.tx_id, &cmd.body, &mut balances, fx);
         let mut record = TxRecord::new(cmd.tx_id, kind, ResultCode::Ok);
-        record.fingerprint = fingerprint;
+        record.digest = digest;
         let result = match applied {
             Ok(applied) => {
                 if let Some(state) = applied.state {
@@ -134,9 +134,9 @@ impl Engine {
     }
 
     /// The outcome for a `tx_id` seen before: its first result unchanged, or a conflict.
-    fn repeat_outcome(&self, tx_id: TxId, loc: Loc, fingerprint: u32) -> Outcome {
-        let record = self.ledger.txs.get(loc);
-        if record.fingerprint != fingerprint {
+    fn repeat_outcome(&self, cmd: &Command, loc: Loc, digest: u64) -> Outcome {
+        let (tx_id, record) = (cmd.tx_id, self.ledger.txs.get(loc));
+        if !self.ledger.is_retry(record, &cmd.body, digest) {
             return Outcome::rejected(tx_id, ResultCode::TxIdConflict);
         }
         let mut balances = Balances::new();

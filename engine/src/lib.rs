@@ -28,6 +28,7 @@ mod mem;
 mod ops;
 mod outcome;
 mod plan;
+mod retry;
 mod state;
 mod txtable;
 mod types;

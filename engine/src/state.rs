@@ -23,16 +23,28 @@ pub use crate::wire::StateDecodeError;
 /// read: its unsettled amounts are recomputed from the pending deposit records, and it has no
 /// exposure limits and no fees.
 /// Version 3 appended the fees of pending withdrawals; version 2 has none.
-pub const STATE_ENCODING_VERSION: u32 = 3;
+/// Version 4 widens each transaction record's content digest from the 32-bit fingerprint
+/// (public fixed seed) to a 64-bit digest keyed with `hash_seed`; a record decoded from
+/// versions 1 to 3 keeps its fingerprint (upper half 0) and retries against it are compared
+/// with the fingerprint, plus the stored fields exactly.
+pub const STATE_ENCODING_VERSION: u32 = 4;
 
 impl Engine {
     /// Writes the canonical encoding of the whole state into `sink`: the header and the
     /// reference data, then each part's sections (the order is the format's, see
     /// `journal/FORMAT.md`).
     pub fn encode_state(&self, sink: &mut impl Sink) {
+        self.encode_state_as(STATE_ENCODING_VERSION, sink);
+    }
+
+    /// The encoding of an earlier `version` (tests write old snapshots with it): the sections
+    /// that version has, and before version 4 each record's digest cut to 32 bits (so it reads
+    /// back as an old fingerprint).
+    pub(crate) fn encode_state_as(&self, version: u32, sink: &mut impl Sink) {
+        assert!((1..=STATE_ENCODING_VERSION).contains(&version), "a known version");
         let ledger = &self.ledger;
         sink.bytes(b"LEDGSTAT");
-        sink.u32(STATE_ENCODING_VERSION);
+        sink.u32(version);
         sink.u32(ledger.config.tx_retained);
         sink.u64(ledger.config.hash_seed);
         sink.u64(ledger.now_ns);
@@ -43,13 +55,17 @@ impl Engine {
             sink.u32(risk.map_or(u32::MAX, |id| id.0));
         }
         ledger.accounts.encode(sink);
-        ledger.txs.encode_records(sink);
+        ledger.txs.encode_records(sink, version);
         ledger.holds.encode(sink);
         ledger.txs.encode_refunded(sink);
-        ledger.clearing.encode_exposures(sink);
-        ledger.clearing.encode_fees(sink);
-        ledger.cycles.encode(sink);
-        ledger.clearing.encode_withdrawal_fees(sink);
+        if version >= 2 {
+            ledger.clearing.encode_exposures(sink);
+            ledger.clearing.encode_fees(sink);
+            ledger.cycles.encode(sink);
+        }
+        if version >= 3 {
+            ledger.clearing.encode_withdrawal_fees(sink);
+        }
     }
 
     /// A 128-bit digest of the complete state: equal hashes mean equal ledgers. Replay and
@@ -89,7 +105,7 @@ impl Engine {
             }
             ledger.risk_accounts.push(risk);
         }
-        ledger.txs.decode_records(&mut r)?;
+        ledger.txs.decode_records(&mut r, version)?;
         ledger.holds = Holds::decode(&mut r, ledger.accounts.len(), config.hash_seed)?;
         ledger.txs.decode_refunded(&mut r)?;
         ledger.clearing.decode_exposures(&mut r, version, &mut ledger.accounts, &ledger.txs)?;

@@ -5,6 +5,7 @@ mod clearing;
 mod compat;
 mod layering;
 mod prop;
+mod retry;
 
 use std::collections::HashMap;
 

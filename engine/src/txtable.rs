@@ -24,17 +24,20 @@ pub(crate) const NO_ACCOUNT: u32 = u32::MAX;
 pub(crate) struct TxRecord {
     id_lo: u64,
     id_hi: u64,
+    /// Bits 0..64 of the amount; bits 64..96 are `amount_hi` (|amount| < 2^95).
     amount_lo: u64,
-    amount_hi: u64,
     /// The transaction this one acts on (hold of a capture or unfreeze, original of a refund,
     /// target of a settlement command); meaningful when `has_link()`.
     link_lo: u64,
     link_hi: u64,
+    /// `CommandBody::digest` of the command (keyed with the ledger's seed), or for a record
+    /// from a state encoding before version 4 its 32-bit `fingerprint` (upper half 0).
+    pub digest: u64,
+    amount_hi: i32,
     /// The account debited by the original movement (or `NO_ACCOUNT`).
     pub debit: u32,
     /// The account credited by the original movement (or `NO_ACCOUNT`).
     pub credit: u32,
-    pub fingerprint: u32,
     pub kind: TxKind,
     pub state: Option<TxState>,
     pub result: ResultCode,
@@ -50,12 +53,12 @@ impl TxRecord {
             id_lo: tx_id.0 as u64,
             id_hi: (tx_id.0 >> 64) as u64,
             amount_lo: 0,
-            amount_hi: 0,
             link_lo: 0,
             link_hi: 0,
+            digest: 0,
+            amount_hi: 0,
             debit: NO_ACCOUNT,
             credit: NO_ACCOUNT,
-            fingerprint: 0,
             kind,
             state: None,
             result,
@@ -68,12 +71,19 @@ impl TxRecord {
     }
 
     pub fn amount_minor(&self) -> i128 {
-        ((self.amount_hi as u128) << 64 | self.amount_lo as u128) as i128
+        (self.amount_hi as i128) << 64 | self.amount_lo as i128
     }
 
+    /// Stores an amount of at most 96 bits (every amount is ≤ `AMOUNT_MINOR_MAX` < 2^95).
     pub fn set_amount_minor(&mut self, amount_minor: i128) {
+        assert!(amount_minor.unsigned_abs() < 1 << 95, "a record amount fits 96 bits");
         self.amount_lo = amount_minor as u64;
-        self.amount_hi = ((amount_minor as u128) >> 64) as u64;
+        self.amount_hi = (amount_minor >> 64) as i32;
+    }
+
+    /// Whether `digest` is an old 32-bit fingerprint (from a state before version 4).
+    pub fn has_legacy_fingerprint(&self) -> bool {
+        self.digest >> 32 == 0
     }
 
     /// The linked transaction, for the kinds that act on another one (and succeeded).
@@ -404,8 +414,10 @@ impl TxTable {
         self.ring.len() + self.pinned_len as usize
     }
 
-    /// Snapshot section "transactions": `u64` count, then every record in canonical order.
-    pub fn encode_records(&self, sink: &mut impl Sink) {
+    /// Snapshot section "transactions": `u64` count, then every record in canonical order
+    /// (`journal/FORMAT.md`, "State encoding version 4"; before version 4 the digest was a
+    /// `u32`).
+    pub fn encode_records(&self, sink: &mut impl Sink, version: u32) {
         sink.u64(self.len() as u64);
         for record in self.iter_canonical() {
             sink.u128(record.tx_id().0);
@@ -413,7 +425,11 @@ impl TxTable {
             sink.u32(record.debit);
             sink.u32(record.credit);
             sink.u128(record.link().map_or(0, |link| link.0));
-            sink.u32(record.fingerprint);
+            if version >= 4 {
+                sink.u64(record.digest);
+            } else {
+                sink.u32(record.digest as u32);
+            }
             sink.u8(record.kind as u8);
             sink.u8(record.state.map_or(u8::MAX, |state| state as u8));
             sink.u8(record.result as u8);
@@ -423,16 +439,22 @@ impl TxTable {
 
     /// Reads the section `encode_records` writes into an empty table: ids unique, kinds,
     /// states and result codes defined, no more finished records than the window holds.
-    pub fn decode_records(&mut self, r: &mut Reader<'_>) -> Result<(), StateDecodeError> {
+    /// Before version 4 a record carries a 32-bit `fingerprint`: it is kept as its digest.
+    pub fn decode_records(
+        &mut self,
+        r: &mut Reader<'_>,
+        version: u32,
+    ) -> Result<(), StateDecodeError> {
         assert_eq!(self.len(), 0, "records are decoded into an empty table");
-        let tx_count = r.count(64)?;
+        let digest_len = if version >= 4 { 8 } else { 4 };
+        let tx_count = r.count(60 + digest_len)?;
         for _ in 0..tx_count {
             let tx_id = TxId(r.u128()?);
             let amount_minor = r.i128()?;
             let debit = r.u32()?;
             let credit = r.u32()?;
             let link = TxId(r.u128()?);
-            let fingerprint = r.u32()?;
+            let digest = if version >= 4 { r.u64()? } else { r.u32()? as u64 };
             let Some(kind) = TxKind::from_u8(r.u8()?) else { return r.fail("transaction kind") };
             let state = match r.u8()? {
                 u8::MAX => None,
@@ -449,11 +471,14 @@ impl TxTable {
                 return r.fail(format!("duplicate tx_id {:#x}", tx_id.0));
             }
             let mut record = TxRecord::new(tx_id, kind, result);
+            if !(0..=crate::limits::AMOUNT_MINOR_MAX).contains(&amount_minor) {
+                return r.fail("transaction amount out of range");
+            }
             record.set_amount_minor(amount_minor);
             record.debit = debit;
             record.credit = credit;
             record.set_link(link);
-            record.fingerprint = fingerprint;
+            record.digest = digest;
             record.state = state;
             record.visited = visited;
             if let Some(evicted) = self.insert(record) {
