@@ -6,6 +6,7 @@ use crate::command::{Command, CommandBody, TxKind};
 use crate::currency::CurrencyDef;
 use crate::cycle::{ChannelDayView, CutoverReport, T1View};
 use crate::ledger::{Applied, Ledger};
+use crate::limits::EXPIRIES_PER_COMMAND_MAX;
 use crate::outcome::{Balances, Bucket, Effects, Entry, Outcome, ResultCode};
 use crate::txtable::{Loc, TxRecord, NO_ACCOUNT};
 use crate::types::{
@@ -45,7 +46,7 @@ impl Engine {
             return self.repeat_outcome(cmd, loc, digest);
         }
         ledger.now_ns = ledger.now_ns.max(cmd.timestamp_ns);
-        ledger.expire_holds(u32::MAX, fx);
+        ledger.expire_holds(EXPIRIES_PER_COMMAND_MAX, fx);
         let entries_before = fx.entries.len();
         let mut balances = Balances::new();
         let kind = cmd.body.kind();

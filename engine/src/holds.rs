@@ -31,6 +31,11 @@ impl Holds {
         Holds { map: IdMap::with_hasher(IdBuildHasher { seed }), expiries: BTreeSet::new() }
     }
 
+    /// Number of open holds.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
     #[inline]
     pub fn get(&self, hold_id: TxId) -> Option<&Hold> {
         self.map.get(&hold_id)

@@ -94,6 +94,9 @@ pub(crate) struct Ledger {
     pub cycles: Cycles,
     /// The latest command timestamp seen: time never goes backwards inside the engine.
     pub now_ns: u64,
+    /// Deposits and withdrawals `PendingSettlement` or `Settling` (not encoded: recounted
+    /// from the records on decode).
+    pub pending_settlements: u32,
 }
 
 impl Ledger {
@@ -116,6 +119,7 @@ impl Ledger {
             holds: Holds::new(config.hash_seed),
             cycles: Cycles::new(),
             now_ns: 0,
+            pending_settlements: 0,
         }
     }
 
@@ -241,15 +245,22 @@ impl Ledger {
         self.txs.check(self.accounts.len())?;
         let mut frozen_expected = vec![0i128; self.accounts.len()];
         self.holds.check(&mut frozen_expected)?;
+        let mut pending_settlements = 0;
         for record in self.txs.iter_canonical() {
             let pending =
                 matches!(record.state, Some(TxState::PendingSettlement | TxState::Settling));
+            let external = matches!(record.kind, TxKind::Deposit | TxKind::Withdraw);
+            pending_settlements += u32::from(pending && external);
             if record.kind == TxKind::Withdraw && pending {
                 let Some(frozen) = frozen_expected.get_mut(record.debit as usize) else {
                     return Err(format!("withdrawal {:#x}: unknown account", record.tx_id().0));
                 };
                 *frozen += record.amount_minor();
             }
+        }
+        if pending_settlements != self.pending_settlements {
+            let counted = self.pending_settlements;
+            return Err(format!("{pending_settlements} settlements pending, {counted} counted"));
         }
         for (account, expected) in self.accounts.as_slice().iter().zip(&frozen_expected) {
             if account.frozen_minor != *expected {
@@ -270,6 +281,15 @@ impl Ledger {
         }
         self.clearing.check(&self.accounts, &self.txs)?;
         self.cycles.check(&self.accounts)
+    }
+
+    /// Counts the deposits and withdrawals pending settlement (a decoded state).
+    pub fn recount_pending_settlements(&mut self) {
+        let pending = self.txs.iter_canonical().filter(|record| {
+            matches!(record.kind, TxKind::Deposit | TxKind::Withdraw)
+                && matches!(record.state, Some(TxState::PendingSettlement | TxState::Settling))
+        });
+        self.pending_settlements = pending.count() as u32;
     }
 
     /// Currencies and risk accounts: every account's currency is defined, every risk account

@@ -8,6 +8,7 @@ use crate::currency::to_minor;
 use crate::cycle::Cycles;
 use crate::holds::Hold;
 use crate::ledger::{Applied, Ledger};
+use crate::limits::{HOLDS_OPEN_MAX, SETTLEMENTS_PENDING_MAX};
 use crate::outcome::{Balances, Bucket, Effects, ResultCode};
 use crate::plan::Plan;
 use crate::txtable::Loc;
@@ -46,6 +47,24 @@ impl Ledger {
 
     fn amount_minor(&self, id: AccountId, amount: Amount) -> Result<i128, ResultCode> {
         to_minor(amount, self.scale(self.acct(id).currency))
+    }
+
+    /// Whether one more deposit or withdrawal may be pending settlement.
+    fn check_settlement_room(&self) -> Result<(), ResultCode> {
+        if self.pending_settlements >= SETTLEMENTS_PENDING_MAX {
+            return Err(ResultCode::TooManyPendingSettlements);
+        }
+        self.check_open_room()
+    }
+
+    /// Whether the transaction index has room for one more open transaction (it always has
+    /// with the default window, see `limits.rs`).
+    fn check_open_room(&self) -> Result<(), ResultCode> {
+        let open = self.holds.len() + self.pending_settlements as usize;
+        if !self.txs.has_room_for_open(open + 1) {
+            return Err(ResultCode::CapacityExceeded);
+        }
+        Ok(())
     }
 
     fn channel(&self, id: AccountId) -> Result<(), ResultCode> {
@@ -163,12 +182,14 @@ impl Ledger {
         plan.add(&self.accounts, user, Bucket::Available, amount_minor)?;
         let unsettled =
             self.clearing.unsettled_after_deposit(&self.accounts, user, amount_minor)?;
+        self.check_settlement_room()?;
         // Nothing below can fail. T+0: usable at once; `ledger` waits for settlement, and until
         // then the amount counts as unsettled (exposure, `clearing.rs`).
         if let Some(unsettled_minor) = unsettled {
             self.clearing.set_unsettled(&mut self.accounts, user, unsettled_minor);
         }
         plan.commit(&mut self.accounts, &mut self.cycles, fx);
+        self.pending_settlements += 1;
         fx.transitions.push((tx_id, TxState::PendingSettlement));
         out.push(self.view(user));
         out.push(self.view(channel));
@@ -190,6 +211,7 @@ impl Ledger {
         if let Some(charged) = movement.fee {
             self.clearing.keep_withdrawal_fee(tx_id, charged);
         }
+        self.pending_settlements += 1;
         fx.transitions.push((tx_id, TxState::PendingSettlement));
         let Movement { debit, credit, amount_minor, .. } = movement;
         Ok(Applied::movement(TxState::PendingSettlement, amount_minor, debit, credit))
@@ -222,6 +244,7 @@ impl Ledger {
             plan.add_ledger(&self.accounts, &ledger)?;
         }
         self.plan_fee(&mut plan, fee)?;
+        self.check_settlement_room()?;
         let daily_minor = debit_minor;
         Ok(Movement { plan, debit: user, credit: channel, amount_minor, daily_minor, fee })
     }
@@ -243,6 +266,10 @@ impl Ledger {
         }
         let available = self.accounts.available_after_debit(id, amount_minor)?;
         self.clearing.check_exposure(&self.accounts, id, available)?;
+        if self.holds.len() >= HOLDS_OPEN_MAX as usize {
+            return Err(ResultCode::TooManyHolds);
+        }
+        self.check_open_room()?;
         let mut plan = Plan::new(tx_id);
         plan.add(&self.accounts, id, Bucket::Available, -amount_minor)?;
         plan.add(&self.accounts, id, Bucket::Frozen, amount_minor)?;
@@ -271,7 +298,13 @@ impl Ledger {
         if record.kind != TxKind::Freeze || record.result != ResultCode::Ok {
             return Err(ResultCode::HoldNotFound);
         }
-        self.holds.get(hold_id).copied().ok_or(ResultCode::HoldReleased)
+        let hold = self.holds.get(hold_id).copied().ok_or(ResultCode::HoldReleased)?;
+        // Expired but not yet released (at most `EXPIRIES_PER_COMMAND_MAX` go per command):
+        // as good as released.
+        if hold.expires_ns.is_some_and(|expires_ns| expires_ns <= self.now_ns) {
+            return Err(ResultCode::HoldReleased);
+        }
+        Ok(hold)
     }
 
     pub(crate) fn unfreeze(
@@ -415,6 +448,7 @@ impl Ledger {
             }
         }
         self.enter_target(target, loc, TxState::Settled, fx);
+        self.pending_settlements -= 1;
         out.push(self.view(debit));
         out.push(self.view(credit));
         Ok(Applied { debit: debit.0, credit: credit.0, ..Applied::admin() }.linked(target))
@@ -450,6 +484,7 @@ impl Ledger {
             out.push(self.view(account));
         }
         self.enter_target(target, loc, TxState::Failed, fx);
+        self.pending_settlements -= 1;
         Ok(Applied { debit: debit.0, credit: credit.0, ..Applied::admin() }.linked(target))
     }
 

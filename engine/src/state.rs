@@ -115,6 +115,7 @@ impl Engine {
         if !r.at_end() {
             return r.fail("trailing bytes");
         }
+        ledger.recount_pending_settlements();
         if let Err(problem) = ledger.check() {
             return r.fail(format!("state breaks an invariant: {problem}"));
         }

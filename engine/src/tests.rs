@@ -1,6 +1,7 @@
 //! Unit tests: every command and every result code, through one door (`Harness::run`), which
 //! also checks every invariant and the double-entry postings after each command.
 
+mod bounds;
 mod clearing;
 mod compat;
 mod layering;

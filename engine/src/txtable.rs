@@ -6,8 +6,9 @@
 //! no allocation after start, O(1) insert and lookup. A record evicted from the ring while its
 //! transaction is still open (pending settlement, an active hold) moves to a slab instead of
 //! being forgotten, keeping its index slot, so open transactions are never lost; it is
-//! forgotten when it finishes (it is older than the window by then). Should many open
-//! transactions pile up, the index doubles before it passes 3/4 full.
+//! forgotten when it finishes (it is older than the window by then). The index is never
+//! rehashed: should open transactions beyond the window fill it to 3/4, the engine refuses
+//! commands (`CapacityExceeded`, see `has_room`) until some finish.
 
 use crate::command::TxKind;
 use crate::hash::{hash_u128, IdBuildHasher, IdMap, Sink, SinkExt};
@@ -165,11 +166,22 @@ pub(crate) struct TxTable {
 
 impl TxTable {
     pub fn new(retained: u32, seed: u64) -> TxTable {
+        TxTable::with_records(retained, seed, 0)
+    }
+
+    /// A table whose index has room for `records` (a decoded state whose open transactions
+    /// outgrew the usual size: the index of an older engine could double).
+    fn with_records(retained: u32, seed: u64, records: usize) -> TxTable {
         assert!(
             (1..=crate::limits::TX_RETAINED_MAX).contains(&retained),
             "tx_retained out of range"
         );
-        let slot_count = (retained as usize * 2).next_power_of_two().max(16);
+        // At least `INDEX_SLOTS_MIN`: a small window still has room for many open
+        // transactions beyond it (untouched slots cost no memory).
+        let slot_count = (retained as usize * 2)
+            .max((records * 4).div_ceil(3))
+            .next_power_of_two()
+            .max(crate::limits::INDEX_SLOTS_MIN);
         let slots: Vec<u64> = vec![0; slot_count];
         let ring: Vec<TxRecord> = Vec::with_capacity(retained as usize);
         crate::mem::advise_huge_pages(slots.as_ptr(), slots.len());
@@ -275,12 +287,29 @@ impl TxTable {
         }
     }
 
-    /// Remembers a new record (its `tx_id` must be absent). Returns what left the ring, if any.
+    /// Whether `open` transactions can be open at once with the index at most 3/4 full. The
+    /// index holds at most the ring (`retained`) plus the open records that outlived it, so
+    /// a command that opens a transaction (freeze, deposit, withdraw) asks this first; every
+    /// other command fits. The index is sized at start and never rehashed.
+    #[inline]
+    pub fn has_room_for_open(&self, open: usize) -> bool {
+        (self.retained as usize + open) * 4 <= self.slots.len() * 3
+    }
+
+    /// Whether one more record can be inserted with the index at most 3/4 full.
+    #[inline]
+    fn has_room(&self) -> bool {
+        let ring_full = self.ring.len() == self.retained as usize;
+        let pins = ring_full && self.ring[self.next as usize].state.is_some_and(TxState::is_open);
+        let len_after = self.len() + usize::from(!ring_full || pins);
+        len_after * 4 <= self.slots.len() * 3
+    }
+
+    /// Remembers a new record (its `tx_id` must be absent, and `has_room()`). Returns what
+    /// left the ring, if any.
     pub fn insert(&mut self, record: TxRecord) -> Option<Evicted> {
         debug_assert!(self.find(record.tx_id()).is_none());
-        if (self.ring.len() + self.pinned_len as usize + 1) * 4 > self.slots.len() * 3 {
-            self.grow();
-        }
+        assert!(self.has_room(), "the index is never filled past 3/4 (has_room_for_open)");
         let pos = self.next;
         let evicted = if (pos as usize) < self.ring.len() {
             let old = self.ring[pos as usize];
@@ -370,17 +399,6 @@ impl TxTable {
         entries
     }
 
-    /// Doubles the index (only when many open transactions outlive the window).
-    fn grow(&mut self) {
-        let old = std::mem::replace(&mut self.slots, vec![0; 0]);
-        self.slots = vec![0; old.len() * 2];
-        crate::mem::advise_huge_pages(self.slots.as_ptr(), self.slots.len());
-        self.shift -= 1;
-        for slot in old.into_iter().filter(|&slot| slot != 0) {
-            self.place(slot);
-        }
-    }
-
     /// Backward-shift deletion: keeps every probe chain unbroken without tombstones.
     fn remove_slot(&mut self, mut hole: usize) {
         let mask = self.slots.len() - 1;
@@ -448,6 +466,7 @@ impl TxTable {
         assert_eq!(self.len(), 0, "records are decoded into an empty table");
         let digest_len = if version >= 4 { 8 } else { 4 };
         let tx_count = r.count(60 + digest_len)?;
+        let mut records: Vec<TxRecord> = Vec::with_capacity(tx_count);
         for _ in 0..tx_count {
             let tx_id = TxId(r.u128()?);
             let amount_minor = r.i128()?;
@@ -467,9 +486,6 @@ impl TxTable {
                 return r.fail("result code");
             };
             let visited = r.u8()?;
-            if self.find(tx_id).is_some() {
-                return r.fail(format!("duplicate tx_id {:#x}", tx_id.0));
-            }
             let mut record = TxRecord::new(tx_id, kind, result);
             if !(0..=crate::limits::AMOUNT_MINOR_MAX).contains(&amount_minor) {
                 return r.fail("transaction amount out of range");
@@ -481,6 +497,9 @@ impl TxTable {
             record.digest = digest;
             record.state = state;
             record.visited = visited;
+            if !self.has_room() {
+                return r.fail("more open transactions than the index holds");
+            }
             if let Some(evicted) = self.insert(record) {
                 if !evicted.pinned {
                     let tx_id = evicted.tx_id.0;
@@ -603,6 +622,9 @@ mod tests {
                             model.remove(&victim);
                         }
                     }
+                    continue;
+                }
+                if !table.has_room() {
                     continue;
                 }
                 let mut record = TxRecord::new(TxId(id), TxKind::Freeze, ResultCode::Ok);
