@@ -497,8 +497,17 @@ impl TxTable {
             record.digest = digest;
             record.state = state;
             record.visited = visited;
-            if !self.has_room() {
-                return r.fail("more open transactions than the index holds");
+            records.push(record);
+        }
+        // Sized for the window plus every open transaction (an older engine could have
+        // doubled its index; this one never rehashes).
+        let open = records.iter().filter(|record| record.state.is_some_and(TxState::is_open));
+        let room = records.len().max(self.retained as usize + open.count()) + 1;
+        *self = TxTable::with_records(self.retained, self.seed, room);
+        for record in records {
+            let tx_id = record.tx_id();
+            if self.find(tx_id).is_some() {
+                return r.fail(format!("duplicate tx_id {:#x}", tx_id.0));
             }
             if let Some(evicted) = self.insert(record) {
                 if !evicted.pinned {
