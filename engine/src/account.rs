@@ -116,12 +116,14 @@ impl Accounts {
     pub fn push(&mut self, account: Account) -> AccountId {
         assert!(self.find(&account.account_no).is_none(), "account keys are unique");
         let id = AccountId(self.list.len() as u32);
+        assert!(id.0 < crate::limits::ACCOUNTS_MAX, "the caller checked ACCOUNTS_MAX");
         if self.list.len() == self.list.capacity() {
             self.list.reserve(self.list.len().max(1024));
             crate::mem::advise_huge_pages(self.list.as_ptr(), self.list.capacity());
         }
         self.list.push(account);
         self.index.insert(&account.account_no, id);
+        assert_eq!(self.find(&account.account_no), Some(id), "an account is found by its key");
         id
     }
 
@@ -182,6 +184,7 @@ impl Accounts {
     /// Counts an outflow against the daily limit of day `day` (after every check passed).
     #[inline]
     pub fn count_debit(&mut self, id: AccountId, amount_minor: i128, day: u32) {
+        assert!(amount_minor > 0, "an outflow is positive");
         let account = self.get_mut(id);
         if account.debit_day != day {
             account.debit_day = day;
@@ -214,6 +217,7 @@ impl Accounts {
         amount_minor: i128,
     ) -> Result<i128, ResultCode> {
         let account = self.get(id);
+        assert!(amount_minor >= 0, "a debit takes money out");
         let after = account.available_minor - amount_minor;
         if after < account.floor_minor() {
             return Err(match account.kind {
@@ -432,6 +436,7 @@ impl AccountIndex {
         if (self.len as usize + 1) * 2 > self.slots.len() {
             self.grow();
         }
+        assert!((self.len as usize + 1) * 2 <= self.slots.len(), "the index stays half empty");
         let hash = self.hash_of(account_no);
         self.place(hash, id.0);
         self.len += 1;

@@ -32,6 +32,7 @@ impl Ledger {
         if self.currencies.len() >= CURRENCIES_MAX as usize {
             return Err(ResultCode::CapacityExceeded);
         }
+        assert_eq!(self.currencies.len(), self.risk_accounts.len(), "one risk slot per currency");
         self.currencies.push(CurrencyDef { code, scale });
         self.risk_accounts.push(None);
         self.clearing.add_currency();
@@ -75,6 +76,7 @@ impl Ledger {
         if self.accounts.len() >= ACCOUNTS_MAX as usize {
             return Err(ResultCode::CapacityExceeded);
         }
+        assert!(self.accounts.len() < ACCOUNTS_MAX as usize, "checked above");
         let id = self.accounts.push(Account {
             available_minor: 0,
             frozen_minor: 0,
@@ -93,6 +95,7 @@ impl Ledger {
         });
         self.clearing.set_exposure_limit(&mut self.accounts, id, exposure_max_minor);
         if kind == AccountKind::Risk {
+            assert!(self.risk_accounts[currency_index].is_none(), "one risk account per currency");
             self.risk_accounts[currency_index] = Some(id);
         }
         out.push(self.view(id));
@@ -184,6 +187,7 @@ impl Ledger {
             FeeRule { account: account.0, fixed_minor, rate_bps }
         };
         // Nothing below can fail.
+        assert!(rule == FeeRule::NONE || rule.account == account.0, "credited to the fee account");
         self.clearing.set_fee_rule(currency_index, kind, rule);
         out.push(self.view(account));
         Ok(Applied::on_account(account))
@@ -221,6 +225,7 @@ impl Ledger {
             None => None,
         };
         // Nothing below can fail.
+        assert!(entry.is_none_or(|t1| t1.pending_minor == pending_minor), "pending kept");
         self.cycles.set_cycle(&mut self.accounts, id, entry);
         out.push(self.view(id));
         Ok(Applied::on_account(id))

@@ -79,6 +79,7 @@ impl Engine {
                 self.ledger.txs.prefetch_eviction(DISTANCE as u32);
             }
             let outcome = self.apply(&commands[index], fx);
+            assert!(outcome.tx_id == commands[index].tx_id, "outcomes in command order");
             if index + 2 * DISTANCE < commands.len() {
                 stage1(self, &mut hashes, index + 2 * DISTANCE);
             }

@@ -104,6 +104,7 @@ impl Clearing {
 
     /// A new currency: it charges no fees.
     pub fn add_currency(&mut self) {
+        assert!(self.fees.len() < crate::limits::CURRENCIES_MAX as usize, "CURRENCIES_MAX");
         self.fees.push([FeeRule::NONE; FEE_KINDS]);
     }
 
@@ -166,6 +167,11 @@ impl Clearing {
 
     /// Records the unsettled total `unsettled_after_deposit` planned.
     pub fn set_unsettled(&mut self, accounts: &mut Accounts, id: AccountId, unsettled_minor: i128) {
+        assert!(accounts.get(id).kind == AccountKind::User, "only user accounts are tracked");
+        assert!(
+            unsettled_minor > self.exposure_entry(accounts, id).unsettled_minor,
+            "a deposit adds"
+        );
         let exposure = Exposure { unsettled_minor, ..self.exposure_entry(accounts, id) };
         self.store_exposure(accounts, id, exposure);
     }
@@ -176,6 +182,7 @@ impl Clearing {
             return;
         }
         let mut exposure = self.exposure_entry(accounts, id);
+        assert!(amount_minor > 0 && amount_minor <= exposure.unsettled_minor, "a pending deposit");
         exposure.unsettled_minor -= amount_minor;
         self.store_exposure(accounts, id, exposure);
     }
@@ -226,6 +233,7 @@ impl Clearing {
             return None;
         }
         // amount ≤ AMOUNT_MINOR_MAX (10^28) and rate ≤ 10^4: the product fits an i128.
+        assert!(amount_minor > 0 && rule.rate_bps <= FEE_RATE_BPS_MAX && rule.fixed_minor >= 0);
         let fee_minor = rule.fixed_minor + amount_minor * rule.rate_bps as i128 / 10_000;
         (fee_minor > 0).then_some((AccountId(rule.account), fee_minor))
     }
@@ -237,6 +245,8 @@ impl Clearing {
 
     /// Replaces the fee schedule of `kind` in currency number `currency`.
     pub fn set_fee_rule(&mut self, currency: usize, kind: FeeKind, rule: FeeRule) {
+        assert!(rule == FeeRule::NONE || rule.fixed_minor > 0 || rule.rate_bps > 0, "charges");
+        assert!(rule.rate_bps <= FEE_RATE_BPS_MAX && rule.fixed_minor >= 0, "a valid rule");
         self.fees[currency][kind as usize] = rule;
     }
 
@@ -268,7 +278,8 @@ impl Clearing {
 
     /// A withdrawal settled or failed: its fee is no longer pending.
     pub fn forget_withdrawal_fee(&mut self, withdrawal: TxId) {
-        self.withdrawal_fees.remove(&withdrawal);
+        let forgotten = self.withdrawal_fees.remove(&withdrawal);
+        assert!(forgotten.is_none_or(|(_, fee_minor)| fee_minor > 0), "kept fees are positive");
     }
 
     /// Fees of pending withdrawals in `TxId` order: hash-map order must never reach an output.

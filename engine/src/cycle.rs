@@ -155,6 +155,7 @@ impl Cycles {
         accounts: &Accounts,
         deltas: &[(AccountId, i128)],
     ) -> Result<LedgerPlan, ResultCode> {
+        assert!(!deltas.is_empty() && deltas.len() <= 3, "a movement touches 1 to 3 accounts");
         let mut plan = LedgerPlan {
             moves: [(AccountId(0), 0); 3],
             moves_len: 0,
@@ -193,11 +194,18 @@ impl Cycles {
 
     /// Sets the pending amount of a T+1 account (planned by `plan_ledger`).
     pub fn set_pending(&mut self, id: AccountId, pending_minor: i128) {
+        assert!(in_range(pending_minor).is_ok(), "planned in range");
         self.t1_accounts.get_mut(&id).expect("planned from an entry").pending_minor = pending_minor;
     }
 
     /// Puts `id` on T+1 with `entry`, or back on T+0 with `None` (checked by the caller).
     pub fn set_cycle(&mut self, accounts: &mut Accounts, id: AccountId, entry: Option<T1Pending>) {
+        assert!(accounts.get(id).kind == AccountKind::User, "only user accounts are T+1");
+        let clearing = entry.map(|entry| accounts.get(entry.clearing).kind);
+        assert!(
+            clearing.is_none_or(|kind| kind == AccountKind::System),
+            "cleared by a system account"
+        );
         match entry {
             Some(entry) => self.t1_accounts.insert(id, entry),
             None => self.t1_accounts.remove(&id),
@@ -207,6 +215,7 @@ impl Cycles {
 
     /// Counts a confirmed settlement in its channel's day.
     pub fn count_settlement(&mut self, channel: AccountId, amount_minor: i128, deposit: bool) {
+        assert!(amount_minor > 0, "a settlement moves something");
         let day = self.channel_day.entry(channel).or_default();
         if deposit {
             day.deposits_minor = day.deposits_minor.saturating_add(amount_minor);
@@ -250,7 +259,9 @@ impl Cycles {
         plan: CutoverPlan,
         fx: &mut Effects,
     ) {
+        assert!(plan.business_date > self.last_cutover.0, "each date closes once");
         for (id, t1) in plan.moves {
+            assert_eq!(self.t1_accounts.get(&id), Some(&t1), "the plan is fresh");
             accounts.get_mut(id).ledger_minor += t1.pending_minor;
             accounts.get_mut(t1.clearing).ledger_minor -= t1.pending_minor;
             fx.post(tx_id, id, Bucket::Ledger, t1.pending_minor);

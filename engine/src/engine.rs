@@ -45,9 +45,13 @@ impl Engine {
         if let Some(loc) = ledger.txs.find(cmd.tx_id) {
             return self.repeat_outcome(cmd, loc, digest);
         }
+        let (now_before_ns, entries_start) = (ledger.now_ns, fx.entries.len());
+        let transitions_start = fx.transitions.len();
         ledger.now_ns = ledger.now_ns.max(cmd.timestamp_ns);
+        assert!(ledger.now_ns >= now_before_ns, "time never goes backwards");
         ledger.expire_holds(EXPIRIES_PER_COMMAND_MAX, fx);
         let entries_before = fx.entries.len();
+        let transitions_before = fx.transitions.len();
         let mut balances = Balances::new();
         let kind = cmd.body.kind();
         let applied = Self::dispatch(&mut self.ledger, cmd.tx_id, &cmd.body, &mut balances, fx);
@@ -55,6 +59,7 @@ impl Engine {
         record.digest = digest;
         let result = match applied {
             Ok(applied) => {
+                assert_eq!(applied.state.is_some(), kind.has_lifecycle(), "lifecycle of {kind:?}");
                 if let Some(state) = applied.state {
                     record.walk_to(state);
                 }
@@ -66,6 +71,8 @@ impl Engine {
             }
             Err(code) => {
                 assert_eq!(fx.entries.len(), entries_before, "a rejected command posted entries");
+                assert_eq!(fx.transitions.len(), transitions_before, "nor moved a lifecycle");
+                assert!(code != ResultCode::Ok && code != ResultCode::TxIdConflict);
                 balances = Balances::new();
                 record.result = code;
                 if kind.has_lifecycle() {
@@ -75,8 +82,14 @@ impl Engine {
                 code
             }
         };
-        debug_assert!(postings_balance(&fx.entries[entries_before..]));
+        // On in release: a command's postings (expiries included) balance, and it names only
+        // accounts that exist.
+        let postings = &fx.entries[entries_start..];
+        assert!(postings_balance(postings), "a command's postings balance");
+        assert!(postings.iter().all(|entry| self.ledger.accounts.contains(entry.account.0)));
+        assert!(fx.transitions.len() >= transitions_start);
         let tx_state = record.state;
+        assert!(tx_state.is_none_or(|state| record.visited & (1 << state as u8) != 0));
         self.ledger.txs.insert(record);
         Outcome { tx_id: cmd.tx_id, result, duplicate: false, tx_state, balances }
     }

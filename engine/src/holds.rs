@@ -64,6 +64,7 @@ impl Holds {
     /// Removes an active hold and its queued expiry.
     pub fn remove(&mut self, hold_id: TxId) -> Hold {
         let hold = self.map.remove(&hold_id).expect("remove of an active hold");
+        assert!(hold.remaining_minor >= 0 && hold.captured_minor >= 0, "a sound hold");
         if let Some(expires_ns) = hold.expires_ns {
             let queued = self.expiries.remove(&(expires_ns, hold_id));
             assert!(queued, "an expiring hold is queued");
@@ -75,6 +76,7 @@ impl Holds {
     #[inline]
     pub fn next_due(&self, now_ns: u64) -> Option<TxId> {
         let &(expires_ns, hold_id) = self.expiries.first()?;
+        debug_assert!(self.map.contains_key(&hold_id), "a queued expiry has its hold");
         (expires_ns <= now_ns).then_some(hold_id)
     }
 

@@ -172,6 +172,7 @@ impl Ledger {
     /// Counts an outflow against the daily limit (after every check passed).
     #[inline]
     pub fn count_debit(&mut self, id: AccountId, amount_minor: i128) {
+        assert!(amount_minor > 0, "an outflow is positive");
         let day = self.day();
         self.accounts.count_debit(id, amount_minor, day);
     }
@@ -181,6 +182,7 @@ impl Ledger {
     pub fn release_hold(&mut self, hold_id: TxId, fx: &mut Effects) -> AccountId {
         let hold = self.holds.remove(hold_id);
         let remaining = hold.remaining_minor;
+        assert!(remaining >= 0 && self.accounts.contains(hold.account.0));
         let day = self.day();
         if hold.day == day {
             self.accounts.uncount_debit(hold.account, remaining, day);
@@ -188,9 +190,11 @@ impl Ledger {
         if remaining > 0 {
             let mut plan = Plan::new(hold_id);
             plan.add_release(&self.accounts, hold.account, remaining);
+            plan.assert_frozen_moves(hold.account, -remaining);
             plan.commit(&mut self.accounts, &mut self.cycles, fx);
         }
         self.finish_hold(hold_id, hold.captured_minor > 0, fx);
+        assert!(self.holds.get(hold_id).is_none(), "a released hold is gone");
         hold.account
     }
 
@@ -198,6 +202,7 @@ impl Ledger {
     fn finish_hold(&mut self, hold_id: TxId, captured: bool, fx: &mut Effects) {
         let loc = self.txs.find(hold_id).expect("an active hold's record is remembered (pinned)");
         let record = self.txs.get_mut(loc);
+        assert!(record.kind == TxKind::Freeze && record.state == Some(TxState::Frozen));
         let end = if captured { TxState::Settled } else { TxState::Failed };
         if captured {
             record.enter(TxState::PendingSettlement);
@@ -211,7 +216,9 @@ impl Ledger {
     /// Moves the record at `loc` to `state` (a checked, legal transition) and forgets it if it
     /// is pinned and now finished.
     pub fn enter_target(&mut self, target: TxId, loc: Loc, state: TxState, fx: &mut Effects) {
-        self.txs.get_mut(loc).enter(state);
+        let record = self.txs.get_mut(loc);
+        assert!(record.tx_id() == target, "the target's own record");
+        record.enter(state);
         fx.transitions.push((target, state));
         self.txs.forget_if_finished(loc);
     }
@@ -220,7 +227,9 @@ impl Ledger {
     pub fn expire_holds(&mut self, expiries_max: u32, fx: &mut Effects) {
         for _ in 0..expiries_max {
             let Some(hold_id) = self.holds.next_due(self.now_ns) else { break };
+            let holds_before = self.holds.len();
             self.release_hold(hold_id, fx);
+            assert_eq!(self.holds.len() + 1, holds_before, "each expiry releases one hold");
         }
     }
 

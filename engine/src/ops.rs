@@ -87,6 +87,8 @@ impl Ledger {
     /// Applies a checked movement's postings and reports its balances (debit, credit, fee).
     #[inline]
     fn commit_movement(&mut self, m: &Movement, out: &mut Balances, fx: &mut Effects) {
+        assert!(m.debit != m.credit, "a movement has two sides");
+        assert!(m.amount_minor > 0 && m.daily_minor >= 0, "a movement moves something");
         if m.daily_minor > 0 {
             self.count_debit(m.debit, m.daily_minor);
         }
@@ -109,6 +111,7 @@ impl Ledger {
         fx: &mut Effects,
     ) -> Result<Applied, ResultCode> {
         let movement = self.plan_transfer(tx_id, from, to, amount)?;
+        movement.plan.assert_frozen_moves(movement.debit, 0);
         // Nothing below can fail.
         self.commit_movement(&movement, out, fx);
         fx.transitions.push((tx_id, TxState::Settled));
@@ -132,6 +135,7 @@ impl Ledger {
         // Every debit check sees the amount and the fee.
         let fee = self.clearing.fee_for(&self.accounts, FeeKind::Transfer, dr, cr, amount_minor);
         let debit_minor = amount_minor + fee.map_or(0, |(_, fee_minor)| fee_minor);
+        assert!(dr != cr && debit_minor >= amount_minor, "a payer pays at least the amount");
         self.check_debit(dr, debit_minor)?;
         self.accounts.check_credit(cr)?;
         let dr_available = self.accounts.available_after_debit(dr, debit_minor)?;
@@ -173,6 +177,7 @@ impl Ledger {
     ) -> Result<Applied, ResultCode> {
         let (channel, user) = self.pair(channel_no, account_no)?;
         self.channel(channel)?;
+        assert!(self.acct(channel).kind != AccountKind::User, "a channel mirrors the outside");
         let amount_minor = self.amount_minor(user, amount)?;
         self.accounts.check_credit(user)?;
         self.accounts.check_credit(channel)?; // a debit-frozen channel still mirrors arriving money
@@ -183,6 +188,7 @@ impl Ledger {
         let unsettled =
             self.clearing.unsettled_after_deposit(&self.accounts, user, amount_minor)?;
         self.check_settlement_room()?;
+        plan.assert_frozen_moves(user, 0);
         // Nothing below can fail. T+0: usable at once; `ledger` waits for settlement, and until
         // then the amount counts as unsettled (exposure, `clearing.rs`).
         if let Some(unsettled_minor) = unsettled {
@@ -206,6 +212,8 @@ impl Ledger {
         fx: &mut Effects,
     ) -> Result<Applied, ResultCode> {
         let movement = self.plan_withdraw(tx_id, account_no, channel_no, amount)?;
+        movement.plan.assert_frozen_moves(movement.debit, movement.amount_minor);
+        assert!(self.pending_settlements < SETTLEMENTS_PENDING_MAX);
         // Nothing below can fail. The money is held until the channel confirms.
         self.commit_movement(&movement, out, fx);
         if let Some(charged) = movement.fee {
@@ -232,6 +240,7 @@ impl Ledger {
             self.clearing.fee_for(&self.accounts, FeeKind::Withdraw, user, channel, amount_minor);
         let fee_minor = fee.map_or(0, |(_, fee_minor)| fee_minor);
         let debit_minor = amount_minor + fee_minor;
+        assert!(user != channel && fee_minor >= 0, "a withdrawal pays at least the amount");
         self.check_debit(user, debit_minor)?;
         self.accounts.check_credit(channel)?;
         let user_available = self.accounts.available_after_debit(user, debit_minor)?;
@@ -273,6 +282,8 @@ impl Ledger {
         let mut plan = Plan::new(tx_id);
         plan.add(&self.accounts, id, Bucket::Available, -amount_minor)?;
         plan.add(&self.accounts, id, Bucket::Frozen, amount_minor)?;
+        plan.assert_frozen_moves(id, amount_minor);
+        assert!(self.holds.get(tx_id).is_none() && self.holds.len() < HOLDS_OPEN_MAX as usize);
         // Nothing below can fail.
         self.count_debit(id, amount_minor);
         plan.commit(&mut self.accounts, &mut self.cycles, fx);
@@ -314,8 +325,10 @@ impl Ledger {
         fx: &mut Effects,
     ) -> Result<Applied, ResultCode> {
         let hold = self.active_hold(hold_id)?;
+        assert!(hold.remaining_minor > 0, "an active hold holds something");
         // Nothing below can fail.
         let account = self.release_hold(hold_id, fx);
+        assert!(account == hold.account && self.holds.get(hold_id).is_none());
         out.push(self.view(account));
         Ok(Applied { amount_minor: hold.remaining_minor, debit: account.0, ..Applied::admin() }
             .linked(hold_id))
@@ -331,10 +344,11 @@ impl Ledger {
         fx: &mut Effects,
     ) -> Result<Applied, ResultCode> {
         let movement = self.plan_capture(tx_id, hold_id, to, amount)?;
-        // Nothing below can fail.
-        self.commit_movement(&movement, out, fx);
         let debit_minor =
             movement.amount_minor + movement.fee.map_or(0, |(_, fee_minor)| fee_minor);
+        movement.plan.assert_frozen_moves(movement.debit, -debit_minor);
+        // Nothing below can fail.
+        self.commit_movement(&movement, out, fx);
         if self.holds.capture(hold_id, debit_minor) == 0 {
             self.release_hold(hold_id, fx);
         }
@@ -352,6 +366,7 @@ impl Ledger {
         amount: Amount,
     ) -> Result<Movement, ResultCode> {
         let hold = self.active_hold(hold_id)?;
+        assert!(hold.remaining_minor > 0, "an active hold holds something");
         let (payer, payee) = (hold.account, self.find_account(to)?);
         if payer == payee {
             return Err(ResultCode::SameAccount);
@@ -393,6 +408,7 @@ impl Ledger {
         if !external || !legal {
             return Err(ResultCode::IllegalTransition);
         }
+        assert!(record.result == ResultCode::Ok, "only an accepted movement has a lifecycle left");
         Ok(loc)
     }
 
@@ -433,6 +449,9 @@ impl Ledger {
         // `ledger` catches up with what was made available.
         plan.add(&self.accounts, debit, Bucket::Ledger, -amount_minor)?;
         plan.add(&self.accounts, credit, Bucket::Ledger, amount_minor)?;
+        let withdrawn_minor = if kind == TxKind::Withdraw { -amount_minor } else { 0 };
+        plan.assert_frozen_moves(debit, withdrawn_minor);
+        assert!(self.pending_settlements > 0, "the target is pending");
         // Nothing below can fail.
         plan.commit(&mut self.accounts, &mut self.cycles, fx);
         // The channel is the debit of a deposit and the credit of a withdrawal; a settled
@@ -470,6 +489,9 @@ impl Ledger {
             TxKind::Deposit => self.plan_deposit_failed(&mut plan, debit, credit, amount_minor)?,
             _ => unreachable!("settlement_target admits deposits and withdrawals only"),
         };
+        let released_minor = if kind == TxKind::Withdraw { -amount_minor } else { 0 };
+        plan.assert_frozen_moves(debit, released_minor);
+        assert!(self.pending_settlements > 0, "the target is pending");
         // Nothing below can fail.
         plan.commit(&mut self.accounts, &mut self.cycles, fx);
         match kind {
@@ -499,6 +521,7 @@ impl Ledger {
     ) -> Result<Option<AccountId>, ResultCode> {
         let fee = self.clearing.withdrawal_fee(target);
         let fee_minor = fee.map_or(0, |(_, fee_minor)| fee_minor);
+        assert!(fee_minor >= 0 && fee.is_none_or(|(account, _)| account != user));
         plan.add(&self.accounts, user, Bucket::Frozen, -amount_minor)?;
         plan.add(&self.accounts, user, Bucket::Available, amount_minor + fee_minor)?;
         let Some((account, fee_minor)) = fee else { return Ok(None) };
@@ -527,6 +550,7 @@ impl Ledger {
             AccountKind::System | AccountKind::Risk => amount_minor,
         };
         let shortfall_minor = amount_minor - clawback_minor;
+        assert!((0..=amount_minor).contains(&clawback_minor), "a clawback within the deposit");
         let risk = if shortfall_minor > 0 {
             let risk = self.risk_accounts[customer.currency.0 as usize];
             Some(risk.ok_or(ResultCode::RiskAccountMissing)?)
@@ -555,9 +579,11 @@ impl Ledger {
         fx: &mut Effects,
     ) -> Result<Applied, ResultCode> {
         let (movement, loc) = self.plan_refund(tx_id, original, amount)?;
+        movement.plan.assert_frozen_moves(movement.debit, 0);
         // Nothing below can fail.
         self.commit_movement(&movement, out, fx);
         let refunded_minor = self.txs.refunded(original) + movement.amount_minor;
+        assert!(refunded_minor <= self.txs.get(loc).amount_minor(), "refunds within the original");
         self.txs.set_refunded(original, refunded_minor);
         if self.txs.get(loc).state == Some(TxState::Settled) {
             self.txs.get_mut(loc).enter(TxState::Reversed);
@@ -598,6 +624,7 @@ impl Ledger {
         }
         let (dr, cr) = (AccountId(record.credit), AccountId(record.debit));
         let amount_minor = self.amount_minor(dr, amount)?;
+        assert!(amount_minor > 0 && self.accounts.contains(cr.0), "a refund of a movement");
         if self.txs.refunded(original) + amount_minor > record.amount_minor() {
             return Err(ResultCode::RefundExceedsOriginal);
         }

@@ -73,6 +73,7 @@ impl Plan {
                 }
             }
         };
+        assert!(delta_minor != 0, "a posting moves something");
         let after_minor = in_range(before_minor + delta_minor)?;
         assert!(self.postings_len < POSTINGS_PER_COMMAND_MAX, "postings of one command");
         self.postings[self.postings_len] = Planned { account, bucket, delta_minor, after_minor };
@@ -84,8 +85,10 @@ impl Plan {
     /// range-checked, so a release never fails: it gives back what its freeze took, and a
     /// balance stays within `2 × BALANCE_MINOR_MAX` (see `Accounts::check`).
     pub fn add_release(&mut self, accounts: &Accounts, account: AccountId, remaining_minor: i128) {
+        assert!(remaining_minor > 0, "a release gives something back");
         let balances = accounts.get(account);
         let frozen_minor = balances.frozen_minor - remaining_minor;
+        assert!(frozen_minor >= 0, "a release gives back at most what is frozen");
         let available_minor = balances.available_minor + remaining_minor;
         assert!(self.postings_len == 0, "a release is a plan of its own");
         self.postings[0] = Planned {
@@ -116,11 +119,29 @@ impl Plan {
                 self.add(accounts, account, Bucket::Ledger, delta_minor)?;
             }
         }
+        assert!(self.pending_len + ledger.pending().len() <= TOUCHED_ACCOUNTS_MAX);
         for &pending in ledger.pending() {
             self.pending[self.pending_len] = pending;
             self.pending_len += 1;
         }
         Ok(())
+    }
+
+    /// The sum of the `frozen` postings planned on `account`: what the handler must have
+    /// added to (or taken from) its holds and pending withdrawals.
+    pub fn frozen_delta(&self, account: AccountId) -> i128 {
+        let planned = &self.postings[..self.postings_len];
+        let frozen = planned.iter().filter(|p| p.account == account && p.bucket == Bucket::Frozen);
+        frozen.map(|planned| planned.delta_minor).sum()
+    }
+
+    /// Asserts that the only `frozen` postings are `delta_minor` on `account`: `frozen` moves
+    /// exactly with the holds and pending withdrawals (`frozen == holds + withdrawals`).
+    pub fn assert_frozen_moves(&self, account: AccountId, delta_minor: i128) {
+        assert_eq!(self.frozen_delta(account), delta_minor, "frozen moves with its holds");
+        let planned = &self.postings[..self.postings_len];
+        let elsewhere = planned.iter().any(|p| p.bucket == Bucket::Frozen && p.account != account);
+        assert!(!elsewhere, "frozen moves on one account only");
     }
 
     /// True when the postings sum to zero over `Available + Frozen` and over `Ledger`.
@@ -147,6 +168,8 @@ impl Plan {
                 Bucket::Frozen => &mut account.frozen_minor,
                 Bucket::Ledger => &mut account.ledger_minor,
             };
+            // Nothing changed the balance between the plan and its commit.
+            assert_eq!(*balance + planned.delta_minor, planned.after_minor, "plan is stale");
             *balance = planned.after_minor;
             let negative = planned.after_minor < 0 && planned.bucket != Bucket::Ledger;
             assert!(!(negative && account.kind == AccountKind::User), "user balance below zero");

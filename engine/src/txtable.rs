@@ -103,6 +103,7 @@ impl TxRecord {
     }
 
     pub fn set_link(&mut self, link: TxId) {
+        assert!(link.0 != 0 || self.link_lo | self.link_hi == 0, "a link is not unset");
         self.link_lo = link.0 as u64;
         self.link_hi = (link.0 >> 64) as u64;
     }
@@ -118,7 +119,7 @@ impl TxRecord {
 
     /// Walks the linear lifecycle from `Created` to `last` (one command doing several steps).
     pub fn walk_to(&mut self, last: TxState) {
-        debug_assert!(self.state.is_none() && last <= TxState::Settled);
+        assert!(self.state.is_none() && last <= TxState::Settled, "a walk from nothing");
         self.state = Some(last);
         // Every state of the linear path up to `last` is visited, in order.
         self.visited = ((1u16 << (last as u8 + 1)) - 1) as u8;
@@ -311,6 +312,7 @@ impl TxTable {
         debug_assert!(self.find(record.tx_id()).is_none());
         assert!(self.has_room(), "the index is never filled past 3/4 (has_room_for_open)");
         let pos = self.next;
+        assert!(pos < self.retained, "the next ring position is inside the ring");
         let evicted = if (pos as usize) < self.ring.len() {
             let old = self.ring[pos as usize];
             let slot = self.find_slot(old.tx_id()).expect("every ring record is indexed");
@@ -324,6 +326,7 @@ impl TxTable {
                         (self.pinned.len() - 1) as u32
                     }
                 };
+                assert!(self.pinned[index as usize].is_none(), "a free slab entry");
                 self.pinned[index as usize] = Some(old);
                 self.pinned_len += 1;
                 self.slots[slot] = Self::slot_of(self.slots[slot] >> 32, Loc::Pinned(index));
@@ -342,10 +345,12 @@ impl TxTable {
         self.next = if pos + 1 == self.retained { 0 } else { pos + 1 };
         let tag = self.hash(record.tx_id()) >> 32;
         self.place(Self::slot_of(tag, Loc::Ring(pos)));
+        assert!(self.ring.len() <= self.retained as usize);
         evicted
     }
 
     fn place(&mut self, slot_value: u64) {
+        assert!(slot_value != 0, "an empty slot is never placed");
         let mask = self.slots.len() - 1;
         let mut slot = self.home(slot_value >> 32);
         while self.slots[slot] != 0 {
@@ -363,6 +368,7 @@ impl TxTable {
             return None;
         }
         let slot = self.find_slot(record.tx_id()).expect("pinned records are indexed");
+        assert!(self.pinned_len > 0, "a pinned record is counted");
         self.remove_slot(slot);
         self.pinned[index as usize] = None;
         self.pinned_free.push(index);
@@ -388,6 +394,8 @@ impl TxTable {
     /// Sets the refunded total of a remembered transaction.
     pub fn set_refunded(&mut self, tx_id: TxId, refunded_minor: i128) {
         assert!(refunded_minor > 0, "a refund refunds something");
+        assert!(self.find(tx_id).is_some(), "the refunded transaction is remembered");
+        assert!(refunded_minor > self.refunded(tx_id), "refunds only grow");
         self.refunded.insert(tx_id, refunded_minor);
     }
 
@@ -401,6 +409,7 @@ impl TxTable {
 
     /// Backward-shift deletion: keeps every probe chain unbroken without tombstones.
     fn remove_slot(&mut self, mut hole: usize) {
+        assert!(self.slots[hole] != 0, "only a used slot is removed");
         let mask = self.slots.len() - 1;
         let mut pos = hole;
         loop {
