@@ -130,6 +130,9 @@ impl Ledger {
                 AccountStatus::Active | AccountStatus::DebitFrozen,
             ) => {}
         }
+        let account = self.acct(id);
+        let empty = account.available_minor == 0 && account.frozen_minor == 0;
+        assert!(status != AccountStatus::Closed || empty, "only an empty account closes");
         self.acct_mut(id).status = status;
         out.push(self.view(id));
         Ok(Applied::on_account(id))

@@ -264,6 +264,8 @@ impl Cycles {
             assert_eq!(self.t1_accounts.get(&id), Some(&t1), "the plan is fresh");
             accounts.get_mut(id).ledger_minor += t1.pending_minor;
             accounts.get_mut(t1.clearing).ledger_minor -= t1.pending_minor;
+            assert!(in_range(accounts.get(id).ledger_minor).is_ok(), "planned in range");
+            assert!(in_range(accounts.get(t1.clearing).ledger_minor).is_ok(), "planned in range");
             fx.post(tx_id, id, Bucket::Ledger, t1.pending_minor);
             fx.post(tx_id, t1.clearing, Bucket::Ledger, -t1.pending_minor);
             self.t1_accounts.get_mut(&id).expect("planned from an entry").pending_minor = 0;

@@ -517,3 +517,25 @@ fn cutover_reports_each_channels_settled_day() {
         assert!(Engine::decode_state(&bytes[..len]).is_err(), "prefix {len} accepted");
     }
 }
+
+/// A fee account that is also a T+1 clearing account receives both `ledger` deltas of one
+/// command (before plans accumulated, the fee's overwrote the clearing one), and a refused
+/// withdrawal's reply shows the balances after the fee came back.
+#[test]
+fn fee_account_that_clears_t1_keeps_both_ledger_deltas() {
+    let mut h = with_t1();
+    h.ok(set_fee(FeeKind::Withdraw, "t1clr", "1", 0));
+    h.ok(set_fee(FeeKind::Capture, "t1clr", "0.50", 0));
+    h.ok(transfer("alice", "bob", "50"));
+    let refused = h.fresh_tx();
+    h.run_as(refused, withdraw("bob", "bank", "10"));
+    h.check();
+    let hold = h.fresh_tx();
+    h.run_as(hold, freeze("bob", "20", None));
+    h.ok(CommandBody::Capture { hold, to: no("carol"), amount: amt("5") });
+    h.check();
+    h.ok(CommandBody::SettleBegin { target: refused });
+    let failed = h.ok(CommandBody::SettleFail { target: refused });
+    let bob = failed.balances.as_slice()[0];
+    assert_eq!((bob.available_minor, bob.frozen_minor, bob.ledger_minor), h.bal("bob"));
+}
