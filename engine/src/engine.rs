@@ -320,7 +320,7 @@ impl Engine {
     /// money conserved per currency, no customer balance negative, every account's `frozen`
     /// equal to its active holds plus its pending withdrawals, every account's unsettled
     /// deposits equal to its pending deposit records, and each part's own invariants. Never
-    /// panics: `decode_state` runs it on every decoded state.
+    /// panics: `decode_state` runs all of it but the sums on every decoded state.
     pub fn check_invariants(&self) -> Result<(), String> {
         self.ledger.check()
     }

@@ -22,15 +22,16 @@ fn expiries_are_released_a_bounded_number_per_command() {
         .collect();
     h.now_ns = expires_ns;
     h.ok(open("dave", "USD", AccountKind::User));
-    let released = holds.iter().filter(|hold| h.engine.tx(**hold).unwrap().held_minor == 0);
+    let held = |h: &Harness, hold: TxId| h.engine.tx(hold).expect("remembered").held_minor;
+    let released = holds.iter().filter(|hold| held(&h, **hold) == 0);
     assert_eq!(released.count(), EXPIRIES_PER_COMMAND_MAX as usize, "earliest first, no more");
     // One still held has expired all the same: it cannot be captured or unfrozen.
     let late = *holds.last().expect("holds");
-    assert!(h.engine.tx(late).unwrap().held_minor > 0);
+    assert!(held(&h, late) > 0);
     let capture = CommandBody::Capture { hold: late, to: no("bob"), amount: amt("1") };
     assert_eq!(h.run(capture).result, ResultCode::HoldReleased);
     assert_eq!(h.run(CommandBody::Unfreeze { hold: late }).result, ResultCode::HoldReleased);
-    assert!(holds.iter().all(|hold| h.engine.tx(*hold).unwrap().held_minor == 0));
+    assert!(holds.iter().all(|hold| held(&h, *hold) == 0));
     assert_eq!(h.bal("alice"), (100_000, 0, 0));
 }
 
