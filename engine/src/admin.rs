@@ -1,15 +1,18 @@
-//! Reference-data commands: currencies, opening accounts, status and limits.
+//! Reference-data commands: currencies, opening accounts, status and limits, fee schedules
+//! and settlement cycles.
 
 use crate::account::{Account, LIMIT_NONE};
+use crate::clearing::{FeeRule, FEE_RATE_BPS_MAX};
 use crate::currency::{to_minor, CurrencyDef};
-use crate::engine::{Applied, Engine};
+use crate::cycle::T1Pending;
+use crate::ledger::{Applied, Ledger};
 use crate::limits::{ACCOUNTS_MAX, CURRENCIES_MAX, CURRENCY_SCALE_MAX};
 use crate::outcome::{Balances, ResultCode};
 use crate::types::{
-    AccountId, AccountKind, AccountLimits, AccountNo, AccountStatus, CurrencyCode, CurrencyId,
+    AccountKind, AccountLimits, AccountNo, AccountStatus, Amount, CurrencyCode, CurrencyId, FeeKind,
 };
 
-impl Engine {
+impl Ledger {
     pub(crate) fn define_currency(
         &mut self,
         code: CurrencyCode,
@@ -29,9 +32,10 @@ impl Engine {
         if self.currencies.len() >= CURRENCIES_MAX as usize {
             return Err(ResultCode::CapacityExceeded);
         }
+        assert_eq!(self.currencies.len(), self.risk_accounts.len(), "one risk slot per currency");
         self.currencies.push(CurrencyDef { code, scale });
         self.risk_accounts.push(None);
-        self.fees.push([crate::clearing::FeeRule::NONE; crate::clearing::FEE_KINDS]);
+        self.clearing.add_currency();
         Ok(Applied::admin())
     }
 
@@ -59,11 +63,9 @@ impl Engine {
         limits: &AccountLimits,
         out: &mut Balances,
     ) -> Result<Applied, ResultCode> {
-        let Some(currency_index) = self.currencies.iter().position(|c| c.code == currency) else {
-            return Err(ResultCode::CurrencyUnknown);
-        };
+        let currency_index = self.currency_index(currency)?;
         let currency_id = CurrencyId(currency_index as u16);
-        if self.account_index.find(&account_no, &self.accounts).is_some() {
+        if self.accounts.find(&account_no).is_some() {
             return Err(ResultCode::AccountExists);
         }
         let (tx_amount_max_minor, daily_debit_max_minor, exposure_max_minor) =
@@ -74,12 +76,8 @@ impl Engine {
         if self.accounts.len() >= ACCOUNTS_MAX as usize {
             return Err(ResultCode::CapacityExceeded);
         }
-        let id = AccountId(self.accounts.len() as u32);
-        if self.accounts.len() == self.accounts.capacity() {
-            self.accounts.reserve(self.accounts.len().max(1024));
-            crate::mem::advise_huge_pages(self.accounts.as_ptr(), self.accounts.capacity());
-        }
-        self.accounts.push(Account {
+        assert!(self.accounts.len() < ACCOUNTS_MAX as usize, "checked above");
+        let id = self.accounts.push(Account {
             available_minor: 0,
             frozen_minor: 0,
             ledger_minor: 0,
@@ -95,13 +93,13 @@ impl Engine {
             exposure_tracked: false,
             t1: false,
         });
-        self.account_index.insert(&account_no, id);
-        self.set_exposure_limit(id, exposure_max_minor);
+        self.clearing.set_exposure_limit(&mut self.accounts, id, exposure_max_minor);
         if kind == AccountKind::Risk {
+            assert!(self.risk_accounts[currency_index].is_none(), "one risk account per currency");
             self.risk_accounts[currency_index] = Some(id);
         }
         out.push(self.view(id));
-        Ok(Applied { debit: id.0, ..Applied::admin() })
+        Ok(Applied::on_account(id))
     }
 
     pub(crate) fn set_account_status(
@@ -132,9 +130,12 @@ impl Engine {
                 AccountStatus::Active | AccountStatus::DebitFrozen,
             ) => {}
         }
+        let account = self.acct(id);
+        let empty = account.available_minor == 0 && account.frozen_minor == 0;
+        assert!(status != AccountStatus::Closed || empty, "only an empty account closes");
         self.acct_mut(id).status = status;
         out.push(self.view(id));
-        Ok(Applied { debit: id.0, ..Applied::admin() })
+        Ok(Applied::on_account(id))
     }
 
     pub(crate) fn set_account_limits(
@@ -153,8 +154,83 @@ impl Engine {
         let account = self.acct_mut(id);
         account.tx_amount_max_minor = tx_amount_max_minor;
         account.daily_debit_max_minor = daily_debit_max_minor;
-        self.set_exposure_limit(id, exposure_max_minor);
+        self.clearing.set_exposure_limit(&mut self.accounts, id, exposure_max_minor);
         out.push(self.view(id));
-        Ok(Applied { debit: id.0, ..Applied::admin() })
+        Ok(Applied::on_account(id))
+    }
+
+    pub(crate) fn set_fee(
+        &mut self,
+        kind: FeeKind,
+        currency: CurrencyCode,
+        fee_account_no: &AccountNo,
+        fixed: Amount,
+        rate_bps: u32,
+        out: &mut Balances,
+    ) -> Result<Applied, ResultCode> {
+        let currency_index = self.currency_index(currency)?;
+        let account = self.find_account(fee_account_no)?;
+        if self.acct(account).currency.0 as usize != currency_index {
+            return Err(ResultCode::CurrencyMismatch);
+        }
+        if self.acct(account).kind != AccountKind::System {
+            return Err(ResultCode::NotChannelAccount);
+        }
+        self.accounts.check_credit(account)?;
+        if rate_bps > FEE_RATE_BPS_MAX {
+            return Err(ResultCode::FeeInvalid);
+        }
+        let fixed_minor = match fixed.mantissa {
+            0 => 0,
+            _ => to_minor(fixed, self.scale(self.acct(account).currency))?,
+        };
+        let rule = if fixed_minor == 0 && rate_bps == 0 {
+            FeeRule::NONE
+        } else {
+            FeeRule { account: account.0, fixed_minor, rate_bps }
+        };
+        // Nothing below can fail.
+        assert!(rule == FeeRule::NONE || rule.account == account.0, "credited to the fee account");
+        self.clearing.set_fee_rule(currency_index, kind, rule);
+        out.push(self.view(account));
+        Ok(Applied::on_account(account))
+    }
+
+    pub(crate) fn set_settlement_cycle(
+        &mut self,
+        account_no: &AccountNo,
+        t1_clearing_no: Option<&AccountNo>,
+        out: &mut Balances,
+    ) -> Result<Applied, ResultCode> {
+        let id = self.find_account(account_no)?;
+        if self.acct(id).status == AccountStatus::Closed {
+            return Err(ResultCode::AccountClosed);
+        }
+        if self.acct(id).kind != AccountKind::User {
+            return Err(ResultCode::SettlementCycleInvalid);
+        }
+        let current = self.cycles.t1(id);
+        let pending_minor = current.map_or(0, |t1| t1.pending_minor);
+        let entry = match t1_clearing_no {
+            Some(clearing_no) => {
+                let clearing = self.find_account(clearing_no)?;
+                if self.acct(clearing).currency != self.acct(id).currency {
+                    return Err(ResultCode::CurrencyMismatch);
+                }
+                let moved = current.is_some_and(|t1| t1.clearing != clearing);
+                if self.acct(clearing).kind != AccountKind::System || (moved && pending_minor != 0)
+                {
+                    return Err(ResultCode::SettlementCycleInvalid);
+                }
+                Some(T1Pending { clearing, pending_minor })
+            }
+            None if pending_minor != 0 => return Err(ResultCode::SettlementCycleInvalid),
+            None => None,
+        };
+        // Nothing below can fail.
+        assert!(entry.is_none_or(|t1| t1.pending_minor == pending_minor), "pending kept");
+        self.cycles.set_cycle(&mut self.accounts, id, entry);
+        out.push(self.view(id));
+        Ok(Applied::on_account(id))
     }
 }

@@ -16,19 +16,6 @@ use crate::types::AccountNo;
 /// Commands between stages; `2 * DISTANCE` commands are in flight.
 const DISTANCE: usize = 8;
 
-/// Issues a prefetch of the cache line at `ptr` (no effect on results, and none off x86-64).
-#[inline(always)]
-pub(crate) fn prefetch<T>(ptr: *const T) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch is a hint; it never faults, even for an invalid address.
-    #[allow(unused_unsafe)]
-    unsafe {
-        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(ptr.cast::<i8>());
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = ptr;
-}
-
 /// The accounts a command will look up by key (at most two).
 fn keys(body: &CommandBody) -> [Option<&AccountNo>; 2] {
     match body {
@@ -67,12 +54,12 @@ impl Engine {
         let mut hashes = [[0u64; 2]; 2 * DISTANCE];
         let stage1 = |engine: &Engine, hashes: &mut [[u64; 2]; 2 * DISTANCE], index: usize| {
             let command = &commands[index];
-            engine.txs.prefetch_slot(command.tx_id);
+            engine.ledger.txs.prefetch_slot(command.tx_id);
             let slot = &mut hashes[index % (2 * DISTANCE)];
             for (hash, key) in slot.iter_mut().zip(keys(&command.body)) {
-                *hash = key.map_or(0, |key| engine.account_index.hash_of(key));
+                *hash = key.map_or(0, |key| engine.ledger.accounts.hash_of(key));
                 if key.is_some() {
-                    engine.account_index.prefetch_slot(*hash);
+                    engine.ledger.accounts.prefetch_slot(*hash);
                 }
             }
         };
@@ -86,12 +73,13 @@ impl Engine {
                     hashes[ahead % (2 * DISTANCE)].iter().zip(keys(&commands[ahead].body))
                 {
                     if key.is_some() {
-                        self.account_index.prefetch_account(*hash, &self.accounts);
+                        self.ledger.accounts.prefetch_account(*hash);
                     }
                 }
-                self.txs.prefetch_eviction(DISTANCE as u32);
+                self.ledger.txs.prefetch_eviction(DISTANCE as u32);
             }
             let outcome = self.apply(&commands[index], fx);
+            assert!(outcome.tx_id == commands[index].tx_id, "outcomes in command order");
             if index + 2 * DISTANCE < commands.len() {
                 stage1(self, &mut hashes, index + 2 * DISTANCE);
             }

@@ -282,10 +282,27 @@ impl CommandBody {
         }
     }
 
-    /// A 32-bit digest of the content (everything but `tx_id` and timestamp), remembered with
-    /// the `tx_id` so that a re-sent id with different content is told apart from a retry.
+    /// A 32-bit digest of the content (everything but `tx_id` and timestamp) with a public
+    /// fixed seed: what state encodings 1 to 3 remembered with each `tx_id`. Retries against
+    /// records from those snapshots are still compared with it; new records keep `digest`.
     pub fn fingerprint(&self) -> u32 {
         let mut sink = FixedSink::new();
+        self.write_content(&mut sink);
+        sink.digest32()
+    }
+
+    /// A 64-bit digest of the content keyed with the ledger's own seed (`hash_seed`), never 0
+    /// in its upper half (that marks a record carrying an old 32-bit `fingerprint`). It covers
+    /// what a transaction record does not store (expiry, limits, admin fields, and everything
+    /// of a rejected command); the stored fields are compared exactly (`Engine::apply`).
+    pub(crate) fn digest(&self, seed: u64) -> u64 {
+        let mut sink = FixedSink::new();
+        self.write_content(&mut sink);
+        sink.digest64(seed)
+    }
+
+    /// The content as hashed: the kind, then every field.
+    fn write_content(&self, sink: &mut FixedSink) {
         sink.u8(self.kind() as u8);
         match self {
             CommandBody::DefineCurrency { code, scale } => {
@@ -353,6 +370,5 @@ impl CommandBody {
             }
             CommandBody::Cutover { business_date } => sink.u32(*business_date),
         }
-        sink.digest32()
     }
 }

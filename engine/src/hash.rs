@@ -1,4 +1,4 @@
-//! Deterministic hashing: command fingerprints, the keyed hash of the indexes, and the
+//! Deterministic hashing: command digests (keyed) and fingerprints (old), the keyed hash of the indexes, and the
 //! streaming digest of the whole state. No `RandomState` anywhere: every hash here is a pure
 //! function of its input (and of the engine's configured seed).
 
@@ -115,6 +115,17 @@ impl FixedSink {
 
     pub(crate) fn new() -> FixedSink {
         FixedSink { buf: [0; FixedSink::LEN_MAX], len: 0 }
+    }
+
+    /// The keyed 64-bit digest of what was written (see `CommandBody::digest`).
+    pub(crate) fn digest64(&self, seed: u64) -> u64 {
+        const DOMAIN: u64 = 0x7265_7472_795f_6467; // "retry_dg"
+        let digest = xxh3_64_with_seed(&self.buf[..self.len], seed ^ DOMAIN);
+        if digest >> 32 == 0 {
+            digest | 1 << 63
+        } else {
+            digest
+        }
     }
 
     pub(crate) fn digest32(&self) -> u32 {

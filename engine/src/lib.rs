@@ -21,13 +21,18 @@ mod currency;
 mod cycle;
 mod engine;
 mod hash;
+mod holds;
+mod ledger;
 pub mod limits;
 mod mem;
 mod ops;
 mod outcome;
+mod plan;
+mod retry;
 mod state;
 mod txtable;
 mod types;
+mod wire;
 
 pub use clearing::{ExposureView, FeeView, FEE_RATE_BPS_MAX};
 pub use codec::{

@@ -1,25 +1,33 @@
-//! Money-moving commands. Each handler checks everything first and only then mutates, with
-//! nothing left that can fail: both sides of a movement change, or neither does.
+//! Money-moving commands. Each handler is two steps: `plan_*` checks everything and returns
+//! a plan (the balances and postings in a `Plan`, plus what else the command changes);
+//! `commit_*` applies it and cannot fail — it returns `Applied`, not a `Result`. Both sides of
+//! a movement change, or neither does.
 
 use crate::command::TxKind;
 use crate::currency::to_minor;
-use crate::engine::{in_range, Applied, Engine, Hold};
+use crate::cycle::Cycles;
+use crate::holds::Hold;
+use crate::ledger::{Applied, Ledger};
+use crate::limits::{HOLDS_OPEN_MAX, SETTLEMENTS_PENDING_MAX};
 use crate::outcome::{Balances, Bucket, Effects, ResultCode};
+use crate::plan::Plan;
 use crate::txtable::Loc;
-use crate::types::{AccountId, AccountKind, AccountNo, Amount, FeeKind, TxId, TxState};
+use crate::types::{
+    AccountId, AccountKind, AccountNo, AccountStatus, Amount, FeeKind, TxId, TxState,
+};
 
-/// The checked amounts of a transfer with a T+1 side.
-struct T1Transfer {
-    dr: AccountId,
-    cr: AccountId,
+/// A checked movement from `debit` to `credit`: its postings, and the fee account credited.
+pub(crate) struct Movement {
+    plan: Plan,
+    debit: AccountId,
+    credit: AccountId,
     amount_minor: i128,
-    debit_minor: i128,
-    dr_available: i128,
-    cr_available: i128,
+    /// What counts against the payer's daily limit (0: nothing, as for a refund or capture).
+    daily_minor: i128,
     fee: Option<(AccountId, i128)>,
 }
 
-impl Engine {
+impl Ledger {
     /// Looks up both accounts of a movement and checks they differ and share a currency.
     fn pair(
         &self,
@@ -41,10 +49,54 @@ impl Engine {
         to_minor(amount, self.scale(self.acct(id).currency))
     }
 
+    /// Whether one more deposit or withdrawal may be pending settlement.
+    fn check_settlement_room(&self) -> Result<(), ResultCode> {
+        if self.pending_settlements >= SETTLEMENTS_PENDING_MAX {
+            return Err(ResultCode::TooManyPendingSettlements);
+        }
+        self.check_open_room()
+    }
+
+    /// Whether the transaction index has room for one more open transaction (it always has
+    /// with the default window, see `limits.rs`).
+    fn check_open_room(&self) -> Result<(), ResultCode> {
+        let open = self.holds.len() + self.pending_settlements as usize;
+        if !self.txs.has_room_for_open(open + 1) {
+            return Err(ResultCode::CapacityExceeded);
+        }
+        Ok(())
+    }
+
     fn channel(&self, id: AccountId) -> Result<(), ResultCode> {
         match self.acct(id).kind {
             AccountKind::System | AccountKind::Risk => Ok(()),
             AccountKind::User => Err(ResultCode::NotChannelAccount),
+        }
+    }
+
+    /// Plans the credit of a fee to its account (`available` and `ledger`), when there is one.
+    #[inline]
+    fn plan_fee(&self, plan: &mut Plan, fee: Option<(AccountId, i128)>) -> Result<(), ResultCode> {
+        let Some((account, fee_minor)) = fee else { return Ok(()) };
+        self.accounts.check_credit(account)?;
+        plan.add(&self.accounts, account, Bucket::Available, fee_minor)?;
+        plan.add(&self.accounts, account, Bucket::Ledger, fee_minor)?;
+        Ok(())
+    }
+
+    /// Applies a checked movement's postings and reports its balances (debit, credit, fee).
+    #[inline]
+    fn commit_movement(&mut self, m: &Movement, out: &mut Balances, fx: &mut Effects) {
+        assert!(m.debit != m.credit, "a movement has two sides");
+        assert!(m.amount_minor > 0 && m.daily_minor >= 0, "a movement moves something");
+        if m.daily_minor > 0 {
+            self.count_debit(m.debit, m.daily_minor);
+        }
+        m.plan.commit(&mut self.accounts, &mut self.cycles, fx);
+        out.push(self.view(m.debit));
+        out.push(self.view(m.credit));
+        if let Some((account, _)) = m.fee {
+            out.push(self.view(account));
         }
     }
 
@@ -58,117 +110,60 @@ impl Engine {
         out: &mut Balances,
         fx: &mut Effects,
     ) -> Result<Applied, ResultCode> {
+        let movement = self.plan_transfer(tx_id, from, to, amount)?;
+        movement.plan.assert_frozen_moves(movement.debit, 0);
+        // Nothing below can fail.
+        self.commit_movement(&movement, out, fx);
+        fx.transitions.push((tx_id, TxState::Settled));
+        let Movement { debit, credit, amount_minor, .. } = movement;
+        Ok(Applied::movement(TxState::Settled, amount_minor, debit, credit))
+    }
+
+    /// A transfer: `available` moves at once on both sides, and so does `ledger` (internal:
+    /// final at once), except that a T+1 side's `ledger` delta goes to its clearing account
+    /// until the cutover (`cycle.rs`). The payer pays the fee on top of the amount.
+    #[inline]
+    fn plan_transfer(
+        &self,
+        tx_id: TxId,
+        from: &AccountNo,
+        to: &AccountNo,
+        amount: Amount,
+    ) -> Result<Movement, ResultCode> {
         let (dr, cr) = self.pair(from, to)?;
         let amount_minor = self.amount_minor(dr, amount)?;
-        // The payer pays the fee on top of the amount; every debit check sees the total.
-        let fee = self.fee_for(FeeKind::Transfer, dr, cr, amount_minor);
+        // Every debit check sees the amount and the fee.
+        let fee = self.clearing.fee_for(&self.accounts, FeeKind::Transfer, dr, cr, amount_minor);
         let debit_minor = amount_minor + fee.map_or(0, |(_, fee_minor)| fee_minor);
+        assert!(dr != cr && debit_minor >= amount_minor, "a payer pays at least the amount");
         self.check_debit(dr, debit_minor)?;
-        self.check_credit(cr)?;
-        let dr_available = self.available_after_debit(dr, debit_minor)?;
-        self.check_exposure(dr, dr_available)?;
-        let cr_available = in_range(self.acct(cr).available_minor + amount_minor)?;
-        if self.any_t1(dr, cr) {
-            let movement =
-                T1Transfer { dr, cr, amount_minor, debit_minor, dr_available, cr_available, fee };
-            return self.transfer_t1(tx_id, movement, out, fx);
-        }
-        let dr_ledger = in_range(self.acct(dr).ledger_minor - debit_minor)?;
-        let cr_ledger = in_range(self.acct(cr).ledger_minor + amount_minor)?;
-        let fee_after = self.fee_after(fee)?;
-        // Nothing below can fail. An internal transfer is final at once: `ledger` moves too.
-        self.count_debit(dr, debit_minor);
-        let debit = self.acct_mut(dr);
-        debit.available_minor = dr_available;
-        debit.ledger_minor = dr_ledger;
-        let credit = self.acct_mut(cr);
-        credit.available_minor = cr_available;
-        credit.ledger_minor = cr_ledger;
-        Self::post(fx, tx_id, dr, Bucket::Available, -debit_minor);
-        Self::post(fx, tx_id, cr, Bucket::Available, amount_minor);
-        Self::post(fx, tx_id, dr, Bucket::Ledger, -debit_minor);
-        Self::post(fx, tx_id, cr, Bucket::Ledger, amount_minor);
-        fx.transitions.push((tx_id, TxState::Settled));
-        out.push(self.view(dr));
-        out.push(self.view(cr));
-        self.pay_fee(tx_id, fee, fee_after, out, fx);
-        Ok(Applied::movement(TxState::Settled, amount_minor, dr, cr))
-    }
-
-    /// A transfer with a T+1 side: `available` moves at once, the T+1 side's `ledger` delta
-    /// goes to its clearing account until the cutover (`cycle.rs`).
-    fn transfer_t1(
-        &mut self,
-        tx_id: TxId,
-        t: T1Transfer,
-        out: &mut Balances,
-        fx: &mut Effects,
-    ) -> Result<Applied, ResultCode> {
-        let mut deltas = [(t.dr, -t.debit_minor), (t.cr, t.amount_minor), (t.dr, 0)];
-        let deltas_len = match t.fee {
-            Some(fee) => {
-                deltas[2] = fee;
-                3
+        self.accounts.check_credit(cr)?;
+        let dr_available = self.accounts.available_after_debit(dr, debit_minor)?;
+        self.clearing.check_exposure(&self.accounts, dr, dr_available)?;
+        let mut plan = Plan::new(tx_id);
+        plan.add(&self.accounts, dr, Bucket::Available, -debit_minor)?;
+        plan.add(&self.accounts, cr, Bucket::Available, amount_minor)?;
+        if Cycles::any_t1(&self.accounts, dr, cr) {
+            let mut deltas = [(dr, -debit_minor), (cr, amount_minor), (dr, 0)];
+            let deltas_len = match fee {
+                Some(fee) => {
+                    deltas[2] = fee;
+                    3
+                }
+                None => 2,
+            };
+            let ledger = self.cycles.plan_ledger(&self.accounts, &deltas[..deltas_len])?;
+            if let Some((account, fee_minor)) = fee {
+                self.accounts.check_credit(account)?;
+                plan.add(&self.accounts, account, Bucket::Available, fee_minor)?;
             }
-            None => 2,
-        };
-        let plan = self.plan_ledger(&deltas[..deltas_len])?;
-        let fee_available = match t.fee {
-            Some((account, fee_minor)) => {
-                self.check_credit(account)?;
-                Some((account, in_range(self.acct(account).available_minor + fee_minor)?))
-            }
-            None => None,
-        };
-        // Nothing below can fail.
-        self.count_debit(t.dr, t.debit_minor);
-        self.acct_mut(t.dr).available_minor = t.dr_available;
-        self.acct_mut(t.cr).available_minor = t.cr_available;
-        Self::post(fx, tx_id, t.dr, Bucket::Available, -t.debit_minor);
-        Self::post(fx, tx_id, t.cr, Bucket::Available, t.amount_minor);
-        if let Some((account, available_minor)) = fee_available {
-            self.acct_mut(account).available_minor = available_minor;
-            Self::post(fx, tx_id, account, Bucket::Available, deltas[2].1);
+            plan.add_ledger(&self.accounts, &ledger)?;
+        } else {
+            plan.add(&self.accounts, dr, Bucket::Ledger, -debit_minor)?;
+            plan.add(&self.accounts, cr, Bucket::Ledger, amount_minor)?;
+            self.plan_fee(&mut plan, fee)?;
         }
-        self.apply_ledger(tx_id, &plan, fx);
-        fx.transitions.push((tx_id, TxState::Settled));
-        out.push(self.view(t.dr));
-        out.push(self.view(t.cr));
-        if let Some((account, _)) = fee_available {
-            out.push(self.view(account));
-        }
-        Ok(Applied::movement(TxState::Settled, t.amount_minor, t.dr, t.cr))
-    }
-
-    /// The fee account's `(available, ledger)` after receiving `fee`, checked.
-    #[inline]
-    fn fee_after(&self, fee: Option<(AccountId, i128)>) -> Result<(i128, i128), ResultCode> {
-        let Some((account, fee_minor)) = fee else { return Ok((0, 0)) };
-        self.check_credit(account)?;
-        let fee_account = self.acct(account);
-        Ok((
-            in_range(fee_account.available_minor + fee_minor)?,
-            in_range(fee_account.ledger_minor + fee_minor)?,
-        ))
-    }
-
-    /// Credits a fee checked by `fee_after` (cannot fail).
-    #[inline]
-    fn pay_fee(
-        &mut self,
-        tx_id: TxId,
-        fee: Option<(AccountId, i128)>,
-        (available_minor, ledger_minor): (i128, i128),
-        out: &mut Balances,
-        fx: &mut Effects,
-    ) {
-        let Some((account, fee_minor)) = fee else { return };
-        let fee_account = self.acct_mut(account);
-        fee_account.available_minor = available_minor;
-        fee_account.ledger_minor = ledger_minor;
-        Self::post(fx, tx_id, account, Bucket::Available, fee_minor);
-        Self::post(fx, tx_id, account, Bucket::Ledger, fee_minor);
-        out.push(self.view(account));
+        Ok(Movement { plan, debit: dr, credit: cr, amount_minor, daily_minor: debit_minor, fee })
     }
 
     pub(crate) fn deposit(
@@ -182,22 +177,25 @@ impl Engine {
     ) -> Result<Applied, ResultCode> {
         let (channel, user) = self.pair(channel_no, account_no)?;
         self.channel(channel)?;
+        assert!(self.acct(channel).kind != AccountKind::User, "a channel mirrors the outside");
         let amount_minor = self.amount_minor(user, amount)?;
-        self.check_credit(user)?;
-        self.check_credit(channel)?; // a debit-frozen channel still mirrors arriving money
-        let user_available = in_range(self.acct(user).available_minor + amount_minor)?;
-        let channel_available = self.available_after_debit(channel, amount_minor)?;
-        let user_unsettled = self.unsettled_after_deposit(user, amount_minor)?;
+        self.accounts.check_credit(user)?;
+        self.accounts.check_credit(channel)?; // a debit-frozen channel still mirrors arriving money
+        let mut plan = Plan::new(tx_id);
+        self.accounts.available_after_debit(channel, amount_minor)?;
+        plan.add(&self.accounts, channel, Bucket::Available, -amount_minor)?;
+        plan.add(&self.accounts, user, Bucket::Available, amount_minor)?;
+        let unsettled =
+            self.clearing.unsettled_after_deposit(&self.accounts, user, amount_minor)?;
+        self.check_settlement_room()?;
+        plan.assert_frozen_moves(user, 0);
         // Nothing below can fail. T+0: usable at once; `ledger` waits for settlement, and until
         // then the amount counts as unsettled (exposure, `clearing.rs`).
-        if let Some(unsettled_minor) = user_unsettled {
-            let exposure = self.exposure_entry(user);
-            self.store_exposure(user, crate::clearing::Exposure { unsettled_minor, ..exposure });
+        if let Some(unsettled_minor) = unsettled {
+            self.clearing.set_unsettled(&mut self.accounts, user, unsettled_minor);
         }
-        self.acct_mut(user).available_minor = user_available;
-        self.acct_mut(channel).available_minor = channel_available;
-        Self::post(fx, tx_id, channel, Bucket::Available, -amount_minor);
-        Self::post(fx, tx_id, user, Bucket::Available, amount_minor);
+        plan.commit(&mut self.accounts, &mut self.cycles, fx);
+        self.pending_settlements += 1;
         fx.transitions.push((tx_id, TxState::PendingSettlement));
         out.push(self.view(user));
         out.push(self.view(channel));
@@ -213,41 +211,51 @@ impl Engine {
         out: &mut Balances,
         fx: &mut Effects,
     ) -> Result<Applied, ResultCode> {
+        let movement = self.plan_withdraw(tx_id, account_no, channel_no, amount)?;
+        movement.plan.assert_frozen_moves(movement.debit, movement.amount_minor);
+        assert!(self.pending_settlements < SETTLEMENTS_PENDING_MAX);
+        // Nothing below can fail. The money is held until the channel confirms.
+        self.commit_movement(&movement, out, fx);
+        if let Some(charged) = movement.fee {
+            self.clearing.keep_withdrawal_fee(tx_id, charged);
+        }
+        self.pending_settlements += 1;
+        fx.transitions.push((tx_id, TxState::PendingSettlement));
+        let Movement { debit, credit, amount_minor, .. } = movement;
+        Ok(Applied::movement(TxState::PendingSettlement, amount_minor, debit, credit))
+    }
+
+    /// A withdrawal holds the amount on the user's `frozen`; the fee is paid at once, on top.
+    fn plan_withdraw(
+        &self,
+        tx_id: TxId,
+        account_no: &AccountNo,
+        channel_no: &AccountNo,
+        amount: Amount,
+    ) -> Result<Movement, ResultCode> {
         let (user, channel) = self.pair(account_no, channel_no)?;
         self.channel(channel)?;
         let amount_minor = self.amount_minor(user, amount)?;
-        // The fee is paid at once, on top of the amount; the amount is held.
-        let fee = self.fee_for(FeeKind::Withdraw, user, channel, amount_minor);
+        let fee =
+            self.clearing.fee_for(&self.accounts, FeeKind::Withdraw, user, channel, amount_minor);
         let fee_minor = fee.map_or(0, |(_, fee_minor)| fee_minor);
         let debit_minor = amount_minor + fee_minor;
+        assert!(user != channel && fee_minor >= 0, "a withdrawal pays at least the amount");
         self.check_debit(user, debit_minor)?;
-        self.check_credit(channel)?;
-        let user_available = self.available_after_debit(user, debit_minor)?;
-        self.check_exposure(user, user_available)?;
-        let user_frozen = in_range(self.acct(user).frozen_minor + amount_minor)?;
-        let fee_ledger = match fee {
-            Some(_) => Some(self.plan_ledger(&[(user, -fee_minor)])?),
-            None => None,
-        };
-        let fee_after = self.fee_after(fee)?;
-        // Nothing below can fail. The money is held until the channel confirms.
-        self.count_debit(user, debit_minor);
-        let account = self.acct_mut(user);
-        account.available_minor = user_available;
-        account.frozen_minor = user_frozen;
-        Self::post(fx, tx_id, user, Bucket::Available, -debit_minor);
-        Self::post(fx, tx_id, user, Bucket::Frozen, amount_minor);
-        if let Some(plan) = &fee_ledger {
-            self.apply_ledger(tx_id, plan, fx);
+        self.accounts.check_credit(channel)?;
+        let user_available = self.accounts.available_after_debit(user, debit_minor)?;
+        self.clearing.check_exposure(&self.accounts, user, user_available)?;
+        let mut plan = Plan::new(tx_id);
+        plan.add(&self.accounts, user, Bucket::Available, -debit_minor)?;
+        plan.add(&self.accounts, user, Bucket::Frozen, amount_minor)?;
+        if fee.is_some() {
+            let ledger = self.cycles.plan_ledger(&self.accounts, &[(user, -fee_minor)])?;
+            plan.add_ledger(&self.accounts, &ledger)?;
         }
-        fx.transitions.push((tx_id, TxState::PendingSettlement));
-        out.push(self.view(user));
-        out.push(self.view(channel));
-        self.pay_fee(tx_id, fee, fee_after, out, fx);
-        if let Some(charged) = fee {
-            self.withdrawal_fees.insert(tx_id, charged);
-        }
-        Ok(Applied::movement(TxState::PendingSettlement, amount_minor, user, channel))
+        self.plan_fee(&mut plan, fee)?;
+        self.check_settlement_room()?;
+        let daily_minor = debit_minor;
+        Ok(Movement { plan, debit: user, credit: channel, amount_minor, daily_minor, fee })
     }
 
     pub(crate) fn freeze(
@@ -265,14 +273,20 @@ impl Engine {
         if expires_ns.is_some_and(|expires_ns| expires_ns <= self.now_ns) {
             return Err(ResultCode::ExpiryInPast);
         }
-        let available = self.available_after_debit(id, amount_minor)?;
-        self.check_exposure(id, available)?;
-        let frozen = in_range(self.acct(id).frozen_minor + amount_minor)?;
+        let available = self.accounts.available_after_debit(id, amount_minor)?;
+        self.clearing.check_exposure(&self.accounts, id, available)?;
+        if self.holds.len() >= HOLDS_OPEN_MAX as usize {
+            return Err(ResultCode::TooManyHolds);
+        }
+        self.check_open_room()?;
+        let mut plan = Plan::new(tx_id);
+        plan.add(&self.accounts, id, Bucket::Available, -amount_minor)?;
+        plan.add(&self.accounts, id, Bucket::Frozen, amount_minor)?;
+        plan.assert_frozen_moves(id, amount_minor);
+        assert!(self.holds.get(tx_id).is_none() && self.holds.len() < HOLDS_OPEN_MAX as usize);
         // Nothing below can fail.
         self.count_debit(id, amount_minor);
-        let account = self.acct_mut(id);
-        account.available_minor = available;
-        account.frozen_minor = frozen;
+        plan.commit(&mut self.accounts, &mut self.cycles, fx);
         let hold = Hold {
             account: id,
             remaining_minor: amount_minor,
@@ -281,11 +295,6 @@ impl Engine {
             day: self.day(),
         };
         self.holds.insert(tx_id, hold);
-        if let Some(expires_ns) = expires_ns {
-            self.expiries.insert((expires_ns, tx_id));
-        }
-        Self::post(fx, tx_id, id, Bucket::Available, -amount_minor);
-        Self::post(fx, tx_id, id, Bucket::Frozen, amount_minor);
         fx.transitions.push((tx_id, TxState::Frozen));
         out.push(self.view(id));
         Ok(Applied::movement(TxState::Frozen, amount_minor, id, id))
@@ -300,7 +309,13 @@ impl Engine {
         if record.kind != TxKind::Freeze || record.result != ResultCode::Ok {
             return Err(ResultCode::HoldNotFound);
         }
-        self.holds.get(&hold_id).copied().ok_or(ResultCode::HoldReleased)
+        let hold = self.holds.get(hold_id).copied().ok_or(ResultCode::HoldReleased)?;
+        // Expired but not yet released (at most `EXPIRIES_PER_COMMAND_MAX` go per command):
+        // as good as released.
+        if hold.expires_ns.is_some_and(|expires_ns| expires_ns <= self.now_ns) {
+            return Err(ResultCode::HoldReleased);
+        }
+        Ok(hold)
     }
 
     pub(crate) fn unfreeze(
@@ -310,8 +325,10 @@ impl Engine {
         fx: &mut Effects,
     ) -> Result<Applied, ResultCode> {
         let hold = self.active_hold(hold_id)?;
+        assert!(hold.remaining_minor > 0, "an active hold holds something");
         // Nothing below can fail.
         let account = self.release_hold(hold_id, fx);
+        assert!(account == hold.account && self.holds.get(hold_id).is_none());
         out.push(self.view(account));
         Ok(Applied { amount_minor: hold.remaining_minor, debit: account.0, ..Applied::admin() }
             .linked(hold_id))
@@ -326,7 +343,30 @@ impl Engine {
         out: &mut Balances,
         fx: &mut Effects,
     ) -> Result<Applied, ResultCode> {
+        let movement = self.plan_capture(tx_id, hold_id, to, amount)?;
+        let debit_minor =
+            movement.amount_minor + movement.fee.map_or(0, |(_, fee_minor)| fee_minor);
+        movement.plan.assert_frozen_moves(movement.debit, -debit_minor);
+        // Nothing below can fail.
+        self.commit_movement(&movement, out, fx);
+        if self.holds.capture(hold_id, debit_minor) == 0 {
+            self.release_hold(hold_id, fx);
+        }
+        fx.transitions.push((tx_id, TxState::Settled));
+        let Movement { debit, credit, amount_minor, .. } = movement;
+        Ok(Applied::movement(TxState::Settled, amount_minor, debit, credit).linked(hold_id))
+    }
+
+    /// A capture moves held money (`frozen`) to the payee; the fee comes out of the hold too.
+    fn plan_capture(
+        &self,
+        tx_id: TxId,
+        hold_id: TxId,
+        to: &AccountNo,
+        amount: Amount,
+    ) -> Result<Movement, ResultCode> {
         let hold = self.active_hold(hold_id)?;
+        assert!(hold.remaining_minor > 0, "an active hold holds something");
         let (payer, payee) = (hold.account, self.find_account(to)?);
         if payer == payee {
             return Err(ResultCode::SameAccount);
@@ -335,38 +375,27 @@ impl Engine {
             return Err(ResultCode::CurrencyMismatch);
         }
         let amount_minor = self.amount_minor(payer, amount)?;
-        // The fee comes out of the hold too, on top of the captured amount.
-        let fee = self.fee_for(FeeKind::Capture, payer, payee, amount_minor);
+        let fee =
+            self.clearing.fee_for(&self.accounts, FeeKind::Capture, payer, payee, amount_minor);
         let debit_minor = amount_minor + fee.map_or(0, |(_, fee_minor)| fee_minor);
         if debit_minor > hold.remaining_minor {
             return Err(ResultCode::HoldInsufficient);
         }
         // The hold already passed the risk checks; a debit freeze since then still stops it.
-        if self.acct(payer).status != crate::types::AccountStatus::Active {
+        if self.acct(payer).status != AccountStatus::Active {
             return Err(ResultCode::AccountDebitFrozen);
         }
-        self.check_credit(payee)?;
-        let payee_available = in_range(self.acct(payee).available_minor + amount_minor)?;
+        self.accounts.check_credit(payee)?;
+        let mut plan = Plan::new(tx_id);
+        plan.add(&self.accounts, payer, Bucket::Frozen, -debit_minor)?;
+        plan.add(&self.accounts, payee, Bucket::Available, amount_minor)?;
         // A T+1 side's `ledger` moves through its clearing account at the cutover.
-        let ledger = self.plan_ledger(&[(payer, -debit_minor), (payee, amount_minor)])?;
-        let fee_after = self.fee_after(fee)?;
-        // Nothing below can fail.
-        self.acct_mut(payer).frozen_minor -= debit_minor;
-        self.acct_mut(payee).available_minor = payee_available;
-        Self::post(fx, tx_id, payer, Bucket::Frozen, -debit_minor);
-        Self::post(fx, tx_id, payee, Bucket::Available, amount_minor);
-        self.apply_ledger(tx_id, &ledger, fx);
-        let active = self.holds.get_mut(&hold_id).expect("active_hold checked it");
-        active.remaining_minor -= debit_minor;
-        active.captured_minor += debit_minor;
-        if active.remaining_minor == 0 {
-            self.release_hold(hold_id, fx);
-        }
-        fx.transitions.push((tx_id, TxState::Settled));
-        out.push(self.view(payer));
-        out.push(self.view(payee));
-        self.pay_fee(tx_id, fee, fee_after, out, fx);
-        Ok(Applied::movement(TxState::Settled, amount_minor, payer, payee).linked(hold_id))
+        let ledger = self
+            .cycles
+            .plan_ledger(&self.accounts, &[(payer, -debit_minor), (payee, amount_minor)])?;
+        plan.add_ledger(&self.accounts, &ledger)?;
+        self.plan_fee(&mut plan, fee)?;
+        Ok(Movement { plan, debit: payer, credit: payee, amount_minor, daily_minor: 0, fee })
     }
 
     /// The target of a settlement command, checked to be a deposit or withdrawal that may move
@@ -379,18 +408,13 @@ impl Engine {
         if !external || !legal {
             return Err(ResultCode::IllegalTransition);
         }
+        assert!(record.result == ResultCode::Ok, "only an accepted movement has a lifecycle left");
         Ok(loc)
     }
 
     fn target_accounts(&self, loc: Loc) -> (AccountId, AccountId, i128, TxKind) {
         let record = self.txs.get(loc);
         (AccountId(record.debit), AccountId(record.credit), record.amount_minor(), record.kind)
-    }
-
-    fn enter_target(&mut self, target: TxId, loc: Loc, state: TxState, fx: &mut Effects) {
-        self.txs.get_mut(loc).enter(state);
-        fx.transitions.push((target, state));
-        self.forget_if_finished(loc);
     }
 
     pub(crate) fn settle_begin(
@@ -401,6 +425,7 @@ impl Engine {
     ) -> Result<Applied, ResultCode> {
         let loc = self.settlement_target(target, TxState::Settling)?;
         let (debit, credit, _, _) = self.target_accounts(loc);
+        // Nothing below can fail.
         self.enter_target(target, loc, TxState::Settling, fx);
         out.push(self.view(debit));
         out.push(self.view(credit));
@@ -415,35 +440,34 @@ impl Engine {
     ) -> Result<Applied, ResultCode> {
         let loc = self.settlement_target(target, TxState::Settled)?;
         let (debit, credit, amount_minor, kind) = self.target_accounts(loc);
-        let debit_ledger = in_range(self.acct(debit).ledger_minor - amount_minor)?;
-        let credit_ledger = in_range(self.acct(credit).ledger_minor + amount_minor)?;
+        let mut plan = Plan::new(target);
         if kind == TxKind::Withdraw {
             // The held money leaves the customer for the channel.
-            let channel_available = in_range(self.acct(credit).available_minor + amount_minor)?;
-            let user = self.acct_mut(debit);
-            user.frozen_minor -= amount_minor;
-            assert!(user.frozen_minor >= 0, "withdrawal settled more than was frozen");
-            self.acct_mut(credit).available_minor = channel_available;
-            Self::post(fx, target, debit, Bucket::Frozen, -amount_minor);
-            Self::post(fx, target, credit, Bucket::Available, amount_minor);
+            plan.add(&self.accounts, debit, Bucket::Frozen, -amount_minor)?;
+            plan.add(&self.accounts, credit, Bucket::Available, amount_minor)?;
         }
-        if kind == TxKind::Deposit {
-            self.deposit_finished(credit, amount_minor);
+        // `ledger` catches up with what was made available.
+        plan.add(&self.accounts, debit, Bucket::Ledger, -amount_minor)?;
+        plan.add(&self.accounts, credit, Bucket::Ledger, amount_minor)?;
+        let withdrawn_minor = if kind == TxKind::Withdraw { -amount_minor } else { 0 };
+        plan.assert_frozen_moves(debit, withdrawn_minor);
+        assert!(self.pending_settlements > 0, "the target is pending");
+        // Nothing below can fail.
+        plan.commit(&mut self.accounts, &mut self.cycles, fx);
+        // The channel is the debit of a deposit and the credit of a withdrawal; a settled
+        // withdrawal keeps its fee.
+        match kind {
+            TxKind::Deposit => {
+                self.clearing.deposit_finished(&mut self.accounts, credit, amount_minor);
+                self.cycles.count_settlement(debit, amount_minor, true);
+            }
+            _ => {
+                self.clearing.forget_withdrawal_fee(target);
+                self.cycles.count_settlement(credit, amount_minor, false);
+            }
         }
-        // A settled withdrawal keeps its fee.
-        self.withdrawal_fees.remove(&target);
-        // The channel is the debit of a deposit and the credit of a withdrawal.
-        if kind == TxKind::Deposit {
-            self.count_settlement(debit, amount_minor, true);
-        } else {
-            self.count_settlement(credit, amount_minor, false);
-        }
-        // Nothing below can fail: `ledger` catches up with what was made available.
-        self.acct_mut(debit).ledger_minor = debit_ledger;
-        self.acct_mut(credit).ledger_minor = credit_ledger;
-        Self::post(fx, target, debit, Bucket::Ledger, -amount_minor);
-        Self::post(fx, target, credit, Bucket::Ledger, amount_minor);
         self.enter_target(target, loc, TxState::Settled, fx);
+        self.pending_settlements -= 1;
         out.push(self.view(debit));
         out.push(self.view(credit));
         Ok(Applied { debit: debit.0, credit: credit.0, ..Applied::admin() }.linked(target))
@@ -457,105 +481,93 @@ impl Engine {
     ) -> Result<Applied, ResultCode> {
         let loc = self.settlement_target(target, TxState::Failed)?;
         let (debit, credit, amount_minor, kind) = self.target_accounts(loc);
-        match kind {
+        let mut plan = Plan::new(target);
+        let third = match kind {
             TxKind::Withdraw => {
-                // Release the hold back to the customer, and give the fee back.
-                let fee = self.withdrawal_fees.get(&target).copied();
-                let fee_minor = fee.map_or(0, |(_, fee_minor)| fee_minor);
-                let available =
-                    in_range(self.acct(debit).available_minor + amount_minor + fee_minor)?;
-                let fee_back = match fee {
-                    Some((account, fee_minor)) => Some((
-                        account,
-                        in_range(self.acct(account).available_minor - fee_minor)?,
-                        self.plan_ledger(&[(debit, fee_minor), (account, -fee_minor)])?,
-                    )),
-                    None => None,
-                };
-                // Nothing below can fail.
-                let user = self.acct_mut(debit);
-                user.frozen_minor -= amount_minor;
-                user.available_minor = available;
-                assert!(user.frozen_minor >= 0, "withdrawal released more than was frozen");
-                Self::post(fx, target, debit, Bucket::Frozen, -amount_minor);
-                Self::post(fx, target, debit, Bucket::Available, amount_minor + fee_minor);
-                out.push(self.view(debit));
-                out.push(self.view(credit));
-                if let Some((account, fee_available, plan)) = fee_back {
-                    self.withdrawal_fees.remove(&target);
-                    self.acct_mut(account).available_minor = fee_available;
-                    Self::post(fx, target, account, Bucket::Available, -fee_minor);
-                    self.apply_ledger(target, &plan, fx);
-                    out.push(self.view(account));
-                }
+                self.plan_withdrawal_failed(&mut plan, target, debit, amount_minor)?
             }
-            TxKind::Deposit => self.fail_deposit(target, debit, credit, amount_minor, out, fx)?,
+            TxKind::Deposit => self.plan_deposit_failed(&mut plan, debit, credit, amount_minor)?,
             _ => unreachable!("settlement_target admits deposits and withdrawals only"),
+        };
+        let released_minor = if kind == TxKind::Withdraw { -amount_minor } else { 0 };
+        plan.assert_frozen_moves(debit, released_minor);
+        assert!(self.pending_settlements > 0, "the target is pending");
+        // Nothing below can fail.
+        plan.commit(&mut self.accounts, &mut self.cycles, fx);
+        match kind {
+            TxKind::Withdraw => self.clearing.forget_withdrawal_fee(target),
+            _ => self.clearing.deposit_finished(&mut self.accounts, credit, amount_minor),
+        }
+        let (user, channel) =
+            if kind == TxKind::Withdraw { (debit, credit) } else { (credit, debit) };
+        out.push(self.view(user));
+        out.push(self.view(channel));
+        if let Some(account) = third {
+            out.push(self.view(account));
         }
         self.enter_target(target, loc, TxState::Failed, fx);
+        self.pending_settlements -= 1;
         Ok(Applied { debit: debit.0, credit: credit.0, ..Applied::admin() }.linked(target))
+    }
+
+    /// A withdrawal the channel refused: the hold goes back to the customer with the fee (the
+    /// fee account gives it back). Returns the fee account, if a fee was paid.
+    fn plan_withdrawal_failed(
+        &self,
+        plan: &mut Plan,
+        target: TxId,
+        user: AccountId,
+        amount_minor: i128,
+    ) -> Result<Option<AccountId>, ResultCode> {
+        let fee = self.clearing.withdrawal_fee(target);
+        let fee_minor = fee.map_or(0, |(_, fee_minor)| fee_minor);
+        assert!(fee_minor >= 0 && fee.is_none_or(|(account, _)| account != user));
+        plan.add(&self.accounts, user, Bucket::Frozen, -amount_minor)?;
+        plan.add(&self.accounts, user, Bucket::Available, amount_minor + fee_minor)?;
+        let Some((account, fee_minor)) = fee else { return Ok(None) };
+        plan.add(&self.accounts, account, Bucket::Available, -fee_minor)?;
+        let ledger =
+            self.cycles.plan_ledger(&self.accounts, &[(user, fee_minor), (account, -fee_minor)])?;
+        plan.add_ledger(&self.accounts, &ledger)?;
+        Ok(Some(account))
     }
 
     /// A deposit the channel never paid: take back what the customer still has; the rest,
     /// already spent downstream, becomes a receivable booked on the currency's risk account
     /// (its `available` and `ledger` both go down by the shortfall, and the customer's `ledger`
     /// is relieved of it), so once everything settles `ledger == available + frozen` holds for
-    /// every account, the customer's included.
-    fn fail_deposit(
-        &mut self,
-        target: TxId,
+    /// every account, the customer's included. Returns the risk account, if it is booked.
+    fn plan_deposit_failed(
+        &self,
+        plan: &mut Plan,
         channel: AccountId,
         user: AccountId,
         amount_minor: i128,
-        out: &mut Balances,
-        fx: &mut Effects,
-    ) -> Result<(), ResultCode> {
+    ) -> Result<Option<AccountId>, ResultCode> {
         let customer = self.acct(user);
         let clawback_minor = match customer.kind {
             AccountKind::User => amount_minor.min(customer.available_minor.max(0)),
             AccountKind::System | AccountKind::Risk => amount_minor,
         };
         let shortfall_minor = amount_minor - clawback_minor;
+        assert!((0..=amount_minor).contains(&clawback_minor), "a clawback within the deposit");
         let risk = if shortfall_minor > 0 {
             let risk = self.risk_accounts[customer.currency.0 as usize];
             Some(risk.ok_or(ResultCode::RiskAccountMissing)?)
         } else {
             None
         };
-        let user_available = self.available_after_debit(user, clawback_minor)?;
-        let user_ledger = in_range(self.acct(user).ledger_minor + shortfall_minor)?;
-        let channel_available = in_range(self.acct(channel).available_minor + amount_minor)?;
-        let risk_after = match risk {
-            Some(risk) => {
-                let account = self.acct(risk);
-                let available = in_range(account.available_minor - shortfall_minor)?;
-                Some((risk, available, in_range(account.ledger_minor - shortfall_minor)?))
-            }
-            None => None,
-        };
-        // Nothing below can fail.
-        self.deposit_finished(user, amount_minor);
-        self.acct_mut(user).available_minor = user_available;
-        self.acct_mut(channel).available_minor = channel_available;
-        Self::post(fx, target, channel, Bucket::Available, amount_minor);
+        self.accounts.available_after_debit(user, clawback_minor)?;
+        plan.add(&self.accounts, channel, Bucket::Available, amount_minor)?;
         if clawback_minor > 0 {
-            Self::post(fx, target, user, Bucket::Available, -clawback_minor);
+            plan.add(&self.accounts, user, Bucket::Available, -clawback_minor)?;
         }
-        if let Some((risk, risk_available, risk_ledger)) = risk_after {
-            self.acct_mut(user).ledger_minor = user_ledger;
-            let account = self.acct_mut(risk);
-            account.available_minor = risk_available;
-            account.ledger_minor = risk_ledger;
-            Self::post(fx, target, risk, Bucket::Available, -shortfall_minor);
-            Self::post(fx, target, user, Bucket::Ledger, shortfall_minor);
-            Self::post(fx, target, risk, Bucket::Ledger, -shortfall_minor);
+        if let Some(risk) = risk {
+            plan.add(&self.accounts, risk, Bucket::Available, -shortfall_minor)?;
+            plan.add(&self.accounts, user, Bucket::Ledger, shortfall_minor)?;
+            plan.add(&self.accounts, risk, Bucket::Ledger, -shortfall_minor)?;
         }
-        out.push(self.view(user));
-        out.push(self.view(channel));
-        if let Some((risk, _, _)) = risk_after {
-            out.push(self.view(risk));
-        }
-        Ok(())
+        Ok(risk)
     }
 
     pub(crate) fn refund(
@@ -566,6 +578,29 @@ impl Engine {
         out: &mut Balances,
         fx: &mut Effects,
     ) -> Result<Applied, ResultCode> {
+        let (movement, loc) = self.plan_refund(tx_id, original, amount)?;
+        movement.plan.assert_frozen_moves(movement.debit, 0);
+        // Nothing below can fail.
+        self.commit_movement(&movement, out, fx);
+        let refunded_minor = self.txs.refunded(original) + movement.amount_minor;
+        assert!(refunded_minor <= self.txs.get(loc).amount_minor(), "refunds within the original");
+        self.txs.set_refunded(original, refunded_minor);
+        if self.txs.get(loc).state == Some(TxState::Settled) {
+            self.txs.get_mut(loc).enter(TxState::Reversed);
+            fx.transitions.push((original, TxState::Reversed));
+        }
+        fx.transitions.push((tx_id, TxState::Settled));
+        let Movement { debit, credit, amount_minor, .. } = movement;
+        Ok(Applied::movement(TxState::Settled, amount_minor, debit, credit).linked(original))
+    }
+
+    /// A refund runs (part of) a settled movement backwards.
+    fn plan_refund(
+        &self,
+        tx_id: TxId,
+        original: TxId,
+        amount: Amount,
+    ) -> Result<(Movement, Loc), ResultCode> {
         let loc = self.txs.find(original).ok_or(ResultCode::TxNotFound)?;
         let record = *self.txs.get(loc);
         match record.kind {
@@ -587,38 +622,41 @@ impl Engine {
         if !matches!(record.state, Some(TxState::Settled | TxState::Reversed)) {
             return Err(ResultCode::IllegalTransition);
         }
-        // The compensation runs the original movement backwards.
         let (dr, cr) = (AccountId(record.credit), AccountId(record.debit));
         let amount_minor = self.amount_minor(dr, amount)?;
-        let refunded_before = self.refunded.get(&original).copied().unwrap_or(0);
-        if refunded_before + amount_minor > record.amount_minor() {
+        assert!(amount_minor > 0 && self.accounts.contains(cr.0), "a refund of a movement");
+        if self.txs.refunded(original) + amount_minor > record.amount_minor() {
             return Err(ResultCode::RefundExceedsOriginal);
         }
         match self.acct(dr).status {
-            crate::types::AccountStatus::Active => {}
-            crate::types::AccountStatus::DebitFrozen => return Err(ResultCode::AccountDebitFrozen),
-            crate::types::AccountStatus::Closed => return Err(ResultCode::AccountClosed),
+            AccountStatus::Active => {}
+            AccountStatus::DebitFrozen => return Err(ResultCode::AccountDebitFrozen),
+            AccountStatus::Closed => return Err(ResultCode::AccountClosed),
         }
-        self.check_credit(cr)?;
-        let dr_available = self.available_after_debit(dr, amount_minor)?;
-        self.check_exposure(dr, dr_available)?;
-        let cr_available = in_range(self.acct(cr).available_minor + amount_minor)?;
+        self.accounts.check_credit(cr)?;
+        let dr_available = self.accounts.available_after_debit(dr, amount_minor)?;
+        self.clearing.check_exposure(&self.accounts, dr, dr_available)?;
+        let mut plan = Plan::new(tx_id);
+        plan.add(&self.accounts, dr, Bucket::Available, -amount_minor)?;
+        plan.add(&self.accounts, cr, Bucket::Available, amount_minor)?;
         // A T+1 side's `ledger` moves through its clearing account at the cutover.
-        let ledger = self.plan_ledger(&[(dr, -amount_minor), (cr, amount_minor)])?;
+        let ledger =
+            self.cycles.plan_ledger(&self.accounts, &[(dr, -amount_minor), (cr, amount_minor)])?;
+        plan.add_ledger(&self.accounts, &ledger)?;
+        let movement =
+            Movement { plan, debit: dr, credit: cr, amount_minor, daily_minor: 0, fee: None };
+        Ok((movement, loc))
+    }
+
+    pub(crate) fn cutover(
+        &mut self,
+        tx_id: TxId,
+        business_date: u32,
+        fx: &mut Effects,
+    ) -> Result<Applied, ResultCode> {
+        let plan = self.cycles.plan_cutover(&self.accounts, business_date)?;
         // Nothing below can fail.
-        self.acct_mut(dr).available_minor = dr_available;
-        self.acct_mut(cr).available_minor = cr_available;
-        Self::post(fx, tx_id, dr, Bucket::Available, -amount_minor);
-        Self::post(fx, tx_id, cr, Bucket::Available, amount_minor);
-        self.apply_ledger(tx_id, &ledger, fx);
-        self.refunded.insert(original, refunded_before + amount_minor);
-        if record.state == Some(TxState::Settled) {
-            self.txs.get_mut(loc).enter(TxState::Reversed);
-            fx.transitions.push((original, TxState::Reversed));
-        }
-        fx.transitions.push((tx_id, TxState::Settled));
-        out.push(self.view(dr));
-        out.push(self.view(cr));
-        Ok(Applied::movement(TxState::Settled, amount_minor, dr, cr).linked(original))
+        self.cycles.commit_cutover(&mut self.accounts, tx_id, plan, fx);
+        Ok(Applied::admin())
     }
 }

@@ -73,7 +73,8 @@ pub enum ResultCode {
     RiskAccountExists = 29,
     /// The status change is not allowed (a closed account stays closed).
     InvalidStatusChange = 30,
-    /// The engine is at a capacity limit (accounts or currencies).
+    /// The engine is at a capacity limit (accounts, currencies, or, for a command that opens
+    /// a transaction, the transaction index: window plus open transactions).
     CapacityExceeded = 31,
     /// The outflow would spend more unsettled deposit money than the account's exposure limit.
     ExposureLimitExceeded = 32,
@@ -84,11 +85,15 @@ pub enum ResultCode {
     SettlementCycleInvalid = 34,
     /// The business date is not a valid YYYYMMDD after the last closed one.
     BusinessDateClosed = 35,
+    /// A freeze while `HOLDS_OPEN_MAX` holds are open.
+    TooManyHolds = 36,
+    /// A deposit or withdrawal while `SETTLEMENTS_PENDING_MAX` are pending settlement.
+    TooManyPendingSettlements = 37,
 }
 
 impl ResultCode {
     /// Every code, in numeric order.
-    pub const ALL: [ResultCode; 36] = [
+    pub const ALL: [ResultCode; 38] = [
         ResultCode::Ok,
         ResultCode::TxIdConflict,
         ResultCode::AccountNotFound,
@@ -125,6 +130,8 @@ impl ResultCode {
         ResultCode::FeeInvalid,
         ResultCode::SettlementCycleInvalid,
         ResultCode::BusinessDateClosed,
+        ResultCode::TooManyHolds,
+        ResultCode::TooManyPendingSettlements,
     ];
 
     /// The code for a wire or journal byte.
@@ -171,6 +178,8 @@ impl ResultCode {
             ResultCode::FeeInvalid => "fee_invalid",
             ResultCode::SettlementCycleInvalid => "settlement_cycle_invalid",
             ResultCode::BusinessDateClosed => "business_date_closed",
+            ResultCode::TooManyHolds => "too_many_holds",
+            ResultCode::TooManyPendingSettlements => "too_many_pending_settlements",
         }
     }
 
@@ -213,6 +222,8 @@ impl ResultCode {
             ResultCode::FeeInvalid => "fee rate above 10000 basis points",
             ResultCode::SettlementCycleInvalid => "settlement cycle change not allowed",
             ResultCode::BusinessDateClosed => "business date invalid or already closed",
+            ResultCode::TooManyHolds => "too many open holds",
+            ResultCode::TooManyPendingSettlements => "too many settlements pending",
         }
     }
 }
@@ -350,6 +361,18 @@ impl Effects {
             entries: Vec::with_capacity(commands * 4),
             transitions: Vec::with_capacity(commands),
         }
+    }
+
+    /// Appends one posting (the balance change itself is the caller's).
+    #[inline]
+    pub(crate) fn post(
+        &mut self,
+        tx_id: TxId,
+        account: AccountId,
+        bucket: Bucket,
+        delta_minor: i128,
+    ) {
+        self.entries.push(Entry { tx_id, account, bucket, delta_minor });
     }
 
     /// Forgets everything (keeps the buffers).

@@ -1,8 +1,11 @@
 //! Unit tests: every command and every result code, through one door (`Harness::run`), which
 //! also checks every invariant and the double-entry postings after each command.
 
+mod bounds;
 mod clearing;
+mod compat;
 mod prop;
+mod retry;
 
 use std::collections::HashMap;
 

@@ -541,6 +541,9 @@ impl StateWalk<'_> {
     }
 }
 
+/// A transaction entry's size in state encodings 1-3 (`tx_v3`; `tx` since version 4).
+const TX_V3_LEN_BYTES: usize = 64;
+
 /// Walks a state encoding with FORMAT.md's tables: every byte must be claimed.
 fn walk_state(bytes: &[u8]) -> StateWalk<'_> {
     let mut walk = StateWalk { cursor: Cursor::new(bytes), sections: Vec::new() };
@@ -555,7 +558,11 @@ fn walk_state(bytes: &[u8]) -> StateWalk<'_> {
                 count
             }
         };
-        let layout = entry_layout(section.entry, section.entry_len);
+        // Versions 1-3 have the same sections but a shorter transaction entry (FORMAT.md).
+        let layout = match (section.entry, version) {
+            ("tx", 1..=3) => entry_layout("tx_v3", TX_V3_LEN_BYTES),
+            (entry, _) => entry_layout(entry, section.entry_len),
+        };
         let mut entries: Vec<Entry> = Vec::new();
         for index in 0..count {
             let mut entry = Entry::new();
@@ -930,30 +937,46 @@ fn format_md_documents_every_state_encoding_version() {
         assert!(FORMAT_MD.lines().any(|line| line.starts_with(&heading)), "FORMAT.md: {heading}");
     }
     let newest = sections().iter().map(|section| section.since_version).max();
-    assert_eq!(newest, Some(STATE_ENCODING_VERSION), "the sections table ends at this version");
+    assert!(newest <= Some(STATE_ENCODING_VERSION), "no section of a version not written yet");
+    let written = format!(
+        "#### State encoding version {STATE_ENCODING_VERSION}\n\nThe version this build writes"
+    );
+    assert!(FORMAT_MD.contains(&written), "FORMAT.md says which version is written");
+    let number = format!("`engine::STATE_ENCODING_VERSION` = **{STATE_ENCODING_VERSION}**");
+    assert!(FORMAT_MD.contains(&number), "FORMAT.md: {number}");
 }
+
+/// The checked-in version 3 state (`tests/data/state-v3.bin`, written by the version 3
+/// encoder: 64-byte transaction entries with 32-bit fingerprints).
+const STATE_V3: &[u8] = include_bytes!("data/state-v3.bin");
 
 #[test]
 fn older_state_encodings_still_decode() {
-    let engine = scripted_ledger();
-    let bytes = state_bytes(&engine);
-    let alice = no("alice");
+    let v3 = Engine::decode_state(STATE_V3).expect("version 3 decodes");
+    let bytes = state_bytes(&v3);
+    let transactions = |bytes: &[u8]| walk_state(bytes).section("transactions").len();
+    assert_eq!(transactions(STATE_V3), transactions(&bytes), "64-byte entries read as 68");
+    let carol = no("carol");
 
     // Version 2: no withdrawal fees, everything else as in version 3.
-    let v2 = Engine::decode_state(&as_version(&bytes, 2)).expect("version 2 decodes");
+    let v2 = Engine::decode_state(&as_version(STATE_V3, 2)).expect("version 2 decodes");
     let reencoded = state_bytes(&v2);
     let walk = walk_state(&reencoded);
     assert!(walk.section("withdrawal fees").is_empty());
+    assert!(!walk_state(&bytes).section("withdrawal fees").is_empty(), "the fixture has one");
     let end = walk.start("withdrawal fees");
     assert_eq!(reencoded[12..end], bytes[12..end], "every other section unchanged");
 
     // Version 1: exposures recomputed from the open deposits, without limits; no fee
     // schedules, T+1 accounts, channel totals or cutover.
-    let v1 = Engine::decode_state(&as_version(&bytes, 1)).expect("version 1 decodes");
-    let exposure = v1.exposure(&alice).expect("alice");
-    assert_eq!(exposure.unsettled_minor, engine.exposure(&alice).expect("alice").unsettled_minor);
+    let v1 = Engine::decode_state(&as_version(STATE_V3, 1)).expect("version 1 decodes");
+    let exposure = v1.exposure(&carol).expect("carol");
+    assert_eq!(exposure.unsettled_minor, v3.exposure(&carol).expect("carol").unsettled_minor);
+    assert!(v3.exposure(&carol).expect("carol").exposure_max_minor.is_some());
     assert_eq!(exposure.exposure_max_minor, None);
+    assert!(v3.fee(FeeKind::Withdraw, code("USD")).is_some());
     assert_eq!(v1.fee(FeeKind::Withdraw, code("USD")), None);
+    assert!(v3.t1(&no("bob")).is_some());
     assert_eq!(v1.t1(&no("bob")), None);
     assert_eq!(v1.cutover_report(), None);
     let reencoded = state_bytes(&v1);

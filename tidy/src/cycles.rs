@@ -7,24 +7,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::source::{members, module_tree, ModuleFile};
 
 /// The cycles that exist today, each as its modules from the alphabetically first one (the
-/// first comes back at the end). Another change is taking the engine's apart: delete an entry
-/// as soon as its cycle is gone (the test fails on a stale entry, so the list only shrinks).
+/// first comes back at the end). Delete an entry as soon as its cycle is gone (the test fails
+/// on a stale entry, so the list only shrinks).
 const CYCLES_ALLOWED: &[(&str, &[&str])] = &[
-    // `Engine` (engine.rs) owns the account table and calls the index's prefetching batch
-    // lookup (batch.rs), which in turn applies commands through `Engine`.
-    ("engine", &["account", "batch", "engine", "account"]),
-    // engine.rs holds the per-account exposure and fee rules; clearing.rs implements them on
-    // `Engine` and needs its helpers.
-    ("engine", &["clearing", "engine", "clearing"]),
-    // The same for T+1 accounts and the cutover.
-    ("engine", &["cycle", "engine", "cycle"]),
-    // The transaction table prefetches through batch.rs, whose batch apply needs `Engine`,
-    // which owns the table.
-    ("engine", &["batch", "engine", "txtable", "batch"]),
-    // The two above joined through clearing.rs, which reads the account table's and the
-    // transaction table's constants (`LIMIT_NONE`, `NO_ACCOUNT`).
-    ("engine", &["account", "batch", "engine", "clearing", "account"]),
-    ("engine", &["batch", "engine", "clearing", "txtable", "batch"]),
     // The CLI's argument parsing names report.rs's `ErrorKind`; the report prints a parsed
     // `Submission`.
     ("cli", &["args", "report", "args"]),

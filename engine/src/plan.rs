@@ -1,0 +1,186 @@
+//! A movement's plan: every balance a command will change, with its checked new value, and
+//! the posting that records it. Handlers build a plan while they check (`add` refuses a
+//! balance out of range); `commit` then writes the balances and the postings together and
+//! cannot fail, so a balance changes exactly when a posting says so.
+
+use crate::account::{in_range, Accounts};
+use crate::cycle::{Cycles, LedgerPlan};
+use crate::limits::{POSTINGS_PER_COMMAND_MAX, TOUCHED_ACCOUNTS_MAX};
+use crate::outcome::{Bucket, Effects, ResultCode};
+use crate::types::{AccountId, AccountKind, TxId};
+
+/// One planned posting and the balance it leaves.
+#[derive(Clone, Copy)]
+struct Planned {
+    account: AccountId,
+    bucket: Bucket,
+    delta_minor: i128,
+    after_minor: i128,
+}
+
+/// The postings of one command, checked, not yet applied.
+pub(crate) struct Plan {
+    tx_id: TxId,
+    postings: [Planned; POSTINGS_PER_COMMAND_MAX],
+    postings_len: usize,
+    /// New pending amounts of T+1 accounts.
+    pending: [(AccountId, i128); TOUCHED_ACCOUNTS_MAX],
+    pending_len: usize,
+}
+
+impl Plan {
+    /// An empty plan; its postings will carry `tx_id`.
+    #[inline]
+    pub fn new(tx_id: TxId) -> Plan {
+        let none = Planned {
+            account: AccountId(0),
+            bucket: Bucket::Available,
+            delta_minor: 0,
+            after_minor: 0,
+        };
+        Plan {
+            tx_id,
+            postings: [none; POSTINGS_PER_COMMAND_MAX],
+            postings_len: 0,
+            pending: [(AccountId(0), 0); TOUCHED_ACCOUNTS_MAX],
+            pending_len: 0,
+        }
+    }
+
+    /// Plans `delta_minor` on `bucket` of `account` and returns the balance it leaves (the
+    /// account's balance plus everything planned on it so far), refused when out of range.
+    #[inline]
+    pub fn add(
+        &mut self,
+        accounts: &Accounts,
+        account: AccountId,
+        bucket: Bucket,
+        delta_minor: i128,
+    ) -> Result<i128, ResultCode> {
+        let planned = &self.postings[..self.postings_len];
+        let before_minor = match planned
+            .iter()
+            .rev()
+            .find(|planned| planned.account == account && planned.bucket == bucket)
+        {
+            Some(planned) => planned.after_minor,
+            None => {
+                let balances = accounts.get(account);
+                match bucket {
+                    Bucket::Available => balances.available_minor,
+                    Bucket::Frozen => balances.frozen_minor,
+                    Bucket::Ledger => balances.ledger_minor,
+                }
+            }
+        };
+        assert!(delta_minor != 0, "a posting moves something");
+        let after_minor = in_range(before_minor + delta_minor)?;
+        assert!(self.postings_len < POSTINGS_PER_COMMAND_MAX, "postings of one command");
+        self.postings[self.postings_len] = Planned { account, bucket, delta_minor, after_minor };
+        self.postings_len += 1;
+        Ok(after_minor)
+    }
+
+    /// Plans the release of `remaining_minor` held on `account` back to `available`. Not
+    /// range-checked, so a release never fails: it gives back what its freeze took, and a
+    /// balance stays within `2 × BALANCE_MINOR_MAX` (see `Accounts::check`).
+    pub fn add_release(&mut self, accounts: &Accounts, account: AccountId, remaining_minor: i128) {
+        assert!(remaining_minor > 0, "a release gives something back");
+        let balances = accounts.get(account);
+        let frozen_minor = balances.frozen_minor - remaining_minor;
+        assert!(frozen_minor >= 0, "a release gives back at most what is frozen");
+        let available_minor = balances.available_minor + remaining_minor;
+        assert!(self.postings_len == 0, "a release is a plan of its own");
+        self.postings[0] = Planned {
+            account,
+            bucket: Bucket::Frozen,
+            delta_minor: -remaining_minor,
+            after_minor: frozen_minor,
+        };
+        self.postings[1] = Planned {
+            account,
+            bucket: Bucket::Available,
+            delta_minor: remaining_minor,
+            after_minor: available_minor,
+        };
+        self.postings_len = 2;
+    }
+
+    /// Adds the `ledger` side planned by `Cycles::plan_ledger` (T+1 deltas redirected to
+    /// clearing accounts; a merged delta of zero posts nothing).
+    #[inline]
+    pub fn add_ledger(
+        &mut self,
+        accounts: &Accounts,
+        ledger: &LedgerPlan,
+    ) -> Result<(), ResultCode> {
+        for &(account, delta_minor) in ledger.moves() {
+            if delta_minor != 0 {
+                self.add(accounts, account, Bucket::Ledger, delta_minor)?;
+            }
+        }
+        assert!(self.pending_len + ledger.pending().len() <= TOUCHED_ACCOUNTS_MAX);
+        for &pending in ledger.pending() {
+            self.pending[self.pending_len] = pending;
+            self.pending_len += 1;
+        }
+        Ok(())
+    }
+
+    /// The sum of the `frozen` postings planned on `account`: what the handler must have
+    /// added to (or taken from) its holds and pending withdrawals.
+    /// Asserts that the only `frozen` postings are `delta_minor` on `account`: `frozen` moves
+    /// exactly with the holds and pending withdrawals (`frozen == holds + withdrawals`). One
+    /// pass over at most `POSTINGS_PER_COMMAND_MAX` postings.
+    #[inline]
+    pub fn assert_frozen_moves(&self, account: AccountId, delta_minor: i128) {
+        let (mut on_account, mut elsewhere) = (0i128, false);
+        for planned in &self.postings[..self.postings_len] {
+            if planned.bucket == Bucket::Frozen {
+                if planned.account == account {
+                    on_account += planned.delta_minor;
+                } else {
+                    elsewhere = true;
+                }
+            }
+        }
+        assert!(on_account == delta_minor && !elsewhere, "frozen moves with its holds only");
+    }
+
+    /// True when the postings sum to zero over `Available + Frozen` and over `Ledger`.
+    #[inline]
+    pub fn balanced(&self) -> bool {
+        let (mut assets, mut ledger) = (0i128, 0i128);
+        for planned in &self.postings[..self.postings_len] {
+            match planned.bucket {
+                Bucket::Available | Bucket::Frozen => assets += planned.delta_minor,
+                Bucket::Ledger => ledger += planned.delta_minor,
+            }
+        }
+        assets == 0 && ledger == 0
+    }
+
+    /// Writes every planned balance and its posting. Cannot fail: every value was checked.
+    #[inline]
+    pub fn commit(&self, accounts: &mut Accounts, cycles: &mut Cycles, fx: &mut Effects) {
+        // `Engine::apply` asserts it, in release, over all of the command's postings.
+        debug_assert!(self.balanced(), "a command's postings balance");
+        for planned in &self.postings[..self.postings_len] {
+            let account = accounts.get_mut(planned.account);
+            let balance = match planned.bucket {
+                Bucket::Available => &mut account.available_minor,
+                Bucket::Frozen => &mut account.frozen_minor,
+                Bucket::Ledger => &mut account.ledger_minor,
+            };
+            // Nothing changed the balance between the plan and its commit.
+            assert_eq!(*balance + planned.delta_minor, planned.after_minor, "plan is stale");
+            *balance = planned.after_minor;
+            let negative = planned.after_minor < 0 && planned.bucket != Bucket::Ledger;
+            assert!(!(negative && account.kind == AccountKind::User), "user balance below zero");
+            fx.post(self.tx_id, planned.account, planned.bucket, planned.delta_minor);
+        }
+        for &(account, pending_minor) in &self.pending[..self.pending_len] {
+            cycles.set_pending(account, pending_minor);
+        }
+    }
+}
