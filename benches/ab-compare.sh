@@ -6,6 +6,7 @@
 #
 #   benches/ab-compare.sh TARGET_DIR_A TARGET_DIR_B [ROUNDS] [SECONDS]
 #
+# AB_WHAT="single" (any of batched, single, engine; default all three) runs only those.
 # Each TARGET_DIR holds a release build of both sides' binaries:
 #   CARGO_TARGET_DIR=DIR cargo build --release -p server --bin ledgerd -p benches --bin ledger-bench
 #   CARGO_TARGET_DIR=DIR cargo bench -p benches --bench engine_apply --no-run
@@ -17,6 +18,7 @@ A=${1:?usage: ab-compare.sh TARGET_DIR_A TARGET_DIR_B [ROUNDS] [SECONDS]}
 B=${2:?usage: ab-compare.sh TARGET_DIR_A TARGET_DIR_B [ROUNDS] [SECONDS]}
 ROUNDS=${3:-3}
 SECONDS_PER_RUN=${4:-10}
+AB_WHAT=${AB_WHAT:-batched single engine}
 TMP=$(mktemp -d)
 LEDGERD_PID=
 trap '[ -z "$LEDGERD_PID" ] || kill -9 "$LEDGERD_PID" 2>/dev/null || true; rm -rf "$TMP"' EXIT
@@ -80,14 +82,19 @@ for round in $(seq 1 "$ROUNDS"); do
     for side in $order; do
         dir=$A
         [ "$side" = A ] || dir=$B
-        results[$side-batched]+="$(run_ledger "$side" "$dir" batched --connections 4 --batch 1024 --in-flight 4) "
-        results[$side-single]+="$(run_ledger "$side" "$dir" single --connections 32 --batch 1 --in-flight 1) "
-        results[$side-engine]+="$(run_engine "$side" "$dir") "
+        for what in $AB_WHAT; do
+            case $what in
+                batched) results[$side-batched]+="$(run_ledger "$side" "$dir" batched --connections 4 --batch 1024 --in-flight 4) " ;;
+                single) results[$side-single]+="$(run_ledger "$side" "$dir" single --connections 32 --batch 1 --in-flight 1) " ;;
+                engine) results[$side-engine]+="$(run_engine "$side" "$dir") " ;;
+                *) echo "AB_WHAT: unknown $what" >&2; exit 2 ;;
+            esac
+        done
     done
 done
 
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-for what in batched single engine; do
+for what in $AB_WHAT; do
     a=$(median <<<"${results[A-$what]}")
     b=$(median <<<"${results[B-$what]}")
     ratio=$(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.3f", b / a }')

@@ -10,7 +10,7 @@ use engine::{
     FeeKind, TxId,
 };
 
-use crate::report::ErrorKind;
+use crate::exit::ErrorKind;
 use crate::txid::parse_tx_id;
 use protocol::limits::{REQUEST_TIMEOUT_MS_DEFAULT, TIMEOUT_MS_MAX};
 

@@ -12,6 +12,7 @@
 //! record) to print their balances with their currency's decimals.
 
 pub mod args;
+pub mod exit;
 pub mod json;
 pub mod reconcile;
 pub mod report;

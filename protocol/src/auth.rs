@@ -13,7 +13,6 @@ use crate::limits::{
     CREDENTIALS_FILE_LEN_BYTES_MAX, GENERATED_SECRET_RANDOM_BYTES, SECRET_LEN_BYTES_MAX,
     SECRET_LEN_BYTES_MIN,
 };
-use crate::wire::{ErrorCode, Message};
 
 /// The environment variable naming the credentials file.
 pub const CREDENTIALS_ENV: &str = "LEDGER_CREDENTIALS";
@@ -82,49 +81,11 @@ impl Role {
             Role::Admin => true,
         }
     }
-
-    /// Whether an authenticated client with this role may send `message`: `Ok`, or the error
-    /// code of the ERROR reply (`Forbidden` for a command the role may not submit — the whole
-    /// frame is refused — and `UnexpectedOperation` for HELLO again or for a reply operation).
-    pub fn authorize(self, message: &Message) -> Result<(), ErrorCode> {
-        match message {
-            Message::Ping { .. }
-            | Message::QueryAccount(_)
-            | Message::QueryTx(_)
-            | Message::QueryExposure(_) => Ok(()),
-            Message::Submit(commands) => {
-                if commands.iter().all(|(_, body)| self.allows_command(body.kind())) {
-                    Ok(())
-                } else {
-                    Err(ErrorCode::Forbidden)
-                }
-            }
-            Message::Hello(_)
-            | Message::HelloOk(_)
-            | Message::Pong { .. }
-            | Message::SubmitReply(_)
-            | Message::Account(_)
-            | Message::Tx(_)
-            | Message::Exposure(_)
-            | Message::Error(_) => Err(ErrorCode::UnexpectedOperation),
-        }
-    }
 }
 
 impl fmt::Display for Role {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
-    }
-}
-
-/// Whether a connection may send `message`: before a successful HELLO (`role` is `None`) only
-/// HELLO and PING are admitted (anything else is `NotAuthenticated`, which closes the
-/// connection); after it, [`Role::authorize`] decides.
-pub fn admit(role: Option<Role>, message: &Message) -> Result<(), ErrorCode> {
-    match role {
-        Some(role) => role.authorize(message),
-        None if matches!(message, Message::Hello(_) | Message::Ping { .. }) => Ok(()),
-        None => Err(ErrorCode::NotAuthenticated),
     }
 }
 

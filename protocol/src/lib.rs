@@ -12,10 +12,11 @@
 //! Nothing here opens a listener or parses a command line: the server (`server`, binary `ledgerd`)
 //! and the CLI (`cli`, binary `ledger`) are crates of their own over this one. The server is
 //! built on [`wire::FrameBuffer`], [`wire::decode_body`], the
-//! `encode_*` fast paths, [`auth::admit`] and [`Credentials`]; the client needs only the codec.
+//! `encode_*` fast paths, [`access::admit`] and [`Credentials`]; the client needs only the codec.
 
 #![warn(missing_docs)]
 
+pub mod access;
 pub mod auth;
 pub mod client;
 pub mod limits;

@@ -22,14 +22,15 @@ use runtime::{
     Answer, NewCommand, Producer, Query, QueryAnswer, Refused, Replies, Reply, RequestError,
 };
 
-use protocol::auth::{admit, Credentials, Role};
+use protocol::access::admit;
+use protocol::auth::{Credentials, Role};
 use protocol::limits::{BATCH_LEN_MAX, READ_CHUNK_LEN_BYTES};
 use protocol::wire::{
     encode_account_reply, encode_error, encode_exposure_reply, encode_frame, encode_submit_reply,
     encode_tx_reply, ErrorCode, ExposureReply, Frame, FrameBuffer, HelloOk, Message, RequestId,
 };
 
-use super::event_loop::ConnectionNotify;
+use super::doorbell::ConnectionNotify;
 use super::metrics::Metrics;
 
 /// Bytes queued for the socket beyond which a connection takes no more replies and reads no

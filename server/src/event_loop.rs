@@ -32,12 +32,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{bounded, Receiver, Sender};
 use mio::net::{TcpListener, TcpStream};
-use mio::{Events, Interest, Poll, Token, Waker};
-use runtime::{Handle, ReplyNotify};
+use mio::{Events, Interest, Poll, Token};
+use runtime::Handle;
 
 use super::connection::{After, Connection, Context};
+use super::doorbell::{ConnectionNotify, Doorbell};
 use super::CONNECTIONS_MAX;
 use protocol::wire::{encode_error, ErrorCode, RequestId};
 
@@ -51,10 +51,6 @@ const FIRST_CONNECTION: usize = 2;
 const EVENTS_LEN: usize = 1_024;
 /// Connections accepted per pass of the loop (more wait for the next pass, without waiting).
 const ACCEPTS_PER_PASS_MAX: u32 = 64;
-/// Keys on the doorbell's ready queue. Each connection's notify puts its key there at most once
-/// until the loop takes it, so this is never full unless closed connections' late replies
-/// pile up; then the loop turns every connection once instead.
-const READY_QUEUE_LEN: usize = 2 * CONNECTIONS_MAX as usize;
 /// How soon a request refused by a full input ring is tried again (`epoll_wait` counts in ms).
 const STALL_RETRY: Duration = Duration::from_millis(1);
 /// How soon accepting is tried again after it failed (out of file descriptors, say): the
@@ -63,70 +59,7 @@ const ACCEPT_RETRY: Duration = Duration::from_millis(5);
 /// How often write timeouts are checked.
 const SWEEP_INTERVAL: Duration = Duration::from_millis(100);
 
-const _: () = assert!(READY_QUEUE_LEN >= CONNECTIONS_MAX as usize);
 const _: () = assert!(ACCEPTS_PER_PASS_MAX >= 1);
-
-/// How the runtime (and `Server::shutdown`) wakes the loop.
-pub(crate) struct Doorbell {
-    waker: Waker,
-    /// Set when the waker was written and the loop has not looked since: later rings are free.
-    rung: AtomicBool,
-    ready_tx: Sender<usize>,
-    ready: Receiver<usize>,
-    /// A key did not fit the ready queue: the loop must turn every connection.
-    overflowed: AtomicBool,
-}
-
-impl Doorbell {
-    pub(crate) fn new(waker: Waker) -> Doorbell {
-        let (ready_tx, ready) = bounded(READY_QUEUE_LEN);
-        Doorbell {
-            waker,
-            rung: AtomicBool::new(false),
-            ready_tx,
-            ready,
-            overflowed: AtomicBool::new(false),
-        }
-    }
-
-    /// Wakes the loop (one eventfd write until the loop looks again).
-    pub(crate) fn ring(&self) {
-        if !self.rung.swap(true, Ordering::AcqRel) {
-            // Writing an eventfd fails only at its counter's limit, which a pending wake-up
-            // already covers.
-            let _ = self.waker.wake();
-        }
-    }
-}
-
-/// A connection's notifier: the runtime calls it after putting replies on the connection's
-/// queue.
-pub(crate) struct ConnectionNotify {
-    key: usize,
-    /// The key is on the ready queue (or about to be) and the loop has not taken it yet.
-    queued: AtomicBool,
-    doorbell: Arc<Doorbell>,
-}
-
-impl ConnectionNotify {
-    /// The loop takes the key: from now on a new reply queues it again. Called before the
-    /// connection's replies are taken, so none is missed.
-    pub(crate) fn taken(&self) {
-        self.queued.swap(false, Ordering::AcqRel);
-    }
-}
-
-impl ReplyNotify for ConnectionNotify {
-    fn notify(&self) {
-        if self.queued.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        if self.doorbell.ready_tx.try_send(self.key).is_err() {
-            self.doorbell.overflowed.store(true, Ordering::Release);
-        }
-        self.doorbell.ring();
-    }
-}
 
 /// The loop's state: the listener, every connection, and what to do next.
 pub(crate) struct EventLoop {
@@ -323,11 +256,7 @@ impl EventLoop {
         }
         let _ = stream.set_nodelay(true);
         let key = self.free.pop().unwrap_or(self.connections.len());
-        let notify = Arc::new(ConnectionNotify {
-            key,
-            queued: AtomicBool::new(false),
-            doorbell: self.doorbell.clone(),
-        });
+        let notify = Arc::new(ConnectionNotify::new(key, self.doorbell.clone()));
         let (producer, replies) =
             self.handle.producer_notifying(self.context.in_flight_max, notify.clone());
         let mut connection = Connection::new(stream, producer, replies, notify);

@@ -16,6 +16,7 @@
 //! **Boundary:** everything a client can do goes through [`protocol::wire`] and [`protocol::auth`].
 
 mod connection;
+mod doorbell;
 mod event_loop;
 pub mod metrics;
 #[cfg(test)]
@@ -31,7 +32,8 @@ use mio::{Interest, Poll, Waker};
 use runtime::Handle;
 
 use connection::Context;
-use event_loop::{Doorbell, EventLoop, DOORBELL, LISTENER};
+use doorbell::Doorbell;
+use event_loop::{EventLoop, DOORBELL, LISTENER};
 pub use metrics::Metrics;
 use protocol::auth::Credentials;
 use protocol::limits::{BATCH_LEN_MAX, IN_FLIGHT_MAX};

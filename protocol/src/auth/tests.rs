@@ -6,7 +6,8 @@ use std::os::unix::fs::PermissionsExt;
 use engine::{Amount, CommandBody, TxId, TxKind};
 
 use super::*;
-use crate::wire::Message;
+use crate::access::admit;
+use crate::wire::{ErrorCode, Message};
 
 const PROTOCOL_MD: &str = include_str!("../../PROTOCOL.md");
 const SECRET_A: &str = "aaaaaaaaaaaaaaaa-secret";
