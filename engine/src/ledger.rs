@@ -261,8 +261,8 @@ impl Ledger {
 
     /// Every invariant but conservation: each part's own, and `frozen` = holds + pending
     /// withdrawals per account. A state that passes it cannot make the engine misbehave;
-    /// `decode_state` requires it. (A snapshot whose sums are off still decodes, so that
-    /// `ledger reconcile` can read it and report the mismatch.)
+    /// `decode_state_for_audit` requires it (and `decode_state` conservation too), so that
+    /// `ledger-replay reconcile` can read a snapshot whose sums are off and report it.
     pub fn check_structure(&self) -> Result<(), String> {
         self.check_reference_data()?;
         self.accounts.check()?;

@@ -78,10 +78,23 @@ impl Engine {
 
     /// Rebuilds an engine from `encode_state` output (a snapshot payload, versions 1 to
     /// `STATE_ENCODING_VERSION`). Each part decodes and checks its sections; then every
-    /// invariant `check_invariants` checks is checked except the per-currency sums (money
-    /// conservation), which audit tools read a damaged snapshot to report: whatever decodes
-    /// is safe to apply commands to. Damaged input is an error, never a panic.
+    /// invariant `check_invariants` checks is checked, money conservation per currency
+    /// included: whatever decodes is safe to apply commands to. Damaged input is an error,
+    /// never a panic.
     pub fn decode_state(bytes: &[u8]) -> Result<Engine, StateDecodeError> {
+        let engine = Engine::decode_state_for_audit(bytes)?;
+        if let Err(problem) = engine.ledger.check() {
+            let reason = format!("state breaks an invariant: {problem}");
+            return Err(StateDecodeError { offset: bytes.len(), reason });
+        }
+        Ok(engine)
+    }
+
+    /// [`Engine::decode_state`] without the per-currency sums: for audit tools that read a
+    /// damaged snapshot to report what is wrong in it, account by account (`ledger-replay
+    /// reconcile`). Every other invariant is checked, so queries answer and nothing panics;
+    /// but such a state must never become a ledger: recovery uses `decode_state`.
+    pub fn decode_state_for_audit(bytes: &[u8]) -> Result<Engine, StateDecodeError> {
         let mut r = Reader::new(bytes);
         if r.take(8)? != b"LEDGSTAT" {
             return r.fail("not a ledger state (bad magic)");

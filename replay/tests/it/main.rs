@@ -265,7 +265,9 @@ fn reconcile_finds_a_balance_changed_in_a_snapshot() {
     let needle = bob.to_le_bytes();
     let at = payload.windows(16).position(|window| window == needle).expect("bob's balance bytes");
     payload[at..at + 16].copy_from_slice(&(bob + 1).to_le_bytes());
-    engine = Engine::decode_state(&payload).expect("still decodes");
+    let refused = Engine::decode_state(&payload).err().expect("recovery refuses it");
+    assert!(refused.reason.contains("not conserved"), "{refused}");
+    engine = Engine::decode_state_for_audit(&payload).expect("an audit still reads it");
     assert!(engine.check_invariants().is_err(), "the altered snapshot no longer balances");
     journal::snapshot::write(&journal::snapshot_dir(ledger.path()), 20, &payload).expect("write");
 
@@ -273,6 +275,7 @@ fn reconcile_finds_a_balance_changed_in_a_snapshot() {
     let text = stdout(&output);
     assert_eq!(output.status.code(), Some(1), "{text}");
     assert!(text.contains("MISMATCH snapshot: account bob available"), "{text}");
+    assert!(text.contains("breaks an invariant (recovery refuses it)"), "{text}");
     assert!(text.contains("mismatches: 1"), "{text}");
 }
 
