@@ -5,12 +5,15 @@
 //! fsynced, so a snapshot file with its final name is complete. Loading prefers the newest
 //! snapshot and falls back to older ones when it is damaged, reporting every one it skipped:
 //! falling back is always safe because the journal replays the difference.
+//!
+//! Every file operation goes through a [`Storage`] (`write_in`, `list_in`, `load_in`,
+//! `load_newest_in`); `write`, `list`, `load` and `load_newest` are their real-file shorthands.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::error::JournalError;
+use crate::storage::{FileStorage, Storage};
 
 /// Magic at the start of every snapshot file.
 pub const SNAPSHOT_MAGIC: [u8; 8] = *b"LDGRSNAP";
@@ -119,6 +122,16 @@ pub struct NewestSnapshot {
 /// Writes the snapshot of state as of record `seq` into `dir` (created if needed) and returns
 /// its path. Durable when this returns: tmp file, fsync, rename, directory fsync.
 pub fn write(dir: &Path, seq: u64, payload: &[u8]) -> Result<PathBuf, JournalError> {
+    write_in(&FileStorage, dir, seq, payload)
+}
+
+/// [`write`] through `storage`.
+pub fn write_in<S: Storage>(
+    storage: &S,
+    dir: &Path,
+    seq: u64,
+    payload: &[u8],
+) -> Result<PathBuf, JournalError> {
     let len_bytes = payload.len() as u64;
     if len_bytes > SNAPSHOT_PAYLOAD_LEN_BYTES_MAX {
         return Err(JournalError::SnapshotTooLong {
@@ -126,52 +139,52 @@ pub fn write(dir: &Path, seq: u64, payload: &[u8]) -> Result<PathBuf, JournalErr
             len_bytes_max: SNAPSHOT_PAYLOAD_LEN_BYTES_MAX,
         });
     }
-    if !dir.is_dir() {
-        fs::create_dir_all(dir).map_err(JournalError::io(dir))?;
-        let parent =
-            dir.parent().filter(|parent| !parent.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        sync_dir(parent)?;
-    }
+    storage.create_dir(dir).map_err(JournalError::io(dir))?;
     let path = dir.join(format!("{NAME_PREFIX}{seq:0NAME_DIGITS$}{NAME_SUFFIX}"));
     let temp_path = dir.join(format!("{NAME_PREFIX}{seq:0NAME_DIGITS$}{NAME_SUFFIX}{TEMP_SUFFIX}"));
     let header = encode_header(seq, payload);
-    let written =
-        write_file(&temp_path, &header, payload).and_then(|()| fs::rename(&temp_path, &path));
+    let written = write_file(storage, &temp_path, &header, payload)
+        .and_then(|()| storage.rename(&temp_path, &path));
     if let Err(source) = written {
         // Best effort: a leftover temporary file is never loaded, and the next write replaces it.
-        let _ = fs::remove_file(&temp_path);
+        let _ = storage.remove_file(&temp_path);
         return Err(JournalError::Io { path: temp_path, source });
     }
-    sync_dir(dir)?;
+    storage.sync_dir(dir).map_err(JournalError::io(dir))?;
     Ok(path)
 }
 
 /// The snapshot files in `dir` by ascending sequence number (an absent directory has none).
 /// Files are not verified; temporary and unrelated files are ignored.
 pub fn list(dir: &Path) -> Result<Vec<SnapshotInfo>, JournalError> {
-    let entries = match fs::read_dir(dir) {
-        Ok(entries) => entries,
+    list_in(&FileStorage, dir)
+}
+
+/// [`list`] through `storage`.
+pub fn list_in<S: Storage>(storage: &S, dir: &Path) -> Result<Vec<SnapshotInfo>, JournalError> {
+    let names = match storage.list_dir(dir) {
+        Ok(names) => names,
         Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(source) => return Err(JournalError::Io { path: dir.to_path_buf(), source }),
     };
-    let mut snapshots = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(JournalError::io(dir))?;
-        let name = entry.file_name();
-        let seq = name.to_str().and_then(parse_name);
-        if let Some(seq) = seq {
-            snapshots.push(SnapshotInfo { seq, path: entry.path() });
-        }
-    }
+    let mut snapshots: Vec<SnapshotInfo> = names
+        .into_iter()
+        .filter_map(|name| Some(SnapshotInfo { seq: parse_name(&name)?, path: dir.join(name) }))
+        .collect();
     snapshots.sort_by_key(|snapshot| snapshot.seq);
     Ok(snapshots)
 }
 
 /// Loads the newest snapshot in `dir` that verifies, skipping (and reporting) damaged newer ones.
 pub fn load_newest(dir: &Path) -> Result<NewestSnapshot, JournalError> {
+    load_newest_in(&FileStorage, dir)
+}
+
+/// [`load_newest`] through `storage`.
+pub fn load_newest_in<S: Storage>(storage: &S, dir: &Path) -> Result<NewestSnapshot, JournalError> {
     let mut newest = NewestSnapshot::default();
-    for info in list(dir)?.into_iter().rev() {
-        match load(&info) {
+    for info in list_in(storage, dir)?.into_iter().rev() {
+        match load_in(storage, &info) {
             Ok(snapshot) => {
                 newest.snapshot = Some(snapshot);
                 break;
@@ -184,22 +197,27 @@ pub fn load_newest(dir: &Path) -> Result<NewestSnapshot, JournalError> {
 
 /// Reads and verifies one snapshot file.
 pub fn load(info: &SnapshotInfo) -> Result<Snapshot, SnapshotDamage> {
+    load_in(&FileStorage, info)
+}
+
+/// [`load`] through `storage`.
+pub fn load_in<S: Storage>(storage: &S, info: &SnapshotInfo) -> Result<Snapshot, SnapshotDamage> {
     let read_error = |error: io::Error| SnapshotDamage::Read { kind: error.kind() };
-    let mut file = File::open(&info.path).map_err(read_error)?;
-    let file_len_bytes = file.metadata().map_err(read_error)?.len();
-    if file_len_bytes < SNAPSHOT_HEADER_LEN_BYTES {
+    // A snapshot file is never changed in place (a new one is renamed over it), so a view
+    // of it is stable.
+    let bytes = storage.map_read(&info.path).map_err(read_error)?;
+    let file_len_bytes = bytes.len() as u64;
+    let Some((header, rest)) = bytes.split_first_chunk::<{ SNAPSHOT_HEADER_LEN_BYTES as usize }>()
+    else {
         return Err(SnapshotDamage::Truncated { len_bytes: file_len_bytes });
-    }
-    let mut header = [0u8; SNAPSHOT_HEADER_LEN_BYTES as usize];
-    file.read_exact(&mut header).map_err(read_error)?;
-    let decoded = decode_header(&header, info.seq, file_len_bytes - SNAPSHOT_HEADER_LEN_BYTES)?;
-    // The length was checked against the file and the maximum before this allocation.
-    let mut payload = vec![0u8; decoded.payload_len_bytes as usize];
-    file.read_exact(&mut payload).map_err(read_error)?;
-    if crc32c::crc32c(&payload) != decoded.payload_crc {
+    };
+    let decoded = decode_header(header, info.seq, file_len_bytes - SNAPSHOT_HEADER_LEN_BYTES)?;
+    // `decode_header` checked the length against the file's.
+    assert_eq!(decoded.payload_len_bytes, rest.len() as u64, "payload length checked");
+    if crc32c::crc32c(rest) != decoded.payload_crc {
         return Err(SnapshotDamage::PayloadChecksum);
     }
-    Ok(Snapshot { seq: info.seq, payload, path: info.path.clone() })
+    Ok(Snapshot { seq: info.seq, payload: rest.to_vec(), path: info.path.clone() })
 }
 
 struct DecodedHeader {
@@ -256,16 +274,23 @@ fn decode_header(
     Ok(DecodedHeader { payload_crc: u32_at(32), payload_len_bytes })
 }
 
-fn write_file(path: &Path, header: &[u8], payload: &[u8]) -> io::Result<()> {
-    let mut file = OpenOptions::new().write(true).create(true).truncate(true).open(path)?;
-    file.write_all(header)?;
-    file.write_all(payload)?;
-    file.sync_all()
-}
-
-fn sync_dir(dir: &Path) -> Result<(), JournalError> {
-    let dir_file = File::open(dir).map_err(JournalError::io(dir))?;
-    dir_file.sync_all().map_err(JournalError::io(dir))
+/// A new file at `path` holding `header` then `payload`, synced. A leftover of an earlier
+/// failed write at the same path is replaced.
+fn write_file<S: Storage>(
+    storage: &S,
+    path: &Path,
+    header: &[u8],
+    payload: &[u8],
+) -> io::Result<()> {
+    match storage.remove_file(path) {
+        Ok(()) => {}
+        Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+        Err(error) => return Err(error),
+    }
+    let file = storage.create_new(path)?;
+    storage.write_at(&file, 0, header)?;
+    storage.write_at(&file, header.len() as u64, payload)?;
+    storage.sync_file(&file)
 }
 
 /// `snap-<20 digits>.snap` → the sequence number.

@@ -206,7 +206,8 @@ impl<S: Storage> Follower<S> {
         }
         self.encoded.clear();
         engine.encode_state(&mut self.encoded);
-        let path = snapshot::write(&self.snapshot_dir, self.applied_seq, &self.encoded)?;
+        let path =
+            snapshot::write_in(&self.storage, &self.snapshot_dir, self.applied_seq, &self.encoded)?;
         let written = SnapshotWritten {
             seq: self.applied_seq,
             path,

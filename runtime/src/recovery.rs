@@ -234,7 +234,7 @@ pub fn recover<S: Storage>(
     let journal_dir = journal::journal_dir(data_dir);
     let snapshot_dir = journal::snapshot_dir(data_dir);
     let writer = open_writer(&storage, &journal_dir, options)?;
-    let (mut engine, snapshot, skipped_snapshots) = load_base(&snapshot_dir, options)?;
+    let (mut engine, snapshot, skipped_snapshots) = load_base(&storage, &snapshot_dir, options)?;
     let snapshot_seq = snapshot.as_ref().map_or(0, |(seq, _)| *seq);
     if let Some((_, recovery)) = &writer {
         check_journal_covers(recovery, snapshot.as_ref())?;
@@ -261,7 +261,8 @@ pub fn recover<S: Storage>(
 
     let (log, journal_recovery, genesis_snapshot) = match writer {
         Some((journal, recovery)) => {
-            let genesis = write_genesis(&snapshot_dir, &engine, snapshot.is_none(), &recovery)?;
+            let genesis =
+                write_genesis(&storage, &snapshot_dir, &engine, snapshot.is_none(), &recovery)?;
             (RecoveredLog::Journal(journal), recovery, genesis)
         }
         None => {
@@ -309,11 +310,13 @@ fn open_writer<S: Storage>(
 
 /// The state to replay onto: the snapshot the options' [`Base`] picks (its settings checked),
 /// or a new ledger's empty state; and the snapshots skipped.
-fn load_base(
+fn load_base<S: Storage>(
+    storage: &S,
     snapshot_dir: &Path,
     options: &RecoverOptions,
 ) -> Result<(Engine, Option<SnapshotUsed>, Vec<SkippedSnapshot>), RuntimeError> {
-    let SnapshotChoice { loaded, skipped } = select_snapshot(snapshot_dir, options.base)?;
+    let SnapshotChoice { loaded, skipped } =
+        select_snapshot_in(storage, snapshot_dir, options.base)?;
     match loaded {
         Some(LoadedSnapshot { engine, seq, path }) => {
             check_config(engine.config(), options)?;
@@ -382,7 +385,8 @@ fn check_journal_covers(
 
 /// A new ledger (or one whose snapshots are all gone but whose journal starts at 1) gets the
 /// snapshot of its empty state, so its engine settings (and its hash seed) are recorded with it.
-fn write_genesis(
+fn write_genesis<S: Storage>(
+    storage: &S,
     snapshot_dir: &Path,
     engine: &Engine,
     no_snapshot: bool,
@@ -393,7 +397,7 @@ fn write_genesis(
     }
     let mut encoded = Vec::new();
     Engine::new(engine.config()).encode_state(&mut encoded);
-    Ok(Some(snapshot::write(snapshot_dir, 0, &encoded)?))
+    Ok(Some(snapshot::write_in(storage, snapshot_dir, 0, &encoded)?))
 }
 
 fn open_reader<S: Storage>(
@@ -452,7 +456,16 @@ pub struct SnapshotChoice {
 /// The one snapshot selection rule (see [`Base`]), on the snapshot directory `dir`. [`recover`]
 /// starts from what it picks; tools that compare snapshots (`ledger-replay reconcile`) call it.
 pub fn select_snapshot(dir: &Path, base: Base) -> Result<SnapshotChoice, RuntimeError> {
-    let mut candidates = snapshot::list(dir)?;
+    select_snapshot_in(&FileStorage, dir, base)
+}
+
+/// [`select_snapshot`] through `storage`.
+pub fn select_snapshot_in<S: Storage>(
+    storage: &S,
+    dir: &Path,
+    base: Base,
+) -> Result<SnapshotChoice, RuntimeError> {
+    let mut candidates = snapshot::list_in(storage, dir)?;
     match base {
         Base::Newest => candidates.reverse(),
         Base::AtOrBefore(seq) => {
@@ -463,9 +476,10 @@ pub fn select_snapshot(dir: &Path, base: Base) -> Result<SnapshotChoice, Runtime
     }
     let mut skipped = Vec::new();
     for info in candidates {
-        let loaded = snapshot::load(&info).map_err(|damage| damage.to_string()).and_then(|snap| {
-            Engine::decode_state(&snap.payload).map_err(|error| error.to_string())
-        });
+        let loaded =
+            snapshot::load_in(storage, &info).map_err(|damage| damage.to_string()).and_then(
+                |snap| Engine::decode_state(&snap.payload).map_err(|error| error.to_string()),
+            );
         match loaded {
             Ok(engine) => {
                 let loaded = LoadedSnapshot { engine, seq: info.seq, path: info.path };

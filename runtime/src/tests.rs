@@ -1216,8 +1216,10 @@ fn a_runtime_on_the_in_memory_disk_recovers_after_a_power_failure() {
     execute_all(&handle, &workload.transfers(50), 16);
     let hash = state_hash(&handle);
     let shutdown = runtime.shutdown().expect("shutdown");
-    // Nothing on the real disk but the snapshots.
+    // Nothing on the real disk: the journal and the snapshots (genesis and the follower's)
+    // are on the in-memory one, and the synced snapshot survives its power failure.
     assert!(!journal::journal_dir(temp.path()).exists());
+    assert!(!journal::snapshot_dir(temp.path()).exists());
     storage.crash();
     let (runtime, report) = start_on(&storage);
     assert_eq!((report.last_seq, report.state_hash), (shutdown.last_seq, hash));

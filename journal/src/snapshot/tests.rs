@@ -89,3 +89,28 @@ fn all_damaged_loads_nothing_and_reports_each() {
     let damaged: Vec<&Path> = loaded.damaged.iter().map(|damaged| damaged.path.as_path()).collect();
     assert_eq!(damaged, vec![newer.as_path(), older.as_path()]);
 }
+
+/// A snapshot whose write fails at its fsync or at its rename is an error and leaves no
+/// snapshot behind (not even the temporary file); the one before it still loads. On the
+/// in-memory disk, a snapshot written in full survives a power failure.
+#[test]
+fn a_failed_write_leaves_no_snapshot_and_a_finished_one_survives_power_loss() {
+    let disk = crate::MemoryStorage::new();
+    let storage = crate::FaultyStorage::new(disk.clone());
+    let dir = Path::new("/ledger/snapshots");
+    write_in(&storage, dir, 10, b"ten").expect("write");
+    for op in [crate::FaultOp::SyncFile, crate::FaultOp::Rename] {
+        storage.fail_next_on(op, "snap-", libc::EIO);
+        let error = write_in(&storage, dir, 20, b"twenty").expect_err("the fault fails it");
+        assert!(matches!(error, JournalError::Io { .. }), "{op:?}: {error}");
+        let seqs: Vec<u64> = list_in(&storage, dir).expect("list").iter().map(|i| i.seq).collect();
+        assert_eq!(seqs, [10], "{op:?}");
+        let names = crate::Storage::list_dir(&storage, dir).expect("names");
+        assert!(names.iter().all(|name| !name.ends_with(TEMP_SUFFIX)), "{op:?}: {names:?}");
+    }
+    write_in(&storage, dir, 30, b"thirty").expect("write");
+    disk.crash();
+    let newest = load_newest_in(&disk, dir).expect("load");
+    let snapshot = newest.snapshot.expect("a synced snapshot survives");
+    assert_eq!((snapshot.seq, snapshot.payload), (30, b"thirty".to_vec()));
+}
