@@ -213,7 +213,10 @@ impl Settlement {
             self.queued_new.insert(member.tx_id);
         }
         let event = event.map(|event| (event, Outcome::Asked));
+        // The driver feeds the journal in order, each record once.
+        assert!(self.records.back().is_none_or(|last| last.seq < seq), "records in journal order");
         self.records.push_back(Queued { seq, timestamp_ns: command.timestamp_ns, event });
+        assert!(self.records.len() <= RECORDS_QUEUED_MAX, "records fed past the bound");
         self.process_records();
         Ok(())
     }
@@ -343,8 +346,10 @@ impl Settlement {
             begun: Begun::default(),
         });
         collecting.members.push(member);
+        assert!(collecting.members.len() <= items_max.max(1), "a batch holds net_items_max");
         let batch = collecting.id;
         self.open.insert(member.tx_id, OpenTx { batch, member });
+        assert!(self.open.len() <= WATCHED_MAX, "open transactions past the bound");
     }
 
     /// `target` was settled (`confirmed_seq`: its `SettleConfirm`'s journal position) or
