@@ -242,7 +242,7 @@ impl Ledger {
 
     /// Money conserved per currency: `Σ(available + frozen) = 0` and `Σ ledger = 0` (after
     /// `check_structure`, which bounds every balance).
-    fn check_conservation(&self) -> Result<(), String> {
+    pub(crate) fn check_conservation(&self) -> Result<(), String> {
         // Checked sums: a decoded state may hold balances no command could make.
         let mut totals = vec![Some((0i128, 0i128)); self.currencies.len()];
         for account in self.accounts.as_slice() {

@@ -44,7 +44,7 @@ pub use cycle::{ChannelDayView, CutoverReport, T1View};
 pub use engine::{postings_balance, AccountView, CurrencyTotals, Engine, EngineConfig, TxView};
 pub use hash::{DigestSink, Sink, SinkExt};
 pub use outcome::{BalanceView, Balances, Bucket, Effects, Entry, Outcome, ResultCode};
-pub use state::STATE_ENCODING_VERSION;
+pub use state::{StateDecodeError, STATE_ENCODING_VERSION};
 pub use types::{
     AccountId, AccountKind, AccountLimits, AccountNo, AccountStatus, Amount, CurrencyCode,
     CurrencyId, FeeKind, KeyError, TxId, TxState,

@@ -82,8 +82,9 @@ impl Engine {
     /// included: whatever decodes is safe to apply commands to. Damaged input is an error,
     /// never a panic.
     pub fn decode_state(bytes: &[u8]) -> Result<Engine, StateDecodeError> {
+        // Every other invariant was checked by the audit decoding.
         let engine = Engine::decode_state_for_audit(bytes)?;
-        if let Err(problem) = engine.ledger.check() {
+        if let Err(problem) = engine.ledger.check_conservation() {
             let reason = format!("state breaks an invariant: {problem}");
             return Err(StateDecodeError { offset: bytes.len(), reason });
         }

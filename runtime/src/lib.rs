@@ -51,8 +51,9 @@ pub use options::{
     RING_CAPACITY_CEILING, RUNTIME_SEGMENT_LEN_BYTES_DEFAULT, SUBMISSION_LEN_CEILING,
 };
 pub use recovery::{
-    recover, select_snapshot, select_snapshot_in, Access, Base, LoadedSnapshot, Pinning,
-    RecoverOptions, Recovered, RecoveredLog, RecoveryReport, SkippedSnapshot, SnapshotChoice,
+    recover, select_snapshot, select_snapshot_decoded, select_snapshot_in, Access, Base,
+    LoadedSnapshot, Pinning, RecoverOptions, Recovered, RecoveredLog, RecoveryReport,
+    SkippedSnapshot, SnapshotChoice,
 };
 pub use writer::ShutdownReport;
 

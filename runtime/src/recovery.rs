@@ -9,7 +9,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use engine::{Command, Effects, Engine, EngineConfig};
+use engine::{Command, Effects, Engine, EngineConfig, StateDecodeError};
 
 use crate::error::RuntimeError;
 use crate::options::{RuntimeOptions, REPLAY_CHUNK_LEN};
@@ -465,6 +465,18 @@ pub fn select_snapshot_in<S: Storage>(
     dir: &Path,
     base: Base,
 ) -> Result<SnapshotChoice, RuntimeError> {
+    select_snapshot_decoded(storage, dir, base, Engine::decode_state)
+}
+
+/// The selection rule with another state decoder: `ledger-replay reconcile` passes
+/// `Engine::decode_state_for_audit`, to read a snapshot whose sums are off and report it.
+/// Recovery always uses `Engine::decode_state`.
+pub fn select_snapshot_decoded<S: Storage>(
+    storage: &S,
+    dir: &Path,
+    base: Base,
+    decode: fn(&[u8]) -> Result<Engine, StateDecodeError>,
+) -> Result<SnapshotChoice, RuntimeError> {
     let mut candidates = snapshot::list_in(storage, dir)?;
     match base {
         Base::Newest => candidates.reverse(),
@@ -476,10 +488,9 @@ pub fn select_snapshot_in<S: Storage>(
     }
     let mut skipped = Vec::new();
     for info in candidates {
-        let loaded =
-            snapshot::load_in(storage, &info).map_err(|damage| damage.to_string()).and_then(
-                |snap| Engine::decode_state(&snap.payload).map_err(|error| error.to_string()),
-            );
+        let loaded = snapshot::load_in(storage, &info)
+            .map_err(|damage| damage.to_string())
+            .and_then(|snap| decode(&snap.payload).map_err(|error| error.to_string()));
         match loaded {
             Ok(engine) => {
                 let loaded = LoadedSnapshot { engine, seq: info.seq, path: info.path };

@@ -21,7 +21,7 @@ fn help_prints_on_stdout_and_exits_zero() {
 }
 
 #[test]
-fn a_usage_error_exits_two_and_nothing_is_sent() {
+fn a_usage_error_exits_two() {
     let (code, out, err) = ledger(&["transfer", "alice"]);
     assert_eq!(code, 2, "{out}{err}");
 }

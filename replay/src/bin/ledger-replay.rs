@@ -484,31 +484,28 @@ fn export(data_dir: &Path, format: ExportFormat) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The newest snapshot that decodes for an audit (`Engine::decode_state_for_audit`: a snapshot
-/// whose sums are off is read, so that its accounts can be compared with the postings; it is
-/// said on stdout that recovery would refuse it). Older ones are tried when one does not
-/// decode at all.
+/// The newest snapshot that decodes for an audit (the one selection rule, with
+/// `Engine::decode_state_for_audit`: a snapshot whose sums are off is read, so that its accounts
+/// can be compared with the postings; stdout says that recovery would refuse it).
 fn newest_snapshot_for_audit(dir: &Path) -> Result<Option<(u64, PathBuf, Engine)>> {
-    let mut infos = journal::snapshot::list(dir).context("list the snapshots")?;
-    infos.reverse();
-    for info in infos {
-        let decoded = journal::snapshot::load(&info).map_err(|damage| damage.to_string()).and_then(
-            |snapshot| Engine::decode_state_for_audit(&snapshot.payload).map_err(|e| e.to_string()),
-        );
-        match decoded {
-            Ok(engine) => {
-                if let Err(problem) = engine.check_invariants() {
-                    println!(
-                        "snapshot {} breaks an invariant (recovery refuses it): {problem}",
-                        info.path.display()
-                    );
-                }
-                return Ok(Some((info.seq, info.path, engine)));
-            }
-            Err(reason) => eprintln!("snapshot {} is unusable: {reason}", info.path.display()),
-        }
+    let choice = runtime::select_snapshot_decoded(
+        &journal::FileStorage,
+        dir,
+        runtime::Base::Newest,
+        Engine::decode_state_for_audit,
+    )
+    .context("load the newest snapshot")?;
+    for skipped in &choice.skipped {
+        eprintln!("snapshot {} is unusable: {}", skipped.path.display(), skipped.reason);
     }
-    Ok(None)
+    let Some(loaded) = choice.loaded else { return Ok(None) };
+    if let Err(problem) = loaded.engine.check_invariants() {
+        println!(
+            "snapshot {} breaks an invariant (recovery refuses it): {problem}",
+            loaded.path.display()
+        );
+    }
+    Ok(Some((loaded.seq, loaded.path, loaded.engine)))
 }
 
 fn reconcile(data_dir: &Path, addr: Option<&str>, credentials: Option<&Path>) -> Result<ExitCode> {
