@@ -21,6 +21,9 @@ pub struct Round<'a> {
     /// little-endian `u32`, in seq order. Empty unless a stage asked for them
     /// ([`DurableStage::wants_payloads`]).
     pub payloads: &'a [u8],
+    /// The engine's state hash after `last_seq`, when the stage asked for it
+    /// ([`DurableStage::wants_state_hash`]).
+    pub state_hash: Option<u128>,
 }
 
 /// One step a round passes before it counts as durable.
@@ -41,7 +44,18 @@ pub trait DurableStage: Send + 'static {
         false
     }
 
-    /// Makes the round durable in this stage's sense; see the trait's contract.
+    /// Whether the writer should compute the engine's state hash after the round
+    /// `first_seq..=last_seq` for [`Round::state_hash`]. Asked on the writer thread before
+    /// the round is handed over; a yes costs the writer O(state) (it encodes the whole state),
+    /// so stages ask rarely (a replicated log's checkpoints).
+    fn wants_state_hash(&mut self, first_seq: u64, last_seq: u64) -> bool {
+        let _ = (first_seq, last_seq);
+        false
+    }
+
+    /// Makes the round durable in this stage's sense; see the trait's contract. Rounds of
+    /// records that came from another replica ([`crate::Handle::replicate`]) pass no stage:
+    /// they are durable where they came from already.
     fn make_durable(&mut self, round: &Round<'_>) -> Result<(), Box<dyn Error + Send + Sync>>;
 }
 
@@ -66,6 +80,15 @@ impl Stages {
     /// Whether the writer must collect the rounds' payloads.
     pub(crate) fn wants_payloads(&self) -> bool {
         self.wants_payloads
+    }
+
+    /// Whether any stage wants the state hash after this round.
+    pub(crate) fn wants_state_hash(&mut self, first_seq: u64, last_seq: u64) -> bool {
+        let mut wants = false;
+        for stage in &mut self.stages {
+            wants |= stage.wants_state_hash(first_seq, last_seq);
+        }
+        wants
     }
 
     /// Passes the round through every stage, in order; the first failure stops it and is

@@ -156,6 +156,13 @@ pub enum RequestError {
         /// The failure.
         message: String,
     },
+    /// Replicated records that cannot be journaled here: not the next seq, or not a command.
+    /// Nothing of the request was journaled.
+    #[error("replicated records refused: {message}")]
+    Replication {
+        /// What is wrong.
+        message: String,
+    },
     /// The runtime is shutting down or has stopped; the request was not executed.
     #[error("the runtime is shutting down")]
     ShuttingDown,

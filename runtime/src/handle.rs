@@ -69,6 +69,15 @@ pub struct Executed {
     pub last_seq: u64,
 }
 
+/// The result of [`Handle::replicate`]: the records are journaled, applied and durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Replicated {
+    /// The last record's sequence number.
+    pub last_seq: u64,
+    /// The engine's state hash after it, when asked for.
+    pub state_hash: Option<u128>,
+}
+
 /// What a successful request produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Answer {
@@ -76,6 +85,8 @@ pub enum Answer {
     Executed(Executed),
     /// A query's answer.
     Query(QueryAnswer),
+    /// Replicated records, journaled and applied.
+    Replicated(Replicated),
 }
 
 /// A reply on a producer's queue, tagged with the token the producer gave with the request.
@@ -220,6 +231,16 @@ pub(crate) enum Request {
         query: Query,
         reply: Pending,
     },
+    /// Records another replica journaled (a standby following its primary): journaled at
+    /// exactly `first_seq..`, byte for byte, and applied; a round of their own.
+    Replicated {
+        first_seq: u64,
+        /// The records, each behind its `u32` little-endian length.
+        records: Vec<u8>,
+        record_count: u32,
+        want_state_hash: bool,
+        reply: Pending,
+    },
     /// Remove journal segments whose records all precede `before_seq`.
     Archive {
         before_seq: u64,
@@ -237,6 +258,7 @@ impl Request {
     pub(crate) fn weight(&self) -> usize {
         match self {
             Request::Commands { commands, .. } => commands.len(),
+            Request::Replicated { record_count, .. } => (*record_count as usize).max(1),
             Request::Query { .. } | Request::Archive { .. } | Request::Stop => 1,
             #[cfg(test)]
             Request::Hook(_) => 1,
@@ -367,7 +389,9 @@ impl Shared {
 /// Answers a request that will not be executed.
 pub(crate) fn refuse(request: Request, error: RequestError) {
     match request {
-        Request::Commands { reply, .. } | Request::Query { reply, .. } => reply.send(Err(error)),
+        Request::Commands { reply, .. }
+        | Request::Query { reply, .. }
+        | Request::Replicated { reply, .. } => reply.send(Err(error)),
         Request::Archive { reply, .. } => {
             let error = match error {
                 RequestError::Fatal { message } => RuntimeError::Fatal(message),
@@ -438,7 +462,37 @@ impl Handle {
         self.check_len(commands.len())?;
         match self.call(|reply| Request::Commands { commands, reply })? {
             Answer::Executed(executed) => Ok(executed),
-            Answer::Query(_) => unreachable!("a submission is answered with outcomes"),
+            Answer::Query(_) | Answer::Replicated(_) => {
+                unreachable!("a submission is answered with outcomes")
+            }
+        }
+    }
+
+    /// Journals `record_count` records that another replica journaled at `first_seq..` (each
+    /// behind its `u32` little-endian length in `records`), byte for byte, applies them, and
+    /// waits until they are durable here; with `want_state_hash`, returns the state hash after
+    /// them. Refused with [`RequestError::Replication`] (nothing journaled) if `first_seq` is
+    /// not the next seq or a record does not decode as a command. For a standby's follower:
+    /// nothing else may submit while it does (the records' seqs would collide).
+    pub fn replicate(
+        &self,
+        first_seq: u64,
+        records: Vec<u8>,
+        record_count: u32,
+        want_state_hash: bool,
+    ) -> Result<Replicated, RequestError> {
+        let request = |reply| Request::Replicated {
+            first_seq,
+            records,
+            record_count,
+            want_state_hash,
+            reply,
+        };
+        match self.call(request)? {
+            Answer::Replicated(replicated) => Ok(replicated),
+            Answer::Query(_) | Answer::Executed(_) => {
+                unreachable!("replicated records are answered with their last seq")
+            }
         }
     }
 
@@ -447,7 +501,9 @@ impl Handle {
     pub fn query(&self, query: Query) -> Result<QueryAnswer, RequestError> {
         match self.call(|reply| Request::Query { query, reply })? {
             Answer::Query(answer) => Ok(answer),
-            Answer::Executed(_) => unreachable!("a query is answered with a query answer"),
+            Answer::Executed(_) | Answer::Replicated(_) => {
+                unreachable!("a query is answered with a query answer")
+            }
         }
     }
 
@@ -530,7 +586,7 @@ fn disarm(request: Request) -> Option<Vec<NewCommand>> {
             reply.disarm();
             Some(commands)
         }
-        Request::Query { reply, .. } => {
+        Request::Query { reply, .. } | Request::Replicated { reply, .. } => {
             reply.disarm();
             None
         }

@@ -43,8 +43,8 @@ pub use durability::{DurableStage, Round};
 pub use error::{RequestError, RuntimeError};
 pub use follower::SnapshotWritten;
 pub use handle::{
-    Answer, Executed, Handle, NewCommand, Producer, Query, QueryAnswer, Refused, Replies, Reply,
-    ReplyNotify,
+    Answer, Executed, Handle, NewCommand, Producer, Query, QueryAnswer, Refused, Replicated,
+    Replies, Reply, ReplyNotify,
 };
 pub use options::{
     RuntimeOptions, BATCH_DELAY_US_CEILING, BATCH_LEN_CEILING, IN_FLIGHT_CEILING,

@@ -1226,3 +1226,88 @@ fn a_runtime_on_the_in_memory_disk_recovers_after_a_power_failure() {
     assert_eq!(report.snapshot.map(|(seq, _)| seq), Some(written.seq));
     runtime.shutdown().expect("shutdown");
 }
+
+/// A stage that hands every round (its seqs, payloads and checkpoint) to the test and asks for
+/// a checkpoint on every round.
+struct Capture {
+    rounds: mpsc::Sender<(u64, u64, Vec<u8>, Option<u128>)>,
+}
+
+impl DurableStage for Capture {
+    fn name(&self) -> &str {
+        "capture"
+    }
+
+    fn wants_payloads(&self) -> bool {
+        true
+    }
+
+    fn wants_state_hash(&mut self, _first_seq: u64, _last_seq: u64) -> bool {
+        true
+    }
+
+    fn make_durable(
+        &mut self,
+        round: &Round<'_>,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let captured = (round.first_seq, round.last_seq, round.payloads.to_vec(), round.state_hash);
+        self.rounds.send(captured).map_err(|_| "the test is gone")?;
+        Ok(())
+    }
+}
+
+#[test]
+fn a_standby_journals_replicated_rounds_byte_for_byte_and_reaches_the_same_state() {
+    let primary_dir = tempfile::tempdir().expect("temp dir");
+    let standby_dir = tempfile::tempdir().expect("temp dir");
+    let (rounds_tx, rounds) = mpsc::channel();
+    let stages: Vec<Box<dyn DurableStage>> = vec![Box::new(Capture { rounds: rounds_tx })];
+    let (primary, _) =
+        Runtime::start_in(journal::FileStorage, primary_dir.path(), options(), stages)
+            .expect("start");
+    let mut workload = Workload::new(0);
+    execute_all(&primary.handle(), &workload.setup(), 64);
+    execute_all(&primary.handle(), &workload.transfers(300), 7);
+    let primary_hash = state_hash(&primary.handle());
+    let primary_report = primary.shutdown().expect("shutdown");
+
+    let (standby, _) = start(standby_dir.path(), options());
+    let handle = standby.handle();
+    let captured: Vec<_> = rounds.try_iter().collect();
+    assert!(captured.len() > 1, "several rounds");
+    let mut checked = 0;
+    for (first_seq, last_seq, payloads, state_hash) in &captured {
+        // Refused, and nothing journaled: a gap, a record that is not a command, a bad count.
+        let gap = handle.replicate(first_seq + 1, payloads.clone(), 1, false);
+        assert!(matches!(gap, Err(RequestError::Replication { .. })), "{gap:?}");
+        let mut garbage = 3u32.to_le_bytes().to_vec();
+        garbage.extend_from_slice(&[0xff; 3]);
+        garbage.extend_from_slice(payloads);
+        let count = (last_seq - first_seq + 1) as u32;
+        let refused = handle.replicate(*first_seq, garbage, count, false);
+        assert!(matches!(refused, Err(RequestError::Replication { .. })), "{refused:?}");
+        let miscounted = handle.replicate(*first_seq, payloads.clone(), count + 1, false);
+        assert!(matches!(miscounted, Err(RequestError::Replication { .. })), "{miscounted:?}");
+        assert_eq!(handle.durable_seq(), first_seq - 1, "refusals journal nothing");
+
+        let replicated =
+            handle.replicate(*first_seq, payloads.clone(), count, true).expect("replicate");
+        assert_eq!(replicated.last_seq, *last_seq);
+        assert_eq!(
+            replicated.state_hash, *state_hash,
+            "the checkpoints agree after seq {last_seq}"
+        );
+        assert!(state_hash.is_some(), "the stage asked for a checkpoint of every round");
+        checked += 1;
+    }
+    assert_eq!(checked, captured.len());
+    assert_eq!(state_hash(&handle), primary_hash);
+    // A command submitted here after the replicated ones continues the sequence.
+    let after = handle.execute(workload.transfers(1)).expect("execute");
+    assert_eq!(after.last_seq, primary_report.last_seq + 1);
+    standby.shutdown().expect("shutdown");
+    // The journals are the same records, byte for byte, up to the primary's end.
+    let primary_records = journaled(primary_dir.path());
+    let standby_records = journaled(standby_dir.path());
+    assert_eq!(standby_records[..primary_records.len()], primary_records[..]);
+}

@@ -28,7 +28,7 @@ use crate::durability::{Round, Stages};
 use crate::error::{RequestError, RuntimeError};
 use crate::follower::FollowerMsg;
 use crate::handle::{
-    self, Answer, Executed, NewCommand, Query, QueryAnswer, ReplyQueue, Request, Shared,
+    self, Answer, Executed, NewCommand, Query, QueryAnswer, Replicated, ReplyQueue, Request, Shared,
 };
 use crate::options::FOLLOWER_STEP_RECORDS;
 use journal::{FlushJob, Journal, JournalError, Storage};
@@ -80,6 +80,13 @@ impl FollowerLink {
     }
 }
 
+/// A [`Request::Replicated`]'s records, borrowed for appending.
+struct ReplicatedRecords<'a> {
+    first_seq: u64,
+    records: &'a [u8],
+    record_count: u32,
+}
+
 /// What appending one request's commands ran into.
 enum AppendStop {
     /// The request is refused (its first `completed_len` commands were appended).
@@ -114,6 +121,11 @@ struct Batch {
     /// The commands' encodings, each behind its `u32` length, when a durability stage wants
     /// them ([`Round::payloads`]); empty otherwise.
     payloads: Vec<u8>,
+    /// Whether the round is one [`Request::Replicated`] (a round of its own; it passes no
+    /// stage).
+    replicated: bool,
+    /// The state hash after the round, when its replicated request or a stage asked for it.
+    state_hash: Option<u128>,
 }
 
 impl Batch {
@@ -127,6 +139,8 @@ impl Batch {
             weight: 0,
             executed: 0,
             payloads: Vec::new(),
+            replicated: false,
+            state_hash: None,
         }
     }
 
@@ -143,6 +157,8 @@ impl Batch {
         self.weight = 0;
         self.executed = 0;
         self.payloads.clear();
+        self.replicated = false;
+        self.state_hash = None;
     }
 }
 
@@ -161,6 +177,9 @@ struct Durable<S: Storage> {
     first_seq: u64,
     last_seq: u64,
     payloads: Vec<u8>,
+    /// Replicated records: they pass no stage.
+    replicated: bool,
+    state_hash: Option<u128>,
 }
 
 impl<S: Storage> Durable<S> {
@@ -171,11 +190,15 @@ impl<S: Storage> Durable<S> {
         if synced.is_err() {
             return (synced, Ok(()));
         }
-        if self.stages.is_empty() {
+        if self.stages.is_empty() || self.replicated {
             return (synced, Ok(()));
         }
-        let round =
-            Round { first_seq: self.first_seq, last_seq: self.last_seq, payloads: &self.payloads };
+        let round = Round {
+            first_seq: self.first_seq,
+            last_seq: self.last_seq,
+            payloads: &self.payloads,
+            state_hash: self.state_hash,
+        };
         let staged = self.stages.run(&round);
         (synced, staged)
     }
@@ -377,10 +400,14 @@ impl<S: Storage> Writer<S> {
     fn take(&mut self, request: Request) -> bool {
         let weight = request.weight();
         let round = &mut self.current;
-        if !round.requests.is_empty() && round.weight + weight > self.batch_len_max {
+        let replicated = matches!(request, Request::Replicated { .. });
+        // Replicated records form a round of their own: they pass no stage, the others do.
+        let apart = replicated || round.replicated;
+        if !round.requests.is_empty() && (apart || round.weight + weight > self.batch_len_max) {
             self.carry = Some(request);
             return false;
         }
+        round.replicated = replicated;
         let stop = matches!(request, Request::Stop);
         round.weight += weight;
         round.requests.push(request);
@@ -457,9 +484,22 @@ impl<S: Storage> Writer<S> {
                         Err(AppendStop::Fatal(message)) => fatal = Some(message),
                     }
                 }
+                Request::Replicated { first_seq, records, record_count, .. } if fatal.is_none() => {
+                    let replicated = ReplicatedRecords {
+                        first_seq: *first_seq,
+                        records,
+                        record_count: *record_count,
+                    };
+                    match self.append_replicated(replicated, &mut batch.commands) {
+                        Ok(()) => {}
+                        Err(AppendStop::Refused(error)) => refusal = Some(error),
+                        Err(AppendStop::Fatal(message)) => fatal = Some(message),
+                    }
+                }
                 #[cfg(test)]
                 Request::Hook(hook) => std::mem::replace(hook, Box::new(|| {}))(),
                 Request::Commands { .. }
+                | Request::Replicated { .. }
                 | Request::Query { .. }
                 | Request::Archive { .. }
                 | Request::Stop => {}
@@ -473,8 +513,78 @@ impl<S: Storage> Writer<S> {
             let appended_seq = batch.first_seq + batch.commands.len() as u64;
             assert_eq!(appended_seq, self.journal.next_seq(), "the round's records are in order");
             self.apply(batch, from);
+            let wants_hash = matches!(
+                batch.requests.first(),
+                Some(Request::Replicated { want_state_hash: true, .. })
+            );
+            if batch.replicated && wants_hash && !batch.commands.is_empty() {
+                batch.state_hash = Some(self.engine.state_hash());
+            }
         }
         fatal
+    }
+
+    /// Journals replicated records at exactly their seqs, byte for byte, after checking them
+    /// all (a refusal journals nothing); their commands go to `appended`.
+    fn append_replicated(
+        &mut self,
+        replicated: ReplicatedRecords<'_>,
+        appended: &mut Vec<Command>,
+    ) -> Result<(), AppendStop> {
+        let refuse =
+            |message: String| Err(AppendStop::Refused(RequestError::Replication { message }));
+        let ReplicatedRecords { first_seq, records, record_count } = replicated;
+        let next_seq = self.journal.next_seq();
+        if first_seq != next_seq {
+            return refuse(format!(
+                "records start at seq {first_seq}, the journal's next is {next_seq}"
+            ));
+        }
+        let start = appended.len();
+        let mut rest: &[u8] = records;
+        let mut payloads = Vec::with_capacity(record_count as usize);
+        // Bounded: each step consumes at least 4 bytes of `records`.
+        while let Some((len, tail)) = rest.split_first_chunk::<4>() {
+            let len = u32::from_le_bytes(*len) as usize;
+            let Some((payload, tail)) = tail.split_at_checked(len) else {
+                appended.truncate(start);
+                return refuse(format!("record {} is cut off", payloads.len()));
+            };
+            match engine::decode_command(payload) {
+                Ok(command) => appended.push(command),
+                Err(error) => {
+                    appended.truncate(start);
+                    let seq = first_seq + payloads.len() as u64;
+                    return refuse(format!("the record for seq {seq} is not a command: {error}"));
+                }
+            }
+            payloads.push(payload);
+            rest = tail;
+        }
+        if !rest.is_empty() || payloads.len() != record_count as usize || payloads.is_empty() {
+            appended.truncate(start);
+            return refuse(format!(
+                "{} whole records and {} trailing bytes, {record_count} announced",
+                payloads.len(),
+                rest.len()
+            ));
+        }
+        for (index, payload) in payloads.iter().enumerate() {
+            let expected_seq = first_seq + index as u64;
+            match self.journal.append(payload) {
+                Ok(seq) => assert_eq!(seq, expected_seq, "replicated records keep their seqs"),
+                Err(error) => {
+                    // Commands journaled so far stay in the round; the rest are dropped.
+                    appended.truncate(start + index);
+                    return Err(append_stop(error, index));
+                }
+            }
+        }
+        for command in &appended[start..] {
+            // Their primary stamped them; the next local stamp must not go below them.
+            self.last_timestamp_ns = self.last_timestamp_ns.max(command.timestamp_ns);
+        }
+        Ok(())
     }
 
     /// Applies the commands appended for requests `from..`, answering each query after the
@@ -518,13 +628,26 @@ impl<S: Storage> Writer<S> {
             first_seq: batch.first_seq,
             last_seq: batch.last_seq(),
             payloads: std::mem::take(&mut batch.payloads),
+            replicated: batch.replicated,
+            state_hash: None,
         };
+        let mut durable = durable;
+        if !batch.replicated && !durable.stages.is_empty() {
+            let (first_seq, last_seq) = (batch.first_seq, batch.last_seq());
+            if durable.stages.wants_state_hash(first_seq, last_seq) {
+                // The engine is at the round's end: the next round is not executed yet.
+                durable.state_hash = Some(self.engine.state_hash());
+            }
+        }
         // Hand the sync off only under load: work is already waiting, and this round was big
         // enough that the next one's CPU work is worth overlapping with the sync. A light load
         // syncs inline, without the latency of waking the flusher thread.
         let more_work = self.carry.is_some() || !self.ring.is_empty();
         let more_work = more_work && batch.commands.len() >= PIPELINE_COMMANDS_MIN;
-        if let Some(flusher) = flusher.filter(|_| more_work && has_work) {
+        // A round with stages to pass (a replicated log's append, milliseconds away) always
+        // goes to the flusher thread: the writer takes the next round meanwhile, never blocks.
+        let staged = !durable.stages.is_empty() && !durable.replicated;
+        if let Some(flusher) = flusher.filter(|_| (more_work || staged) && has_work) {
             match flusher.jobs.try_send(durable) {
                 Ok(()) => {
                     self.shared.pipelined_flushes.fetch_add(1, Ordering::Relaxed);
@@ -635,7 +758,7 @@ impl<S: Storage> Writer<S> {
         let fatal_error = || RequestError::Fatal { message: fatal.clone().unwrap_or_default() };
         // Published before this release, and never lowered.
         let durable_seq = self.shared.durable_seq.load(Ordering::Acquire);
-        let Batch { requests, slots, outcomes, first_seq, .. } = batch;
+        let Batch { requests, slots, outcomes, first_seq, state_hash, .. } = batch;
         assert_eq!(slots.len(), requests.len(), "one slot per request of the round");
         for (slot, request) in slots.iter_mut().zip(requests.drain(..)) {
             match request {
@@ -652,6 +775,18 @@ impl<S: Storage> Writer<S> {
                             outcomes: outcomes[slot.start..slot.end].to_vec(),
                             last_seq,
                         }))
+                    };
+                    remember(&mut self.notify, reply.send_quietly(result));
+                }
+                Request::Replicated { reply, .. } => {
+                    let result = if fatal.is_some() {
+                        Err(fatal_error())
+                    } else if let Some(refusal) = slot.refusal.take() {
+                        Err(refusal)
+                    } else {
+                        let last_seq = *first_seq + slot.end as u64 - 1;
+                        assert!(last_seq <= durable_seq, "a reply is released only once durable");
+                        Ok(Answer::Replicated(Replicated { last_seq, state_hash: *state_hash }))
                     };
                     remember(&mut self.notify, reply.send_quietly(result));
                 }
