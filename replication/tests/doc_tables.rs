@@ -1,0 +1,87 @@
+//! REPLICATION.md's entry and head tables are parsed and checked against the encoder, so the
+//! spec cannot drift from the code: every field's offset and size, contiguous, covering the
+//! header exactly; and a field changed at its documented offset is what the decoder sees.
+
+use replication::entry::{encode_records, push_record, Entry, EntryMeta, Head};
+use replication::{ENTRY_HEADER_LEN_BYTES, HEAD_LEN_BYTES};
+
+/// `(offset, size, field)` rows of the table under `heading`.
+fn table(heading: &str) -> Vec<(usize, usize, String)> {
+    let doc = include_str!("../REPLICATION.md");
+    let start = doc.find(heading).unwrap_or_else(|| panic!("{heading} in REPLICATION.md"));
+    let mut rows = Vec::new();
+    for line in doc[start..].lines().skip_while(|l| !l.starts_with("| offset")).skip(2) {
+        if !line.starts_with('|') {
+            break;
+        }
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        let (Ok(offset), Ok(size)) = (cells[1].parse(), cells[2].parse()) else {
+            continue; // the body's row: its size is a field
+        };
+        rows.push((offset, size, cells[4].to_owned()));
+    }
+    rows
+}
+
+fn contiguous(rows: &[(usize, usize, String)], len: usize) {
+    let mut at = 0;
+    for (offset, size, field) in rows {
+        assert_eq!(*offset, at, "{field} starts where the previous field ends");
+        at += size;
+    }
+    assert_eq!(at, len, "the fields cover the header exactly");
+}
+
+#[test]
+fn the_entry_table_is_the_encoder_s_layout() {
+    let rows = table("## Entry");
+    contiguous(&rows, ENTRY_HEADER_LEN_BYTES);
+    let mut body = Vec::new();
+    push_record(&mut body, b"abc");
+    push_record(&mut body, b"de");
+    let meta = EntryMeta {
+        index: 0x0102,
+        epoch: 0x0304,
+        first_seq: 0x0506,
+        prev_hash: 7,
+        state_hash: Some(8),
+    };
+    let mut bytes = Vec::new();
+    encode_records(&mut bytes, meta, 2, &body);
+    let field = |name: &str| {
+        let (offset, size, _) = rows.iter().find(|(_, _, f)| f == name).expect("documented field");
+        let mut value = [0u8; 16];
+        value[..*size].copy_from_slice(&bytes[*offset..offset + size]);
+        u128::from_le_bytes(value)
+    };
+    let entry = Entry::decode(&bytes).expect("decodes");
+    assert_eq!(&bytes[..4], b"LREN");
+    assert_eq!(field("version"), 1);
+    assert_eq!(field("kind"), 1);
+    assert_eq!(field("flags"), 1);
+    assert_eq!(field("index"), 0x0102);
+    assert_eq!(field("epoch"), 0x0304);
+    assert_eq!(field("first_seq"), 0x0506);
+    assert_eq!(field("count"), 2);
+    assert_eq!(field("body_len"), body.len() as u128);
+    assert_eq!(field("prev_hash"), 7);
+    assert_eq!(field("state_hash"), 8);
+    assert_eq!(field("entry_hash"), entry.entry_hash);
+    assert_eq!(&bytes[ENTRY_HEADER_LEN_BYTES..], &body[..]);
+}
+
+#[test]
+fn the_head_table_is_the_encoder_s_layout() {
+    let rows = table("## Head");
+    contiguous(&rows, HEAD_LEN_BYTES);
+    let head = Head { index: 11, epoch: 12, last_seq: 13, entry_hash: 14 };
+    let bytes = head.encode();
+    let at = |name: &str| {
+        rows.iter().find(|(_, _, f)| f == name).map(|(o, _, _)| *o).expect("documented field")
+    };
+    assert_eq!(&bytes[at("magic")..at("magic") + 4], b"LRHD");
+    assert_eq!(bytes[at("index")], 11);
+    assert_eq!(bytes[at("epoch")], 12);
+    assert_eq!(bytes[at("last_seq")], 13);
+    assert_eq!(bytes[at("entry_hash")], 14);
+}
