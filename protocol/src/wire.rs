@@ -168,13 +168,17 @@ pub enum ErrorCode {
     /// 15: the journal failed; for a SUBMIT the outcome is unknown (some commands may be
     /// durable): look the `tx_id`s up or re-send them.
     Internal,
+    /// 16: this server is a standby (or a deposed primary) of a replica group: nothing was
+    /// executed. The message is `primary=HOST:PORT` when the primary is known, else
+    /// `primary=unknown`; re-send there with the same `tx_id`s.
+    NotPrimary,
     /// A code this build does not know (treated like `Internal`: outcome unknown).
     Other(u16),
 }
 
 impl ErrorCode {
     /// Every known code, in numeric order.
-    pub const KNOWN: [ErrorCode; 15] = [
+    pub const KNOWN: [ErrorCode; 16] = [
         ErrorCode::MalformedFrame,
         ErrorCode::UnsupportedVersion,
         ErrorCode::FrameTooLarge,
@@ -190,6 +194,7 @@ impl ErrorCode {
         ErrorCode::Busy,
         ErrorCode::ShuttingDown,
         ErrorCode::Internal,
+        ErrorCode::NotPrimary,
     ];
 
     /// The code on the wire.
@@ -210,6 +215,7 @@ impl ErrorCode {
             ErrorCode::Busy => 13,
             ErrorCode::ShuttingDown => 14,
             ErrorCode::Internal => 15,
+            ErrorCode::NotPrimary => 16,
             ErrorCode::Other(raw) => raw,
         }
     }
@@ -240,6 +246,7 @@ impl ErrorCode {
             ErrorCode::Busy => "busy",
             ErrorCode::ShuttingDown => "shutting_down",
             ErrorCode::Internal => "internal",
+            ErrorCode::NotPrimary => "not_primary",
             ErrorCode::Other(_) => "other",
         }
     }
@@ -263,6 +270,7 @@ impl ErrorCode {
             | ErrorCode::Forbidden
             | ErrorCode::Busy
             | ErrorCode::Internal
+            | ErrorCode::NotPrimary
             | ErrorCode::Other(_) => false,
         }
     }
@@ -285,7 +293,8 @@ impl ErrorCode {
             | ErrorCode::AuthFailed
             | ErrorCode::Forbidden
             | ErrorCode::Busy
-            | ErrorCode::ShuttingDown => false,
+            | ErrorCode::ShuttingDown
+            | ErrorCode::NotPrimary => false,
         }
     }
 }

@@ -57,6 +57,12 @@ impl Keys {
         format!("{}epoch", self.prefix).into_bytes()
     }
 
+    /// The ledger's engine settings (REPLICATION.md, *Genesis*): written once, with the
+    /// log's first entry, so that every replica starts from the same empty state.
+    pub fn genesis(&self) -> Vec<u8> {
+        format!("{}genesis", self.prefix).into_bytes()
+    }
+
     /// The primary's record, attached to its lease.
     pub fn leader(&self) -> Vec<u8> {
         format!("{}leader", self.prefix).into_bytes()

@@ -5,15 +5,154 @@
 //!   chain, and the `head` record the fenced appends compare against. Pure: bytes in, bytes out.
 //! - [`keys`]: where a ledger's log, head, epoch, leader and replica records live in etcd.
 //! - [`chain`]: the verifier a standby runs over the entries it reads (gaps, a broken hash
-//!   chain, an epoch going backwards, a divergent `state_hash`: each stops it loudly).
+//!   chain, an epoch going backwards: each stops it loudly).
+//! - `store`: the only module that talks to etcd (the `etcd` crate).
+//! - `stage`: the runtime's durable stage on a primary: each round appended with a fenced
+//!   transaction before its replies are released.
+//! - `replica`: the thread that catches up, follows, claims and promotes; and the lease thread.
+//! - [`role`]: what this node is right now, for the server (`not_primary`) and the metrics.
 //!
-//! **Invariant:** nothing here reads a clock, a socket or a file; the etcd driver feeds it.
+//! Wiring, in a binary: [`prepare`] (connects to etcd) → `Runtime::start_in(.., vec![stage])`
+//! → [`Starter::start`] with the runtime's handle.
+//!
+//! **Invariant:** the format modules (`entry`, `keys`, `chain`) read no clock, socket or file.
 
 pub mod chain;
 pub mod entry;
 pub mod keys;
+pub mod metrics;
+mod replica;
+pub mod role;
+mod stage;
+pub mod store;
+
+use std::sync::Arc;
+
+use crossbeam_channel::bounded;
+use runtime::{DurableStage, Handle};
 
 pub use chain::{Chain, ChainError};
 pub use entry::{
     Entry, EntryError, EntryKind, Head, HeadError, ENTRY_HEADER_LEN_BYTES, HEAD_LEN_BYTES,
 };
+pub use metrics::ReplicationMetrics;
+pub use replica::{ClusterOptions, Replica};
+pub use role::{Role, RoleState};
+pub use store::Genesis;
+
+/// The engine settings a runtime recovered with (`RecoveryReport::engine_config`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineSettings {
+    /// `EngineConfig::hash_seed`.
+    pub hash_seed: u64,
+    /// `EngineConfig::tx_retained`.
+    pub tx_retained: u32,
+}
+
+/// What [`prepare`] refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplicationError {
+    /// A ledger name or node id that cannot be used.
+    #[error(transparent)]
+    Name(#[from] keys::NameError),
+    /// A setting out of its range.
+    #[error("{0}")]
+    Options(String),
+    /// etcd could not be reached.
+    #[error("etcd at {endpoints}: {message}")]
+    Etcd {
+        /// The endpoints tried.
+        endpoints: String,
+        /// What failed.
+        message: String,
+    },
+}
+
+/// The second half of the wiring: starts the replica thread once the runtime runs.
+pub struct Starter {
+    wiring: replica::Wiring,
+    genesis: Option<store::Genesis>,
+}
+
+/// Checks the options, connects to etcd, and returns the durable stage to start the runtime
+/// with and the [`Starter`] for the replica thread.
+pub fn prepare(
+    options: ClusterOptions,
+) -> Result<(Box<dyn DurableStage>, Starter), ReplicationError> {
+    let keys = keys::Keys::new(&options.ledger)?;
+    keys::check_name("node id", &options.node)?;
+    if options.endpoints.is_empty() {
+        return Err(ReplicationError::Options("no etcd endpoint given".into()));
+    }
+    if !(1..=60).contains(&options.lease_ttl_s) {
+        return Err(ReplicationError::Options(format!(
+            "lease TTL {} s is outside 1..=60",
+            options.lease_ttl_s
+        )));
+    }
+    let store = store::Store::connect(&options.endpoints, keys, options.request_timeout_ms)
+        .map_err(|error| ReplicationError::Etcd {
+            endpoints: options.endpoints.join(","),
+            message: error.message().to_owned(),
+        })?;
+    let genesis = store.genesis().map_err(|error| ReplicationError::Etcd {
+        endpoints: options.endpoints.join(","),
+        message: error.message().to_owned(),
+    })?;
+    let store = Arc::new(store);
+    let role = Arc::new(Role::default());
+    let metrics = Arc::new(ReplicationMetrics::default());
+    // One promotion per process: the role never goes back to standby.
+    let (control, control_rx) = bounded(1);
+    let stage = stage::Stage::new(
+        store.clone(),
+        role.clone(),
+        metrics.clone(),
+        control_rx,
+        options.checkpoint_every_entries,
+    );
+    let wiring = replica::Wiring { options, store, role, metrics, control };
+    let starter = Starter { wiring, genesis };
+    Ok((Box::new(stage), starter))
+}
+
+impl Starter {
+    /// The node's role (for the server and the metrics).
+    pub fn role(&self) -> Arc<Role> {
+        self.wiring.role.clone()
+    }
+
+    /// The replication counters.
+    pub fn metrics(&self) -> Arc<ReplicationMetrics> {
+        self.wiring.metrics.clone()
+    }
+
+    /// Sets the address clients are sent to when this node is the primary, unless the options
+    /// gave one (the server's real address is known only once it listens).
+    pub fn advertise_if_unset(&mut self, addr: &str) {
+        if self.wiring.options.advertise.is_empty() {
+            self.wiring.options.advertise = addr.to_owned();
+        }
+    }
+
+    /// The ledger's engine settings if the group has them already (its log has begun): a
+    /// replica must start its runtime with exactly these (`RuntimeOptions::hash_seed` and
+    /// `engine_config.tx_retained`), or its state cannot match the log's.
+    pub fn genesis(&self) -> Option<Genesis> {
+        self.genesis
+    }
+
+    /// Starts the lease and replica threads on the running runtime's `handle`; `engine` is
+    /// the engine settings its recovery reported (the first primary writes them to etcd).
+    pub fn start(self, handle: Handle, engine: EngineSettings) -> Result<Replica, String> {
+        let genesis = Genesis { hash_seed: engine.hash_seed, tx_retained: engine.tx_retained };
+        if let Some(group) = self.genesis.filter(|group| *group != genesis) {
+            return Err(format!(
+                "this replica's engine settings (hash_seed {:x}, tx_retained {}) differ from the group's \
+                 (hash_seed {:x}, tx_retained {}): start it on an empty data directory",
+                genesis.hash_seed, genesis.tx_retained, group.hash_seed, group.tx_retained
+            ));
+        }
+        Replica::spawn(self.wiring, handle, genesis)
+    }
+}

@@ -48,6 +48,8 @@ pub(crate) struct Context {
     pub in_flight_max: u32,
     /// A client whose queued replies make no progress for this long is disconnected.
     pub write_timeout: Duration,
+    /// The node's role in its replica group (`None`: a single node, always serving).
+    pub replica_role: Option<Arc<replication::Role>>,
 }
 
 /// A request for the runtime. One refused by a full input ring is kept and tried again until
@@ -359,6 +361,21 @@ impl Connection {
             let closes = self.role.is_none() || code.closes_connection();
             return self.error(request_id, code, message, closes, metrics);
         }
+        let for_the_ledger = matches!(
+            frame.message,
+            Message::Submit(_)
+                | Message::QueryAccount(_)
+                | Message::QueryExposure(_)
+                | Message::QueryTx(_)
+        );
+        if let Some(role) = context.replica_role.as_ref().filter(|_| for_the_ledger) {
+            if !role.is_primary() {
+                let primary = role.primary_addr().filter(|addr| !addr.is_empty());
+                let message = format!("primary={}", primary.as_deref().unwrap_or("unknown"));
+                let code = ErrorCode::NotPrimary;
+                return self.error(request_id, code, &message, false, metrics);
+            }
+        }
         match frame.message {
             Message::Hello(hello) => {
                 if self.role.is_some() {
@@ -488,6 +505,7 @@ fn refusal(error: &RequestError) -> (ErrorCode, bool) {
         RequestError::NoSpace { .. }
         | RequestError::Unavailable { .. }
         | RequestError::Fatal { .. }
+        | RequestError::Replication { .. }
         | RequestError::RepliesDropped => (ErrorCode::Internal, false),
     }
 }
@@ -517,7 +535,10 @@ fn encode_reply(reply: &Reply, out: &mut Vec<u8>, metrics: &Metrics) {
             });
             encode_exposure_reply(request_id, reply.as_ref(), out)
         }
-        Ok(Answer::Query(QueryAnswer::StateHash(_) | QueryAnswer::Invariants(_))) => {
+        Ok(
+            Answer::Query(QueryAnswer::StateHash(_) | QueryAnswer::Invariants(_))
+            | Answer::Replicated(_),
+        ) => {
             encode_error(request_id, ErrorCode::UnexpectedOperation, "not a wire query", out);
             Ok(())
         }

@@ -57,6 +57,11 @@ pub struct ServerOptions {
     pub in_flight_max: u32,
     /// A client that does not read its replies for this long is disconnected.
     pub write_timeout_ms: u64,
+    /// The node's role in its replica group: requests for the ledger are refused with
+    /// `not_primary` unless it is the primary (`None`: a single node).
+    pub replica_role: Option<Arc<replication::Role>>,
+    /// Replication's counters, for the metrics endpoint (with `replica_role`).
+    pub replication_metrics: Option<Arc<replication::ReplicationMetrics>>,
 }
 
 /// A running server.
@@ -83,6 +88,10 @@ impl Server {
         listener.set_nonblocking(true)?;
         let mut listener = mio::net::TcpListener::from_std(listener);
         let metrics = Arc::new(Metrics::default());
+        if let (Some(role), Some(counters)) = (&options.replica_role, &options.replication_metrics)
+        {
+            metrics.set_replication(counters.clone(), role.clone());
+        }
         let stop = Arc::new(AtomicBool::new(false));
         let (metrics_addr, metrics_thread) = match options.metrics_listen {
             Some(addr) => {
@@ -105,6 +114,7 @@ impl Server {
             batch_len_max: options.batch_len_max.clamp(1, BATCH_LEN_MAX),
             in_flight_max: options.in_flight_max.clamp(1, IN_FLIGHT_MAX),
             write_timeout: Duration::from_millis(options.write_timeout_ms),
+            replica_role: options.replica_role.clone(),
         };
         let event_loop =
             EventLoop::new(poll, listener, handle, context, doorbell.clone(), stop.clone());

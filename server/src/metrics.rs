@@ -26,6 +26,9 @@ pub struct Metrics {
     pub frames_in: AtomicU64,
     /// ERROR replies sent, by any cause.
     pub errors_out: AtomicU64,
+    /// Replication's figures, on a node of a replica group.
+    replication:
+        std::sync::OnceLock<(Arc<replication::ReplicationMetrics>, Arc<replication::Role>)>,
 }
 
 // Written out because `Default` for arrays stops at 32 elements, and there are more codes.
@@ -39,6 +42,7 @@ impl Default for Metrics {
             connections_refused: AtomicU64::new(0),
             frames_in: AtomicU64::new(0),
             errors_out: AtomicU64::new(0),
+            replication: std::sync::OnceLock::new(),
         }
     }
 }
@@ -50,6 +54,15 @@ impl Metrics {
         if duplicate {
             self.duplicates.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Adds replication's figures to the exposition (once; a later call changes nothing).
+    pub fn set_replication(
+        &self,
+        metrics: Arc<replication::ReplicationMetrics>,
+        role: Arc<replication::Role>,
+    ) {
+        let _ = self.replication.set((metrics, role));
     }
 
     /// The Prometheus text exposition of every counter.
@@ -151,6 +164,9 @@ impl Metrics {
             "Longest journal flush since start.",
             stats.flush_ns_max / 1_000,
         );
+        if let Some((replication, role)) = self.replication.get() {
+            replication.render(role, &mut out);
+        }
         out
     }
 }

@@ -63,6 +63,8 @@ fn a_full_input_ring_holds_requests_back_without_refusing_any() {
         batch_len_max: 8,
         in_flight_max: 64,
         write_timeout_ms: 10_000,
+        replica_role: None,
+        replication_metrics: None,
     };
     let server = Server::start(server_options, credentials, runtime.handle()).expect("server");
     let setup = vec![

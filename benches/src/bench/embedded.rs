@@ -170,7 +170,9 @@ fn embedded_worker(
                         }
                     }
                 }
-                Ok(Answer::Query(_)) => bail!("a query answer to a submission"),
+                Ok(Answer::Query(_) | Answer::Replicated(_)) => {
+                    bail!("a query or replication answer to a submission")
+                }
                 Err(error) => {
                     tally.refused_commands += sent.len;
                     tally.error(error.to_string());

@@ -390,6 +390,8 @@ fn a_served_ledger_verifies_and_reconciles_against_the_running_server() {
         batch_len_max: 1_024,
         in_flight_max: 64,
         write_timeout_ms: 10_000,
+        replica_role: None,
+        replication_metrics: None,
     };
     let credentials = Credentials::load(&credentials_path).expect("credentials");
     let server = Server::start(server_options, credentials, runtime.handle()).expect("serve");

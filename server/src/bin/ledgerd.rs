@@ -60,6 +60,24 @@ struct Args {
     /// Run the snapshot follower: a snapshot every N records, or `off` (default: off).
     #[arg(long)]
     snapshot_every: Option<String>,
+    /// Run as a replica of a replica group whose log is in the etcd cluster at these
+    /// comma-separated client endpoints (`host:port,...`). Without it: a single node.
+    #[arg(long)]
+    cluster: Option<String>,
+    /// The replica group's ledger name (with --cluster). Default: main
+    #[arg(long)]
+    ledger: Option<String>,
+    /// This node's id in the group, unique (with --cluster; required there).
+    #[arg(long)]
+    node: Option<String>,
+    /// The client address other nodes send clients to when this one is the primary
+    /// (with --cluster). Default: the address it listens on.
+    #[arg(long)]
+    advertise: Option<String>,
+    /// This node's etcd lease TTL in seconds (with --cluster): a primary that cannot renew it
+    /// for this long is replaced. Default: 2
+    #[arg(long)]
+    lease_ttl_s: Option<i64>,
 }
 
 /// `NAME=ADDR` of `--channel`.
@@ -90,6 +108,50 @@ struct Settings {
     tx_retained: Option<u32>,
     channels: Vec<(engine::AccountNo, SocketAddr)>,
     net_window_ms: Option<u64>,
+    cluster: Option<Cluster>,
+}
+
+/// The replica-group settings (`--cluster` and what goes with it).
+struct Cluster {
+    endpoints: Vec<String>,
+    ledger: String,
+    node: String,
+    advertise: Option<String>,
+    lease_ttl_s: i64,
+}
+
+/// The raw replica-group settings, from the config file and the flags.
+#[derive(Default)]
+struct ClusterArgs {
+    cluster: Option<String>,
+    ledger: Option<String>,
+    node: Option<String>,
+    advertise: Option<String>,
+    lease_ttl_s: Option<i64>,
+}
+
+impl ClusterArgs {
+    fn resolve(self) -> Result<Option<Cluster>> {
+        let Some(cluster) = self.cluster else {
+            if self.node.is_some() || self.ledger.is_some() || self.advertise.is_some() {
+                bail!("--node, --ledger and --advertise need --cluster ETCD_ENDPOINTS");
+            }
+            return Ok(None);
+        };
+        let endpoints: Vec<String> =
+            cluster.split(',').map(str::trim).filter(|e| !e.is_empty()).map(String::from).collect();
+        if endpoints.is_empty() {
+            bail!("--cluster needs at least one etcd endpoint (host:port,...)");
+        }
+        let node = self.node.context("--cluster needs --node ID (unique in the replica group)")?;
+        Ok(Some(Cluster {
+            endpoints,
+            ledger: self.ledger.unwrap_or_else(|| "main".to_owned()),
+            node,
+            advertise: self.advertise,
+            lease_ttl_s: self.lease_ttl_s.unwrap_or(2),
+        }))
+    }
 }
 
 fn parse_config(path: &Path) -> Result<Vec<(String, String)>> {
@@ -147,8 +209,10 @@ fn settings(args: Args) -> Result<Settings> {
         tx_retained: None,
         channels: Vec::new(),
         net_window_ms: None,
+        cluster: None,
     };
     let mut credentials = None;
+    let mut cluster = ClusterArgs::default();
     if let Some(path) = &args.config {
         for (key, value) in parse_config(path)? {
             let context = || format!("{}: {key} = {value}", path.display());
@@ -179,6 +243,11 @@ fn settings(args: Args) -> Result<Settings> {
                 "net_window_ms" => {
                     settings.net_window_ms = Some(value.parse().with_context(context)?);
                 }
+                "cluster" => cluster.cluster = Some(value),
+                "ledger" => cluster.ledger = Some(value),
+                "node" => cluster.node = Some(value),
+                "advertise" => cluster.advertise = Some(value),
+                "lease_ttl_s" => cluster.lease_ttl_s = Some(value.parse().with_context(context)?),
                 _ => bail!("{}: unknown key {key:?}", path.display()),
             }
         }
@@ -216,6 +285,18 @@ fn settings(args: Args) -> Result<Settings> {
         settings.snapshot_every_records = snapshot_every(value)?;
     }
     settings.credentials = credentials.unwrap_or_else(|| settings.data_dir.join("credentials"));
+    cluster.cluster = args.cluster.or(cluster.cluster);
+    cluster.ledger = args.ledger.or(cluster.ledger);
+    cluster.node = args.node.or(cluster.node);
+    cluster.advertise = args.advertise.or(cluster.advertise);
+    cluster.lease_ttl_s = args.lease_ttl_s.or(cluster.lease_ttl_s);
+    settings.cluster = cluster.resolve()?;
+    if settings.cluster.is_some() && !settings.channels.is_empty() {
+        bail!(
+            "--channel with --cluster is not supported yet: a settlement processor must run on \
+             the primary only, which is not built; run settlement against a single node"
+        );
+    }
     Ok(settings)
 }
 
@@ -246,8 +327,35 @@ fn run() -> Result<ExitCode> {
         options.engine_config.tx_retained = tx_retained;
     }
     let submission_len_max = options.submission_len_max;
-    let (runtime, report) = Runtime::start(&settings.data_dir, options)
-        .with_context(|| format!("recover {}", settings.data_dir.display()))?;
+    let (stages, starter) = match &settings.cluster {
+        None => (Vec::new(), None),
+        Some(cluster) => {
+            let mut cluster_options = replication::ClusterOptions::new(
+                cluster.endpoints.clone(),
+                &cluster.ledger,
+                &cluster.node,
+                cluster.advertise.as_deref().unwrap_or_default(),
+            );
+            cluster_options.lease_ttl_s = cluster.lease_ttl_s;
+            let (stage, starter) =
+                replication::prepare(cluster_options).context("join the replica group")?;
+            println!(
+                "replica {} of ledger {} (etcd {})",
+                cluster.node,
+                cluster.ledger,
+                cluster.endpoints.join(",")
+            );
+            if let Some(genesis) = starter.genesis() {
+                // A replica starts from the group's empty state: same seed, same window.
+                options.hash_seed = Some(genesis.hash_seed);
+                options.engine_config.tx_retained = genesis.tx_retained;
+            }
+            (vec![stage], Some(starter))
+        }
+    };
+    let (runtime, report) =
+        Runtime::start_in(journal::FileStorage, &settings.data_dir, options, stages)
+            .with_context(|| format!("recover {}", settings.data_dir.display()))?;
     println!("recovered {}: {report}", settings.data_dir.display());
 
     let server_options = ServerOptions {
@@ -256,10 +364,24 @@ fn run() -> Result<ExitCode> {
         batch_len_max: submission_len_max,
         in_flight_max: CONNECTION_IN_FLIGHT_DEFAULT,
         write_timeout_ms: 10_000,
+        replica_role: starter.as_ref().map(replication::Starter::role),
+        replication_metrics: starter.as_ref().map(replication::Starter::metrics),
     };
     let server = Server::start(server_options, credentials, runtime.handle())
         .with_context(|| format!("listen on {}", settings.listen))?;
     println!("listening on {}", server.local_addr());
+    let replica = match starter {
+        None => None,
+        Some(mut starter) => {
+            starter.advertise_if_unset(&server.local_addr().to_string());
+            let engine = replication::EngineSettings {
+                hash_seed: report.engine_config.hash_seed,
+                tx_retained: report.engine_config.tx_retained,
+            };
+            let replica = starter.start(runtime.handle(), engine).map_err(anyhow::Error::msg)?;
+            Some(replica)
+        }
+    };
     if let Some(addr) = server.metrics_addr() {
         println!("metrics on http://{addr}/metrics");
     }
@@ -284,12 +406,27 @@ fn run() -> Result<ExitCode> {
             eprintln!("ledgerd: FATAL: {failure}; nothing more is acknowledged, exiting");
             return Ok(ExitCode::from(70));
         }
+        let role = replica.as_ref().map(|replica| replica.role().clone());
+        if let Some(role) = role.filter(|role| role.state() == replication::RoleState::Stopped) {
+            let why = role.failure().unwrap_or("stopped").to_owned();
+            eprintln!(
+                "ledgerd: replication stopped: {why}; nothing more is acknowledged, exiting \
+                 (restart to rejoin as a standby)"
+            );
+            server.shutdown();
+            drop(replica);
+            let _ = runtime.shutdown();
+            return Ok(ExitCode::from(75));
+        }
     }
     println!("stopping: no new connections, finishing in-flight requests");
     for processor in processors {
         processor.shutdown();
     }
     server.shutdown();
+    if let Some(replica) = replica {
+        replica.shutdown();
+    }
     let shutdown = runtime.shutdown().context("stop the runtime")?;
     println!("stopped: {shutdown}");
     Ok(ExitCode::SUCCESS)

@@ -183,6 +183,16 @@ impl Ledgerd {
         line.split_whitespace().nth(1).and_then(|kib| kib.parse().ok()).expect("a number")
     }
 
+    /// The Prometheus text, or `None` if the endpoint does not answer (the process died).
+    pub fn try_metrics(&self) -> Option<String> {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(self.metrics_addr).ok()?;
+        stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").ok()?;
+        let mut text = String::new();
+        stream.read_to_string(&mut text).ok()?;
+        Some(text)
+    }
+
     /// The Prometheus text.
     pub fn metrics(&self) -> String {
         use std::io::{Read, Write};

@@ -1,6 +1,7 @@
 //! `ledgerd` end to end: the real binary on 127.0.0.1 with an ephemeral port and a temporary
 //! data directory, driven over TCP by the client library and by raw frames.
 
+mod cluster;
 mod harness;
 
 use std::collections::BTreeMap;

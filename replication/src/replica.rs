@@ -1,0 +1,529 @@
+//! The replica thread: catches this node up with the log, follows it as a standby, claims the
+//! leadership when there is no primary, and promotes the node (REPLICATION.md, *Electing a
+//! primary* and *Following*). A lease thread beside it keeps the node's etcd lease alive.
+//!
+//! **Invariant:** while this node is a standby, the replica thread is the only writer to the
+//! runtime (`Handle::replicate`): the server refuses every client request with `not_primary`.
+//! **Invariant:** a standby never skips an entry and never goes on past a refusal: a bad entry,
+//! a broken chain or a different `state_hash` stops the node (its role says why).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+use runtime::{Handle, Query, QueryAnswer};
+
+use crate::chain::Chain;
+use crate::entry::{encode_epoch_start, Entry, EntryKind, EntryMeta, Head};
+use crate::metrics::ReplicationMetrics;
+use crate::role::{Role, RoleState};
+use crate::stage::{Control, Primary};
+use crate::store::{Appended, Change, Claim, Genesis, Store, StoreError};
+
+/// Entries read per range request while catching up.
+const PAGE_ENTRIES: i64 = 64;
+/// How long one wait on the watch lasts before the thread looks at its stop flag and lease.
+const WATCH_POLL_MS: u64 = 100;
+/// How often a replica refreshes its replica record.
+const REPORT_INTERVAL: Duration = Duration::from_millis(500);
+/// Pause after a failed etcd request before the next attempt.
+const RETRY_PAUSE: Duration = Duration::from_millis(100);
+
+/// How this node takes part in its replica group.
+#[derive(Debug, Clone)]
+pub struct ClusterOptions {
+    /// etcd client endpoints (`host:port`).
+    pub endpoints: Vec<String>,
+    /// The ledger (the replica group): its keys live under `/ledger/NAME/`.
+    pub ledger: String,
+    /// This node's id, unique in the group.
+    pub node: String,
+    /// The client address other nodes send clients to when this node is the primary.
+    pub advertise: String,
+    /// The node's etcd lease: a primary that cannot renew it for this long is replaced.
+    pub lease_ttl_s: i64,
+    /// A `state_hash` checkpoint in every this many entries.
+    pub checkpoint_every_entries: u64,
+    /// The deadline of one etcd request.
+    pub request_timeout_ms: u64,
+}
+
+impl ClusterOptions {
+    /// Defaults for everything but where and who.
+    pub fn new(
+        endpoints: Vec<String>,
+        ledger: &str,
+        node: &str,
+        advertise: &str,
+    ) -> ClusterOptions {
+        ClusterOptions {
+            endpoints,
+            ledger: ledger.to_owned(),
+            node: node.to_owned(),
+            advertise: advertise.to_owned(),
+            lease_ttl_s: 2,
+            checkpoint_every_entries: 256,
+            request_timeout_ms: 2_000,
+        }
+    }
+}
+
+/// The running replica and lease threads of this node.
+pub struct Replica {
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+    role: Arc<Role>,
+}
+
+/// What the replica thread works with, prepared before the runtime starts.
+pub(crate) struct Wiring {
+    pub options: ClusterOptions,
+    pub store: Arc<Store>,
+    pub role: Arc<Role>,
+    pub metrics: Arc<ReplicationMetrics>,
+    pub control: Sender<Control>,
+}
+
+impl Replica {
+    pub(crate) fn spawn(
+        wiring: Wiring,
+        handle: Handle,
+        genesis: Genesis,
+    ) -> Result<Replica, String> {
+        let Wiring { options, store, role, .. } = &wiring;
+        let (options, store, role) = (options.clone(), store.clone(), role.clone());
+        let lease_id = store
+            .grant_lease(options.lease_ttl_s)
+            .map_err(|error| format!("grant this node's etcd lease: {}", error.message()))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let lease = {
+            let (store, role, stop) = (store.clone(), role.clone(), stop.clone());
+            let ttl = Duration::from_secs(options.lease_ttl_s.max(1) as u64);
+            std::thread::Builder::new()
+                .name("ledger-lease".into())
+                .spawn(move || keep_lease(&store, &role, lease_id, ttl, &stop))
+                .map_err(|error| format!("spawn the lease thread: {error}"))?
+        };
+        let follower = {
+            let stop = stop.clone();
+            let mut follow = Follow {
+                wiring,
+                handle,
+                lease_id,
+                genesis,
+                chain: Chain::genesis(),
+                leader_present: true,
+                last_report: None,
+            };
+            std::thread::Builder::new()
+                .name("ledger-replica".into())
+                .spawn(move || {
+                    if let Err(why) = follow.run(&stop) {
+                        eprintln!("ledgerd: replication stopped: {why}");
+                        follow.wiring.role.stop(why);
+                    }
+                    let _ = follow.wiring.store.revoke_lease(follow.lease_id);
+                })
+                .map_err(|error| format!("spawn the replica thread: {error}"))?
+        };
+        Ok(Replica { stop, threads: vec![lease, follower], role })
+    }
+
+    /// The node's role.
+    pub fn role(&self) -> &Arc<Role> {
+        &self.role
+    }
+
+    /// Stops both threads (the lease is revoked, so another node can take over at once).
+    pub fn shutdown(mut self) {
+        self.stop_threads();
+    }
+
+    fn stop_threads(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        self.stop_threads();
+    }
+}
+
+/// Renews the lease every third of its TTL. "Not found" (it expired) stops the role at once;
+/// requests that time out are retried, and once nothing was renewed for a whole TTL the lease
+/// is taken as lost (etcd has expired it, or will, wherever this node's clock stands).
+fn keep_lease(store: &Store, role: &Role, lease_id: i64, ttl: Duration, stop: &AtomicBool) {
+    let mut renewed = Instant::now();
+    // Bounded by `stop` and by the role stopping.
+    while !stop.load(Ordering::Acquire) && role.state() != RoleState::Stopped {
+        std::thread::sleep(ttl / 6);
+        if renewed.elapsed() < ttl / 3 {
+            continue;
+        }
+        match store.keep_alive(lease_id) {
+            Ok(true) => renewed = Instant::now(),
+            Ok(false) => {
+                role.stop(format!("this node's etcd lease {lease_id:x} expired"));
+                return;
+            }
+            Err(_) if renewed.elapsed() >= ttl => {
+                role.stop(format!(
+                    "this node's etcd lease {lease_id:x} was not renewed for {} ms",
+                    renewed.elapsed().as_millis()
+                ));
+                return;
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+struct Follow {
+    wiring: Wiring,
+    handle: Handle,
+    lease_id: i64,
+    /// This ledger's engine settings, written with the log's first entry.
+    genesis: Genesis,
+    chain: Chain,
+    /// Whether a leader key was there the last time we looked.
+    leader_present: bool,
+    last_report: Option<Instant>,
+}
+
+impl Follow {
+    fn run(&mut self, stop: &AtomicBool) -> Result<(), String> {
+        let mut revision = self.catch_up(stop)?;
+        self.wiring.role.set_standby();
+        // Bounded per pass: one watch wait; the loop ends on stop, promotion or failure.
+        while !stop.load(Ordering::Acquire) {
+            if self.wiring.role.state() == RoleState::Stopped {
+                return Ok(());
+            }
+            if !self.leader_present {
+                match self.try_claim(stop)? {
+                    true => return self.serve(stop),
+                    false => revision = self.catch_up(stop)?,
+                }
+            }
+            let mut watch = match self.wiring.store.watch(revision + 1) {
+                Ok(watch) => watch,
+                Err(_) => {
+                    std::thread::sleep(RETRY_PAUSE);
+                    revision = self.catch_up(stop)?;
+                    continue;
+                }
+            };
+            // Follow the watch until it breaks or the leader goes.
+            while !stop.load(Ordering::Acquire) && self.leader_present {
+                self.report();
+                match watch.next(WATCH_POLL_MS) {
+                    Ok(None) => {}
+                    Ok(Some(batch)) => {
+                        for change in batch.changes {
+                            self.on_change(change)?;
+                        }
+                        revision = revision.max(batch.revision);
+                    }
+                    Err(_) => break,
+                }
+                if self.wiring.role.state() == RoleState::Stopped {
+                    return Ok(());
+                }
+            }
+            // A broken watch or a missing leader: read what was missed from the log itself.
+            revision = self.catch_up(stop)?;
+        }
+        Ok(())
+    }
+
+    fn on_change(&mut self, change: Change) -> Result<(), String> {
+        match change {
+            Change::Entry { index, value } => {
+                if index < self.chain.next_index() {
+                    return Ok(()); // applied already (a catch-up read overlapped the watch)
+                }
+                self.apply(index, &value)
+            }
+            Change::Leader(leader) => {
+                self.leader_present = true;
+                self.wiring.role.set_epoch_seen(leader.epoch);
+                self.wiring.role.set_primary_addr(Some(leader.addr));
+                Ok(())
+            }
+            Change::LeaderGone => {
+                self.leader_present = false;
+                self.wiring.role.set_primary_addr(None);
+                Ok(())
+            }
+        }
+    }
+
+    /// Reads and applies every entry after the chain's head; returns the etcd revision the
+    /// reads saw (a watch from the next one misses nothing). Learns whether a leader exists.
+    fn catch_up(&mut self, stop: &AtomicBool) -> Result<i64, String> {
+        // Bounded: each pass applies a page of entries or waits for etcd; `stop` ends it.
+        loop {
+            if stop.load(Ordering::Acquire) {
+                return Ok(0);
+            }
+            let page = match self.wiring.store.entries(self.chain.next_index(), PAGE_ENTRIES) {
+                Ok(page) => page,
+                Err(_) => {
+                    std::thread::sleep(RETRY_PAUSE);
+                    continue;
+                }
+            };
+            for (index, value) in &page.entries {
+                self.apply(*index, value)?;
+            }
+            if page.more {
+                continue;
+            }
+            let leader = match self.wiring.store.leader() {
+                Ok(leader) => leader,
+                Err(_) => {
+                    std::thread::sleep(RETRY_PAUSE);
+                    continue;
+                }
+            };
+            self.leader_present = leader.is_some();
+            self.wiring.role.set_primary_addr(leader.as_ref().map(|leader| leader.addr.clone()));
+            if let Some(leader) = &leader {
+                self.wiring.role.set_epoch_seen(leader.epoch);
+            }
+            let local_seq = self.handle.durable_seq();
+            let log_seq = self.chain.head().map_or(0, |head| head.last_seq);
+            if self.chain.head().is_some() && local_seq > log_seq {
+                return Err(format!(
+                    "the local journal holds seqs {}..={local_seq} that the log does not (it ends at seq {log_seq}): \
+                     they were never acknowledged; truncating them is not built yet, so this node stops \
+                     (move its data directory aside to rejoin as a fresh standby)",
+                    log_seq + 1
+                ));
+            }
+            self.report();
+            return Ok(page.revision);
+        }
+    }
+
+    /// Verifies entry `index` against the chain and applies what it holds beyond the local
+    /// journal.
+    fn apply(&mut self, index: u64, value: &[u8]) -> Result<(), String> {
+        let entry = Entry::decode(value).map_err(|error| format!("log entry {index}: {error}"))?;
+        if entry.index != index {
+            return Err(format!("the entry under key {index} says it is entry {}", entry.index));
+        }
+        let checkpoint = self.chain.accept(&entry).map_err(|error| error.to_string())?;
+        let local_seq = self.handle.durable_seq();
+        match entry.kind {
+            EntryKind::EpochStart => {
+                self.wiring.role.set_epoch_seen(entry.epoch);
+                if local_seq == entry.last_seq() {
+                    let expected = checkpoint.ok_or("an epoch start without its checkpoint")?;
+                    self.compare_state(&entry, expected)?;
+                }
+            }
+            EntryKind::Records if entry.last_seq() <= local_seq => {
+                // Held already (a restart): the local journal has these records.
+            }
+            EntryKind::Records => {
+                let (first_seq, count, body) = records_after(&entry, local_seq)?;
+                let whole = first_seq == entry.first_seq;
+                let want_hash = checkpoint.is_some() && whole;
+                let replicated = self
+                    .handle
+                    .replicate(first_seq, body.to_vec(), count, want_hash || checkpoint.is_some())
+                    .map_err(|error| {
+                        format!("journal entry {index} (seqs {first_seq}..): {error}")
+                    })?;
+                if replicated.last_seq != entry.last_seq() {
+                    return Err(format!(
+                        "entry {index} journaled up to seq {}, not {}",
+                        replicated.last_seq,
+                        entry.last_seq()
+                    ));
+                }
+                if let (Some(expected), Some(actual)) = (checkpoint, replicated.state_hash) {
+                    if expected != actual {
+                        return Err(divergence(&entry, expected, actual));
+                    }
+                }
+            }
+        }
+        self.wiring.metrics.record_applied();
+        self.wiring.role.set_log_position(entry.index, entry.last_seq());
+        Ok(())
+    }
+
+    fn compare_state(&self, entry: &Entry<'_>, expected: u128) -> Result<(), String> {
+        let actual = state_hash(&self.handle)?;
+        if actual != expected {
+            return Err(divergence(entry, expected, actual));
+        }
+        Ok(())
+    }
+
+    /// Claims the leadership (REPLICATION.md, *Electing a primary*, steps 2–4). `Ok(true)`:
+    /// this node is the primary now.
+    fn try_claim(&mut self, stop: &AtomicBool) -> Result<bool, String> {
+        let claim = match self.wiring.store.claim(
+            &self.wiring.options.node,
+            &self.wiring.options.advertise,
+            self.lease_id,
+        ) {
+            Ok(Some(claim)) => claim,
+            Ok(None) => {
+                self.leader_present = true;
+                return Ok(false);
+            }
+            Err(_) => return Ok(false),
+        };
+        eprintln!(
+            "ledgerd: {} claimed epoch {} of ledger {}",
+            self.wiring.options.node, claim.epoch, self.wiring.options.ledger
+        );
+        self.wiring.role.set_epoch_seen(claim.epoch);
+        // Step 3: everything up to the head (a linearizable read after the claim).
+        self.catch_up(stop)?;
+        let prev = self.chain.head();
+        let local_seq = self.handle.durable_seq();
+        let first_seq = local_seq + 1;
+        let state_hash = state_hash(&self.handle)?;
+        let meta = EntryMeta {
+            index: prev.map_or(1, |head| head.index + 1),
+            epoch: claim.epoch,
+            first_seq,
+            prev_hash: prev.map_or(0, |head| head.entry_hash),
+            state_hash: Some(state_hash),
+        };
+        let mut entry = Vec::new();
+        let head = encode_epoch_start(&mut entry, meta, &self.wiring.options.node);
+        // Step 4: the epoch start, fenced on the head it read; the outcome is resolved like
+        // any append's.
+        let appended = self.append_epoch_start(&entry, prev.as_ref(), &head, &claim, stop)?;
+        if !appended {
+            let _ = self.wiring.store.resign(&claim);
+            self.leader_present = true;
+            return Ok(false);
+        }
+        let decoded = Entry::decode(&entry).map_err(|error| error.to_string())?;
+        self.chain.accept(&decoded).map_err(|error| error.to_string())?;
+        let primary = Primary { epoch: claim.epoch, claim_revision: claim.revision, head };
+        self.wiring
+            .control
+            .send(Control::Promote(primary))
+            .map_err(|_| "the replication stage is gone")?;
+        self.wiring.role.set_log_position(head.index, head.last_seq);
+        self.wiring.role.set_primary(claim.epoch, &self.wiring.options.advertise);
+        eprintln!(
+            "ledgerd: {} is the primary of ledger {} (epoch {}, from seq {first_seq})",
+            self.wiring.options.node, self.wiring.options.ledger, claim.epoch
+        );
+        Ok(true)
+    }
+
+    fn append_epoch_start(
+        &self,
+        entry: &[u8],
+        prev: Option<&Head>,
+        head: &Head,
+        claim: &Claim,
+        stop: &AtomicBool,
+    ) -> Result<bool, String> {
+        // Bounded by `stop`: an unknown outcome is resolved by reading the head.
+        loop {
+            if stop.load(Ordering::Acquire) || self.wiring.role.state() == RoleState::Stopped {
+                return Ok(false);
+            }
+            let genesis = prev.is_none().then_some(self.genesis);
+            match self.wiring.store.append(entry, prev, head, claim.revision, genesis) {
+                Ok(Appended::Committed) => return Ok(true),
+                Ok(Appended::Refused { .. }) => return Ok(false),
+                Err(StoreError::Failed(error)) => {
+                    return Err(format!("append the epoch start: {error}"))
+                }
+                Err(StoreError::Unknown(_)) => loop {
+                    std::thread::sleep(RETRY_PAUSE);
+                    match self.wiring.store.head() {
+                        Ok(Some(found)) if found == *head => return Ok(true),
+                        Ok(found) if found.as_ref() == prev => break,
+                        Ok(_) => return Ok(false),
+                        Err(_) if stop.load(Ordering::Acquire) => return Ok(false),
+                        Err(_) => {}
+                    }
+                },
+            }
+        }
+    }
+
+    /// As the primary: renews the replica record until stopped or deposed.
+    fn serve(&mut self, stop: &AtomicBool) -> Result<(), String> {
+        // Bounded per pass by the sleep; ends on stop or when the role stops.
+        while !stop.load(Ordering::Acquire) && self.wiring.role.state() == RoleState::Primary {
+            self.report();
+            std::thread::sleep(Duration::from_millis(WATCH_POLL_MS));
+        }
+        Ok(())
+    }
+
+    /// Writes this replica's record (with its lease) every `REPORT_INTERVAL`.
+    fn report(&mut self) {
+        if self.last_report.is_some_and(|at| at.elapsed() < REPORT_INTERVAL) {
+            return;
+        }
+        self.last_report = Some(Instant::now());
+        let (index, seq) = self.wiring.role.log_position();
+        let role = if self.wiring.role.is_primary() { 2 } else { 1 };
+        let _ = self.wiring.store.put_replica(
+            &self.wiring.options.node,
+            role,
+            index,
+            seq,
+            &self.wiring.options.advertise,
+            self.lease_id,
+        );
+    }
+}
+
+/// The records of `entry` after `local_seq`: `(first_seq, count, body)`.
+fn records_after<'a>(entry: &Entry<'a>, local_seq: u64) -> Result<(u64, u32, &'a [u8]), String> {
+    if local_seq < entry.first_seq - 1 {
+        return Err(format!(
+            "gap: the local journal ends at seq {local_seq}, entry {} starts at seq {}",
+            entry.index, entry.first_seq
+        ));
+    }
+    let skip = (local_seq + 1 - entry.first_seq) as usize;
+    let mut body = entry.body();
+    for _ in 0..skip {
+        let Some((len, rest)) = body.split_first_chunk::<4>() else {
+            return Err("a decoded entry's body ran short".into());
+        };
+        let len = u32::from_le_bytes(*len) as usize;
+        body = rest.get(len..).ok_or("a decoded entry's body ran short")?;
+    }
+    let count = entry.record_count - skip as u32;
+    Ok((local_seq + 1, count, body))
+}
+
+fn divergence(entry: &Entry<'_>, expected: u128, actual: u128) -> String {
+    format!(
+        "state diverged at seq {} (entry {}): the log's checkpoint is {expected:032x}, this replica's state_hash is {actual:032x}",
+        entry.last_seq(),
+        entry.index
+    )
+}
+
+fn state_hash(handle: &Handle) -> Result<u128, String> {
+    match handle.query(Query::StateHash) {
+        Ok(QueryAnswer::StateHash(hash)) => Ok(hash),
+        Ok(other) => Err(format!("a state hash query answered {other:?}")),
+        Err(error) => Err(format!("state hash: {error}")),
+    }
+}

@@ -1,0 +1,410 @@
+//! The ledger's records in etcd, as replication uses them: the head, the entries, the epoch
+//! and leader keys, the replica records, the lease and the watch. The only module that talks
+//! to the `etcd` crate; everything above it speaks in heads, entries and claims.
+//!
+//! **Boundary:** every error is either [`StoreError::Unknown`] (no answer: a write may or may
+//! not have been applied, the caller resolves it) or [`StoreError::Failed`] (etcd refused).
+
+use etcd::{Client, Cmp, Compare, Op, OpResponse, Range, Txn};
+
+use crate::entry::Head;
+use crate::keys::Keys;
+
+/// Why a store operation failed.
+#[derive(Debug, Clone)]
+pub(crate) enum StoreError {
+    /// No answer in time, or the member went away: a write's outcome is unknown.
+    Unknown(String),
+    /// etcd answered with an error.
+    Failed(String),
+}
+
+impl StoreError {
+    pub(crate) fn message(&self) -> &str {
+        match self {
+            StoreError::Unknown(message) | StoreError::Failed(message) => message,
+        }
+    }
+}
+
+impl From<etcd::Error> for StoreError {
+    fn from(error: etcd::Error) -> StoreError {
+        if error.is_outcome_unknown() {
+            StoreError::Unknown(error.to_string())
+        } else {
+            StoreError::Failed(error.to_string())
+        }
+    }
+}
+
+/// How a fenced append went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Appended {
+    /// The entry and the new head are committed.
+    Committed,
+    /// A compare failed: the head moved or the leader key is not ours. Nothing was written.
+    Refused {
+        /// The head found instead.
+        head: Option<Head>,
+    },
+}
+
+/// A won claim: this node's epoch and the create revision of its leader key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Claim {
+    pub epoch: u64,
+    pub revision: i64,
+}
+
+/// The primary's leader record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Leader {
+    pub epoch: u64,
+    pub node: String,
+    pub addr: String,
+}
+
+impl Leader {
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(16 + self.node.len() + self.addr.len());
+        out.extend_from_slice(&self.epoch.to_le_bytes());
+        push_short(&mut out, self.node.as_bytes());
+        push_u16_len(&mut out, self.addr.as_bytes());
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Option<Leader> {
+        let (epoch, rest) = bytes.split_first_chunk::<8>()?;
+        let (&node_len, rest) = rest.split_first()?;
+        let (node, rest) = rest.split_at_checked(node_len as usize)?;
+        let (addr_len, rest) = rest.split_first_chunk::<2>()?;
+        let (addr, rest) = rest.split_at_checked(u16::from_le_bytes(*addr_len) as usize)?;
+        if !rest.is_empty() {
+            return None;
+        }
+        Some(Leader {
+            epoch: u64::from_le_bytes(*epoch),
+            node: String::from_utf8(node.to_vec()).ok()?,
+            addr: String::from_utf8(addr.to_vec()).ok()?,
+        })
+    }
+}
+
+fn push_short(out: &mut Vec<u8>, bytes: &[u8]) {
+    // Node ids are checked to 64 bytes where they are configured.
+    out.push(bytes.len().min(255) as u8);
+    out.extend_from_slice(&bytes[..bytes.len().min(255)]);
+}
+
+fn push_u16_len(out: &mut Vec<u8>, bytes: &[u8]) {
+    let len = bytes.len().min(u16::MAX as usize);
+    out.extend_from_slice(&(len as u16).to_le_bytes());
+    out.extend_from_slice(&bytes[..len]);
+}
+
+/// The ledger's engine settings, fixed at its genesis (REPLICATION.md, *Genesis*).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Genesis {
+    /// The engine's `hash_seed`.
+    pub hash_seed: u64,
+    /// The engine's `tx_retained`.
+    pub tx_retained: u32,
+}
+
+impl Genesis {
+    /// Its 16 bytes: `u64` hash_seed, `u32` tx_retained, 4 reserved zero bytes.
+    pub fn encode(&self) -> [u8; 16] {
+        let mut out = [0u8; 16];
+        out[..8].copy_from_slice(&self.hash_seed.to_le_bytes());
+        out[8..12].copy_from_slice(&self.tx_retained.to_le_bytes());
+        out
+    }
+
+    /// Decodes exactly what [`Genesis::encode`] produces.
+    pub fn decode(bytes: &[u8]) -> Option<Genesis> {
+        let bytes: &[u8; 16] = bytes.try_into().ok()?;
+        if bytes[12..] != [0; 4] {
+            return None;
+        }
+        let (seed, rest) = bytes.split_first_chunk::<8>()?;
+        let (retained, _) = rest.split_first_chunk::<4>()?;
+        Some(Genesis {
+            hash_seed: u64::from_le_bytes(*seed),
+            tx_retained: u32::from_le_bytes(*retained),
+        })
+    }
+}
+
+/// One page of entries.
+pub(crate) struct Page {
+    /// `(index, value)` in index order.
+    pub entries: Vec<(u64, Vec<u8>)>,
+    /// More entries follow.
+    pub more: bool,
+    /// The revision the page was read at.
+    pub revision: i64,
+}
+
+/// What a watch saw.
+pub(crate) enum Change {
+    /// A new entry.
+    Entry { index: u64, value: Vec<u8> },
+    /// A (new) leader record.
+    Leader(Leader),
+    /// The leader key is gone (its lease expired or was revoked).
+    LeaderGone,
+}
+
+/// A batch of changes and the revision they reach.
+pub(crate) struct Changes {
+    pub changes: Vec<Change>,
+    pub revision: i64,
+}
+
+/// A watch on the ledger's keys.
+pub(crate) struct Watch {
+    watch: etcd::Watch,
+    keys: Keys,
+}
+
+impl Watch {
+    /// The next batch, waiting at most `timeout_ms`; `Ok(None)` when nothing came.
+    pub(crate) fn next(&mut self, timeout_ms: u64) -> Result<Option<Changes>, StoreError> {
+        let Some(batch) = self.watch.recv_timeout(timeout_ms)? else {
+            return Ok(None);
+        };
+        let leader_key = self.keys.leader();
+        let mut changes = Vec::new();
+        let mut revision = batch.revision;
+        for event in batch.events {
+            revision = revision.max(event.kv.mod_revision);
+            if event.kv.key == leader_key {
+                match event.kind {
+                    etcd::EventKind::Delete => changes.push(Change::LeaderGone),
+                    etcd::EventKind::Put => {
+                        if let Some(leader) = Leader::decode(&event.kv.value) {
+                            changes.push(Change::Leader(leader));
+                        }
+                    }
+                }
+            } else if event.kind == etcd::EventKind::Put {
+                if let Some(index) = self.keys.index_of(&event.kv.key) {
+                    changes.push(Change::Entry { index, value: event.kv.value });
+                }
+            }
+        }
+        Ok(Some(Changes { changes, revision }))
+    }
+}
+
+/// The ledger's records in one etcd cluster.
+pub(crate) struct Store {
+    client: Client,
+    keys: Keys,
+}
+
+impl Store {
+    pub(crate) fn connect(
+        endpoints: &[String],
+        keys: Keys,
+        request_timeout_ms: u64,
+    ) -> Result<Store, StoreError> {
+        let client = Client::connect(endpoints, request_timeout_ms, request_timeout_ms)?;
+        Ok(Store { client, keys })
+    }
+
+    /// The log head (a linearizable read).
+    pub(crate) fn head(&self) -> Result<Option<Head>, StoreError> {
+        match self.client.get(&self.keys.head())? {
+            None => Ok(None),
+            Some(kv) => Head::decode(&kv.value)
+                .map(Some)
+                .map_err(|error| StoreError::Failed(format!("the log head: {error}"))),
+        }
+    }
+
+    /// Up to `limit` entries from `from_index` on.
+    pub(crate) fn entries(&self, from_index: u64, limit: i64) -> Result<Page, StoreError> {
+        let (_, end) = self.keys.entries();
+        let range = Range::between(self.keys.entry(from_index), end).limit(limit);
+        let result = self.client.range_with(range)?;
+        let mut entries = Vec::with_capacity(result.kvs.len());
+        for kv in result.kvs {
+            let index = self.keys.index_of(&kv.key).ok_or_else(|| {
+                StoreError::Failed(format!("a key in the log range is not an entry: {:?}", kv.key))
+            })?;
+            entries.push((index, kv.value));
+        }
+        Ok(Page { entries, more: result.more, revision: result.header.revision })
+    }
+
+    /// The fenced append of REPLICATION.md, *Appending*: `entry` becomes entry `new.index`
+    /// and `new` the head, iff the head is still `prev` (absent for the first entry) and the
+    /// leader key is still the one created at `claim_revision`.
+    pub(crate) fn append(
+        &self,
+        entry: &[u8],
+        prev: Option<&Head>,
+        new: &Head,
+        claim_revision: i64,
+        genesis: Option<Genesis>,
+    ) -> Result<Appended, StoreError> {
+        let head_key = self.keys.head();
+        let head_is_prev = match prev {
+            Some(prev) => Compare::value(head_key.clone(), Cmp::Equal, prev.encode().to_vec()),
+            None => Compare::version(head_key.clone(), Cmp::Equal, 0),
+        };
+        let txn = Txn::new()
+            .when(head_is_prev)
+            .when(Compare::create_revision(self.keys.leader(), Cmp::Equal, claim_revision))
+            .then(Op::put(self.keys.entry(new.index), entry.to_vec(), 0))
+            .then(Op::put(head_key.clone(), new.encode().to_vec(), 0))
+            .otherwise(Op::get(head_key));
+        let txn = match genesis {
+            Some(genesis) => txn
+                .when(Compare::version(self.keys.genesis(), Cmp::Equal, 0))
+                .then(Op::put(self.keys.genesis(), genesis.encode().to_vec(), 0)),
+            None => txn,
+        };
+        let result = self.client.txn(txn)?;
+        if result.succeeded {
+            return Ok(Appended::Committed);
+        }
+        let head = match result.responses.first() {
+            Some(OpResponse::Range { kvs, .. }) => match kvs.first() {
+                Some(kv) => Some(
+                    Head::decode(&kv.value)
+                        .map_err(|error| StoreError::Failed(format!("the log head: {error}")))?,
+                ),
+                None => None,
+            },
+            _ => {
+                return Err(StoreError::Failed("a refused append answered without the head".into()))
+            }
+        };
+        Ok(Appended::Refused { head })
+    }
+
+    /// Claims the leadership with `lease_id` if nobody holds it (REPLICATION.md, *Electing a
+    /// primary*, step 2). `Ok(None)`: somebody else holds or just won it.
+    pub(crate) fn claim(
+        &self,
+        node: &str,
+        addr: &str,
+        lease_id: i64,
+    ) -> Result<Option<Claim>, StoreError> {
+        let epoch_key = self.keys.epoch();
+        let (epoch, epoch_unchanged) = match self.client.get(&epoch_key)? {
+            None => (0, Compare::version(epoch_key.clone(), Cmp::Equal, 0)),
+            Some(kv) => {
+                let bytes: [u8; 8] = kv.value.as_slice().try_into().map_err(|_| {
+                    StoreError::Failed(format!(
+                        "the epoch key holds {} bytes, not 8",
+                        kv.value.len()
+                    ))
+                })?;
+                let seen = Compare::mod_revision(epoch_key.clone(), Cmp::Equal, kv.mod_revision);
+                (u64::from_le_bytes(bytes), seen)
+            }
+        };
+        let epoch = epoch + 1;
+        let leader = Leader { epoch, node: node.to_owned(), addr: addr.to_owned() };
+        let txn = Txn::new()
+            .when(Compare::create_revision(self.keys.leader(), Cmp::Equal, 0))
+            .when(epoch_unchanged)
+            .then(Op::put(epoch_key, epoch.to_le_bytes().to_vec(), 0))
+            .then(Op::put(self.keys.leader(), leader.encode(), lease_id));
+        let result = self.client.txn(txn)?;
+        if !result.succeeded {
+            return Ok(None);
+        }
+        Ok(Some(Claim { epoch, revision: result.header.revision }))
+    }
+
+    /// Gives a claim up (its leader key goes, if it is still ours).
+    pub(crate) fn resign(&self, claim: &Claim) -> Result<(), StoreError> {
+        let txn = Txn::new()
+            .when(Compare::create_revision(self.keys.leader(), Cmp::Equal, claim.revision))
+            .then(Op::delete(self.keys.leader()));
+        self.client.txn(txn)?;
+        Ok(())
+    }
+
+    /// The ledger's genesis settings, once its first entry exists.
+    pub(crate) fn genesis(&self) -> Result<Option<Genesis>, StoreError> {
+        match self.client.get(&self.keys.genesis())? {
+            None => Ok(None),
+            Some(kv) => Genesis::decode(&kv.value).map(Some).ok_or_else(|| {
+                StoreError::Failed(format!(
+                    "the genesis key holds {} bytes of no known form",
+                    kv.value.len()
+                ))
+            }),
+        }
+    }
+
+    /// The leader record, if there is a leader.
+    pub(crate) fn leader(&self) -> Result<Option<Leader>, StoreError> {
+        Ok(self.client.get(&self.keys.leader())?.and_then(|kv| Leader::decode(&kv.value)))
+    }
+
+    pub(crate) fn grant_lease(&self, ttl_s: i64) -> Result<i64, StoreError> {
+        Ok(self.client.lease_grant(ttl_s)?.id)
+    }
+
+    /// Renews the lease: `Ok(false)` if it is gone.
+    pub(crate) fn keep_alive(&self, lease_id: i64) -> Result<bool, StoreError> {
+        match self.client.lease_keep_alive(lease_id) {
+            Ok(ttl_s) => Ok(ttl_s > 0),
+            Err(etcd::Error::LeaseNotFound { .. }) => Ok(false),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    pub(crate) fn revoke_lease(&self, lease_id: i64) -> Result<(), StoreError> {
+        Ok(self.client.lease_revoke(lease_id)?)
+    }
+
+    /// Watches every key of the ledger from `revision` on.
+    pub(crate) fn watch(&self, revision: i64) -> Result<Watch, StoreError> {
+        let prefix = self.keys.prefix().as_bytes().to_vec();
+        let end = etcd::prefix_end(&prefix);
+        let watch = self.client.watch(&prefix, &end, revision)?;
+        Ok(Watch { watch, keys: self.keys.clone() })
+    }
+
+    /// This replica's record (REPLICATION.md, *Leader and replica records*), with its lease.
+    pub(crate) fn put_replica(
+        &self,
+        node: &str,
+        role: u8,
+        index: u64,
+        seq: u64,
+        addr: &str,
+        lease_id: i64,
+    ) -> Result<(), StoreError> {
+        let mut value = Vec::with_capacity(32 + node.len() + addr.len());
+        push_short(&mut value, node.as_bytes());
+        value.push(role);
+        value.extend_from_slice(&index.to_le_bytes());
+        value.extend_from_slice(&seq.to_le_bytes());
+        push_u16_len(&mut value, addr.as_bytes());
+        self.client.put(&self.keys.replica(node), &value, lease_id)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leader_records_round_trip_and_refuse_trailing_bytes() {
+        let leader = Leader { epoch: 9, node: "b".into(), addr: "127.0.0.1:7070".into() };
+        let mut bytes = leader.encode();
+        assert_eq!(Leader::decode(&bytes), Some(leader));
+        bytes.push(0);
+        assert_eq!(Leader::decode(&bytes), None);
+        assert_eq!(Leader::decode(&bytes[..5]), None);
+    }
+}

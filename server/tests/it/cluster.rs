@@ -1,0 +1,246 @@
+//! Replica groups for real: three etcd members and `ledgerd` processes on 127.0.0.1, driven
+//! over TCP. A standby refuses with `not_primary` and follows the log; when the primary is
+//! killed, the standby takes over and every acknowledged transaction is on it.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use engine::{AccountKind, AccountLimits, Amount, CommandBody, CurrencyCode, ResultCode, TxId};
+use protocol::client::{Client, ClientError};
+use protocol::wire::ErrorCode;
+
+use crate::harness::{client, key, wait_until, Ledgerd};
+
+const USERS: u32 = 8;
+const DEPOSIT_MINOR: i128 = 1_000_000;
+
+fn node_args(endpoints: &str, node: &str) -> Vec<String> {
+    ["--cluster", endpoints, "--ledger", "test", "--node", node, "--lease-ttl-s", "2"]
+        .iter()
+        .map(|arg| arg.to_string())
+        .collect()
+}
+
+fn start_node(endpoints: &str, node: &str) -> Ledgerd {
+    let args = node_args(endpoints, node);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Ledgerd::start_fresh(&args)
+}
+
+fn role_of(node: &Ledgerd) -> Option<&'static str> {
+    let Some(metrics) = node.try_metrics() else {
+        panic!("the node does not answer; it printed:\n{}", node.output());
+    };
+    ["primary", "standby", "starting", "stopped"]
+        .into_iter()
+        .find(|role| metrics.contains(&format!("ledger_replication_role{{role=\"{role}\"}} 1")))
+}
+
+fn log_seq(node: &Ledgerd) -> u64 {
+    let Some(metrics) = node.try_metrics() else {
+        panic!("the node does not answer; it printed:\n{}", node.output());
+    };
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("ledger_replication_log_seq "))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn user(index: u32) -> String {
+    format!("user-{index}")
+}
+
+fn setup(admin: &mut Client) {
+    let usd = CurrencyCode::new("USD").expect("code");
+    let open = |account: &str, kind| CommandBody::OpenAccount {
+        account_no: key(account),
+        user_id: 1,
+        currency: usd,
+        kind,
+        limits: AccountLimits::default(),
+    };
+    let mut commands = vec![(TxId(1), open("bank", AccountKind::System))];
+    for index in 0..USERS {
+        commands.push((TxId(10 + u128::from(index)), open(&user(index), AccountKind::User)));
+        let deposit = CommandBody::Deposit {
+            account_no: key(&user(index)),
+            channel_no: key("bank"),
+            amount: Amount { mantissa: DEPOSIT_MINOR, scale: 2 },
+        };
+        commands.push((TxId(100 + u128::from(index)), deposit));
+    }
+    let outcomes = admin.submit(commands).expect("setup");
+    assert!(outcomes.iter().all(|outcome| outcome.result == ResultCode::Ok), "{outcomes:?}");
+}
+
+/// What the writers saw acknowledged: tx_id → result.
+type Acknowledged = Arc<Mutex<BTreeMap<u128, ResultCode>>>;
+
+/// A writer: transfers between the users, one per request, against whichever node serves,
+/// re-sending a command whose outcome is unknown with the same tx_id elsewhere.
+fn writer(
+    stream: u128,
+    nodes: Arc<Mutex<Vec<std::net::SocketAddr>>>,
+    acknowledged: Acknowledged,
+    stop: Arc<AtomicBool>,
+    first_ack_after_kill: Arc<Mutex<Option<Instant>>>,
+    killed_at: Arc<Mutex<Option<Instant>>>,
+) {
+    let mut next = 0u128;
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64 ^ stream as u64;
+    let mut pending: Option<(u128, CommandBody)> = None;
+    let mut connection: Option<Client> = None;
+    while !stop.load(Ordering::Acquire) || pending.is_some() {
+        let (tx_id, body) = pending.take().unwrap_or_else(|| {
+            next += 1;
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            let from = (rng % u64::from(USERS)) as u32;
+            let to = ((rng >> 8) % u64::from(USERS)) as u32;
+            let amount = Amount { mantissa: 1 + i128::from((rng >> 16) % 5_000), scale: 2 };
+            let body = CommandBody::Transfer { from: key(&user(from)), to: key(&user(to)), amount };
+            ((stream << 64) | next, body)
+        });
+        let conn = match connection.as_mut() {
+            Some(conn) => conn,
+            None => {
+                let addrs = nodes.lock().expect("lock").clone();
+                let found = addrs.iter().find_map(|addr| {
+                    let (id, secret) = crate::harness::credentials("writer");
+                    let credentials = protocol::auth::ClientCredentials::new(&id, secret).ok()?;
+                    let options = protocol::client::ClientOptions {
+                        connect_timeout_ms: 500,
+                        request_timeout_ms: 5_000,
+                        in_flight_max: 4,
+                    };
+                    Client::connect(*addr, &credentials, options).ok()
+                });
+                match found {
+                    Some(conn) => connection.insert(conn),
+                    None => {
+                        pending = Some((tx_id, body));
+                        std::thread::sleep(Duration::from_millis(50));
+                        continue;
+                    }
+                }
+            }
+        };
+        match conn.submit(vec![(TxId(tx_id), body)]) {
+            Ok(outcomes) => {
+                acknowledged.lock().expect("lock").insert(tx_id, outcomes[0].result);
+                if killed_at.lock().expect("lock").is_some() {
+                    first_ack_after_kill.lock().expect("lock").get_or_insert_with(Instant::now);
+                }
+            }
+            Err(ClientError::Refused { code: ErrorCode::NotPrimary, .. }) => {
+                // Nothing executed: try the other nodes.
+                pending = Some((tx_id, body));
+                connection = None;
+                nodes.lock().expect("lock").rotate_left(1);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(_) => {
+                // Outcome unknown (the node died, or its journal/log stage failed): re-send
+                // the same tx_id, on whichever node serves now.
+                pending = Some((tx_id, body));
+                connection = None;
+                nodes.lock().expect("lock").rotate_left(1);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}
+
+#[test]
+fn a_standby_follows_refuses_and_takes_over_with_every_acknowledged_transaction() {
+    let etcd_dir = tempfile::tempdir().expect("temp dir");
+    let etcd = etcd::local::LocalCluster::start(3, etcd_dir.path()).expect("start 3 etcd members");
+    let endpoints = etcd.endpoints().join(",");
+
+    let mut a = start_node(&endpoints, "a");
+    wait_until(Duration::from_secs(20), || role_of(&a) == Some("primary"));
+    let b = start_node(&endpoints, "b");
+    wait_until(Duration::from_secs(20), || role_of(&b) == Some("standby"));
+
+    let mut admin = client(&a, "admin");
+    setup(&mut admin);
+    // The standby refuses, and says where the primary is.
+    let mut on_b = client(&b, "writer");
+    match on_b.account(&key("user-0")) {
+        Err(ClientError::Refused { code: ErrorCode::NotPrimary, message, .. }) => {
+            assert_eq!(message, format!("primary={}", a.addr));
+        }
+        other => panic!("a standby answered {other:?}"),
+    }
+
+    let nodes = Arc::new(Mutex::new(vec![a.addr, b.addr]));
+    let acknowledged: Acknowledged = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let first_ack_after_kill = Arc::new(Mutex::new(None));
+    let killed_at = Arc::new(Mutex::new(None));
+    let writers: Vec<_> = (1..=4u128)
+        .map(|stream| {
+            let (nodes, acknowledged, stop) = (nodes.clone(), acknowledged.clone(), stop.clone());
+            let (first, killed) = (first_ack_after_kill.clone(), killed_at.clone());
+            std::thread::spawn(move || writer(stream, nodes, acknowledged, stop, first, killed))
+        })
+        .collect();
+    wait_until(Duration::from_secs(20), || acknowledged.lock().expect("lock").len() >= 300);
+    // The standby keeps up.
+    let caught_up = (0..1000).any(|_| {
+        std::thread::sleep(Duration::from_millis(10));
+        log_seq(&b) + 200 >= log_seq(&a)
+    });
+    assert!(
+        caught_up,
+        "standby at seq {}, primary at {}:\n{}",
+        log_seq(&b),
+        log_seq(&a),
+        b.output()
+    );
+
+    a.kill9();
+    *killed_at.lock().expect("lock") = Some(Instant::now());
+    wait_until(Duration::from_secs(15), || role_of(&b) == Some("primary"));
+    wait_until(Duration::from_secs(15), || first_ack_after_kill.lock().expect("lock").is_some());
+    let took = {
+        let killed = killed_at.lock().expect("lock").expect("killed");
+        let first = first_ack_after_kill.lock().expect("lock").expect("acknowledged");
+        first.duration_since(killed)
+    };
+    assert!(took < Duration::from_secs(5), "failover took {took:?}");
+    let before = acknowledged.lock().expect("lock").len();
+    wait_until(Duration::from_secs(20), || {
+        acknowledged.lock().expect("lock").len() >= before + 200
+    });
+    stop.store(true, Ordering::Release);
+    for writer in writers {
+        writer.join().expect("writer");
+    }
+
+    // Every acknowledged transaction is on the new primary, with the same result.
+    let mut reader = client(&b, "reader");
+    let acknowledged = acknowledged.lock().expect("lock").clone();
+    for (tx_id, result) in &acknowledged {
+        let tx =
+            reader.tx(TxId(*tx_id)).expect("query").unwrap_or_else(|| panic!("tx {tx_id:x} lost"));
+        assert_eq!(tx.result, *result, "tx {tx_id:x}");
+    }
+    // Money is conserved: the users hold exactly what was deposited.
+    let mut total_minor = 0;
+    for index in 0..USERS {
+        let view = reader.account(&key(&user(index))).expect("query").expect("account");
+        total_minor += view.available_minor + view.frozen_minor;
+    }
+    assert_eq!(total_minor, DEPOSIT_MINOR * i128::from(USERS));
+    eprintln!(
+        "failover: {} acknowledged, first write on the new primary {} ms after kill -9",
+        acknowledged.len(),
+        took.as_millis()
+    );
+    drop(etcd);
+}
