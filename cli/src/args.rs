@@ -59,8 +59,9 @@ Exit codes:
     color = ColorChoice::Never
 )]
 pub struct Cli {
-    /// Address of ledgerd.
-    #[arg(long, global = true, help_heading = GLOBAL, value_name = "HOST:PORT", default_value = ADDR_DEFAULT)]
+    /// Address of ledgerd; for a replica group, its nodes' addresses separated by commas (the
+    /// request goes to the primary, and moves with it on a failover).
+    #[arg(long, global = true, help_heading = GLOBAL, value_name = "HOST:PORT[,...]", default_value = ADDR_DEFAULT)]
     pub addr: String,
 
     /// Credentials file [default: $LEDGER_CREDENTIALS, else ./data/credentials].

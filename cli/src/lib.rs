@@ -24,7 +24,8 @@ use clap::Parser;
 use engine::{AccountNo, AccountView, ResultCode, TxId};
 
 use protocol::auth::ClientCredentials;
-use protocol::client::{Client, ClientError, ClientOptions};
+use protocol::client::{ClientError, ClientOptions};
+use protocol::group::GroupClient;
 use protocol::wire::ErrorCode;
 
 pub use args::{Cli, Plan, RunEnv, Submission};
@@ -90,7 +91,12 @@ pub fn execute(cli: &Cli, plan: &Plan) -> Report {
         request_timeout_ms: cli.timeout_ms,
         ..ClientOptions::default()
     };
-    let mut client = match Client::connect(cli.addr.as_str(), &credentials, options) {
+    // Several addresses: the nodes of a replica group; requests go to its primary.
+    let addrs: Vec<String> =
+        cli.addr.split(',').map(str::trim).filter(|a| !a.is_empty()).map(String::from).collect();
+    let failover_timeout_ms = u64::from(cli.timeout_ms);
+    let connected = GroupClient::connect(&addrs, &credentials, options, failover_timeout_ms);
+    let mut client = match connected {
         Ok(client) => client,
         Err(error) => return client_error(error, submission),
     };
@@ -142,7 +148,7 @@ fn settlement_files(
     }
 }
 
-fn submit(client: &mut Client, submission: Submission) -> Report {
+fn submit(client: &mut GroupClient, submission: Submission) -> Report {
     let outcome = match client.submit(vec![(submission.tx_id, submission.body)]) {
         Ok(outcomes) => match outcomes.as_slice() {
             [outcome] => *outcome,
@@ -185,7 +191,7 @@ fn submit(client: &mut Client, submission: Submission) -> Report {
 /// names, and those of its own transaction record when it names another transaction. The
 /// command's result is known by now, so a failed lookup is only a note.
 fn touched_accounts(
-    client: &mut Client,
+    client: &mut GroupClient,
     submission: &Submission,
 ) -> (Vec<AccountView>, Option<String>) {
     let (mut names, in_tx_record) = named_accounts(&submission.body);
@@ -210,7 +216,7 @@ fn touched_accounts(
     (accounts, None)
 }
 
-fn balance(client: &mut Client, account_no: &AccountNo) -> Report {
+fn balance(client: &mut GroupClient, account_no: &AccountNo) -> Report {
     match client.account(account_no) {
         Ok(Some(account)) => Report::Account(account),
         Ok(None) => Report::NotFound {
@@ -221,7 +227,7 @@ fn balance(client: &mut Client, account_no: &AccountNo) -> Report {
     }
 }
 
-fn exposure(client: &mut Client, account_no: &AccountNo) -> Report {
+fn exposure(client: &mut GroupClient, account_no: &AccountNo) -> Report {
     match client.exposure(account_no) {
         Ok(Some(exposure)) => Report::Exposure(exposure),
         Ok(None) => Report::NotFound {
@@ -232,7 +238,7 @@ fn exposure(client: &mut Client, account_no: &AccountNo) -> Report {
     }
 }
 
-fn tx(client: &mut Client, tx_id: TxId) -> Report {
+fn tx(client: &mut GroupClient, tx_id: TxId) -> Report {
     let view = match client.tx(tx_id) {
         Ok(Some(view)) => view,
         Ok(None) => {

@@ -19,6 +19,7 @@
 pub mod access;
 pub mod auth;
 pub mod client;
+pub mod group;
 pub mod limits;
 pub mod wire;
 

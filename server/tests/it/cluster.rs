@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use engine::{AccountKind, AccountLimits, Amount, CommandBody, CurrencyCode, ResultCode, TxId};
 use protocol::client::{Client, ClientError};
+use protocol::group::GroupClient;
 use protocol::wire::ErrorCode;
 
 use crate::harness::{client, key, wait_until, Ledgerd};
@@ -222,8 +223,13 @@ fn a_standby_follows_refuses_and_takes_over_with_every_acknowledged_transaction(
         writer.join().expect("writer");
     }
 
-    // Every acknowledged transaction is on the new primary, with the same result.
-    let mut reader = client(&b, "reader");
+    // Every acknowledged transaction is on the new primary, with the same result. A group
+    // client given the dead node first finds the one that serves.
+    let (id, secret) = crate::harness::credentials("reader");
+    let credentials = protocol::auth::ClientCredentials::new(&id, secret).expect("credentials");
+    let addrs = [a.addr.to_string(), b.addr.to_string()];
+    let mut reader = GroupClient::connect(&addrs, &credentials, crate::harness::options(), 10_000)
+        .expect("a node serves");
     let acknowledged = acknowledged.lock().expect("lock").clone();
     for (tx_id, result) in &acknowledged {
         let tx =
