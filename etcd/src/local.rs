@@ -210,6 +210,11 @@ impl LocalCluster {
         self.members[index].state
     }
 
+    /// Member `index`'s process id, while it has a process (running or stopped).
+    pub fn pid(&self, index: usize) -> Option<u32> {
+        self.members[index].child.as_ref().map(Child::id)
+    }
+
     /// Member `index`'s log file.
     pub fn log_path(&self, index: usize) -> PathBuf {
         self.dir.join(&self.members[index].name).join("etcd.log")
