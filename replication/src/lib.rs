@@ -21,6 +21,7 @@ pub mod chain;
 pub mod entry;
 pub mod keys;
 pub mod metrics;
+pub mod position;
 mod replica;
 pub mod role;
 mod stage;
@@ -58,6 +59,9 @@ pub enum ReplicationError {
     /// A setting out of its range.
     #[error("{0}")]
     Options(String),
+    /// The local journal cannot be reconciled with the log.
+    #[error("{0}")]
+    Local(String),
     /// etcd could not be reached.
     #[error("etcd at {endpoints}: {message}")]
     Etcd {
@@ -72,12 +76,15 @@ pub enum ReplicationError {
 pub struct Starter {
     wiring: replica::Wiring,
     genesis: Option<store::Genesis>,
+    /// The confirmed position read at start ([`Starter::reconcile_local`]).
+    position: Option<Head>,
 }
 
 /// Checks the options, connects to etcd, and returns the durable stage to start the runtime
 /// with and the [`Starter`] for the replica thread.
 pub fn prepare(
     options: ClusterOptions,
+    data_dir: &std::path::Path,
 ) -> Result<(Box<dyn DurableStage>, Starter), ReplicationError> {
     let keys = keys::Keys::new(&options.ledger)?;
     keys::check_name("node id", &options.node)?;
@@ -111,8 +118,9 @@ pub fn prepare(
         control_rx,
         options.checkpoint_every_entries,
     );
-    let wiring = replica::Wiring { options, store, role, metrics, control };
-    let starter = Starter { wiring, genesis };
+    let data_dir = data_dir.to_path_buf();
+    let wiring = replica::Wiring { options, data_dir, store, role, metrics, control };
+    let starter = Starter { wiring, genesis, position: None };
     Ok((Box::new(stage), starter))
 }
 
@@ -125,6 +133,54 @@ impl Starter {
     /// The replication counters.
     pub fn metrics(&self) -> Arc<ReplicationMetrics> {
         self.wiring.metrics.clone()
+    }
+
+    /// Before the runtime starts: reads this node's confirmed position (REPLICATION.md, *The
+    /// position file*) and decides, by the recovery decision table, what of the local journal
+    /// can be kept, so that following resumes right after it.
+    pub fn reconcile_local(&mut self) -> Result<Option<Head>, ReplicationError> {
+        let local = |message: String| ReplicationError::Local(message);
+        let data_dir = &self.wiring.data_dir;
+        let position = position::read(data_dir).map_err(|error| local(error.to_string()))?;
+        let local_seq = local_last_seq(data_dir).map_err(local)?;
+        let keep_seq = match position {
+            Some(position) => position.last_seq,
+            None if local_seq == 0 => 0,
+            None => {
+                // No position yet: only a ledger that starts the log (or history before the
+                // log's first entry) may have records.
+                let first =
+                    self.wiring.store.entries(1, 1).map_err(|error| ReplicationError::Etcd {
+                        endpoints: self.wiring.options.endpoints.join(","),
+                        message: error.message().to_owned(),
+                    })?;
+                match first.entries.first() {
+                    None => local_seq,
+                    Some((_, value)) => {
+                        let entry = Entry::decode(value)
+                            .map_err(|error| local(format!("log entry 1: {error}")))?;
+                        entry.first_seq - 1
+                    }
+                }
+            }
+        };
+        if local_seq < keep_seq {
+            return Err(local(format!(
+                "the local journal ends at seq {local_seq}, before this node's confirmed position (seq {keep_seq}): \
+                 records were lost; a state transfer from a peer is not built yet, so start this node on an empty \
+                 data directory"
+            )));
+        }
+        if local_seq > keep_seq {
+            return Err(local(format!(
+                "the local journal holds seqs {}..={local_seq} after this node's confirmed position (seq {keep_seq}); \
+                 they may never have been acknowledged (a deposed primary's tail). Truncating them is not built yet: \
+                 start this node on an empty data directory",
+                keep_seq + 1
+            )));
+        }
+        self.position = position;
+        Ok(position)
     }
 
     /// Sets the address clients are sent to when this node is the primary, unless the options
@@ -153,6 +209,27 @@ impl Starter {
                 genesis.hash_seed, genesis.tx_retained, group.hash_seed, group.tx_retained
             ));
         }
-        Replica::spawn(self.wiring, handle, genesis)
+        Replica::spawn(self.wiring, handle, genesis, self.position)
     }
+}
+
+/// The last seq of the journal in `data_dir` (0 when empty), read without the engine: only the
+/// newest segment is scanned (a torn tail ends it, as recovery would cut it).
+fn local_last_seq(data_dir: &std::path::Path) -> Result<u64, String> {
+    let dir = journal::journal_dir(data_dir);
+    if !dir.exists() {
+        return Ok(0);
+    }
+    let segments = journal::list_segments(&dir).map_err(|error| error.to_string())?;
+    let Some(last) = segments.last() else {
+        return Ok(0);
+    };
+    let mut reader =
+        journal::JournalReader::open(&dir, last.first_seq).map_err(|error| error.to_string())?;
+    let mut last_seq = last.first_seq - 1;
+    // Bounded by the segment's records.
+    while let Some(record) = reader.next_ref().map_err(|error| error.to_string())? {
+        last_seq = record.seq;
+    }
+    Ok(last_seq)
 }

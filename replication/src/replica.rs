@@ -28,6 +28,8 @@ const PAGE_ENTRIES: i64 = 64;
 const WATCH_POLL_MS: u64 = 100;
 /// How often a replica refreshes its replica record.
 const REPORT_INTERVAL: Duration = Duration::from_millis(500);
+/// TTLs without a successful renewal after which a node takes its lease as lost.
+const LEASE_SILENCE_TTLS: u32 = 3;
 /// Pause after a failed etcd request before the next attempt.
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
 
@@ -80,6 +82,8 @@ pub struct Replica {
 /// What the replica thread works with, prepared before the runtime starts.
 pub(crate) struct Wiring {
     pub options: ClusterOptions,
+    /// The ledger's data directory (the position file lives there).
+    pub data_dir: std::path::PathBuf,
     pub store: Arc<Store>,
     pub role: Arc<Role>,
     pub metrics: Arc<ReplicationMetrics>,
@@ -91,6 +95,7 @@ impl Replica {
         wiring: Wiring,
         handle: Handle,
         genesis: Genesis,
+        position: Option<Head>,
     ) -> Result<Replica, String> {
         let Wiring { options, store, role, .. } = &wiring;
         let (options, store, role) = (options.clone(), store.clone(), role.clone());
@@ -113,17 +118,20 @@ impl Replica {
                 handle,
                 lease_id,
                 genesis,
-                chain: Chain::genesis(),
+                chain: position.map_or_else(Chain::genesis, Chain::after),
+                written_position: position,
                 leader_present: true,
                 last_report: None,
             };
             std::thread::Builder::new()
                 .name("ledger-replica".into())
                 .spawn(move || {
-                    if let Err(why) = follow.run(&stop) {
+                    let result = follow.verify_position().and_then(|()| follow.run(&stop));
+                    if let Err(why) = result {
                         eprintln!("ledgerd: replication stopped: {why}");
                         follow.wiring.role.stop(why);
                     }
+                    follow.write_position();
                     let _ = follow.wiring.store.revoke_lease(follow.lease_id);
                 })
                 .map_err(|error| format!("spawn the replica thread: {error}"))?
@@ -155,9 +163,12 @@ impl Drop for Replica {
     }
 }
 
-/// Renews the lease every third of its TTL. "Not found" (it expired) stops the role at once;
-/// requests that time out are retried, and once nothing was renewed for a whole TTL the lease
-/// is taken as lost (etcd has expired it, or will, wherever this node's clock stands).
+/// Renews the lease every third of its TTL. "Not found" (it expired) stops the role at once.
+/// Requests that time out are retried: etcd extends every lease when it elects a new leader,
+/// so an etcd failover that stalls renewals for a while costs nothing. Only after
+/// `LEASE_SILENCE_TTLS` TTLs without a renewal is the lease taken as lost. Safety never rests
+/// on this timer: a primary whose lease is gone has its appends refused by etcd (the leader
+/// key it compares on is gone); the timer only makes it step down promptly.
 fn keep_lease(store: &Store, role: &Role, lease_id: i64, ttl: Duration, stop: &AtomicBool) {
     let mut renewed = Instant::now();
     // Bounded by `stop` and by the role stopping.
@@ -172,7 +183,7 @@ fn keep_lease(store: &Store, role: &Role, lease_id: i64, ttl: Duration, stop: &A
                 role.stop(format!("this node's etcd lease {lease_id:x} expired"));
                 return;
             }
-            Err(_) if renewed.elapsed() >= ttl => {
+            Err(_) if renewed.elapsed() >= ttl * LEASE_SILENCE_TTLS => {
                 role.stop(format!(
                     "this node's etcd lease {lease_id:x} was not renewed for {} ms",
                     renewed.elapsed().as_millis()
@@ -194,6 +205,8 @@ struct Follow {
     /// Whether a leader key was there the last time we looked.
     leader_present: bool,
     last_report: Option<Instant>,
+    /// What the position file holds.
+    written_position: Option<Head>,
 }
 
 impl Follow {
@@ -319,26 +332,32 @@ impl Follow {
         if entry.index != index {
             return Err(format!("the entry under key {index} says it is entry {}", entry.index));
         }
-        let checkpoint = self.chain.accept(&entry).map_err(|error| error.to_string())?;
         let local_seq = self.handle.durable_seq();
+        // After `reconcile_local`, the local journal ends exactly where the chain does: every
+        // entry after it is applied whole, and nothing local is taken on trust.
+        if entry.first_seq != local_seq + 1 {
+            return Err(format!(
+                "log entry {index} starts at seq {}, but the local journal ends at seq {local_seq}",
+                entry.first_seq
+            ));
+        }
+        let checkpoint = self.chain.accept(&entry).map_err(|error| error.to_string())?;
         match entry.kind {
             EntryKind::EpochStart => {
                 self.wiring.role.set_epoch_seen(entry.epoch);
-                if local_seq == entry.last_seq() {
-                    let expected = checkpoint.ok_or("an epoch start without its checkpoint")?;
-                    self.compare_state(&entry, expected)?;
-                }
-            }
-            EntryKind::Records if entry.last_seq() <= local_seq => {
-                // Held already (a restart): the local journal has these records.
+                let expected = checkpoint.ok_or("an epoch start without its checkpoint")?;
+                self.compare_state(&entry, expected)?;
             }
             EntryKind::Records => {
-                let (first_seq, count, body) = records_after(&entry, local_seq)?;
-                let whole = first_seq == entry.first_seq;
-                let want_hash = checkpoint.is_some() && whole;
+                let first_seq = entry.first_seq;
                 let replicated = self
                     .handle
-                    .replicate(first_seq, body.to_vec(), count, want_hash || checkpoint.is_some())
+                    .replicate(
+                        first_seq,
+                        entry.body().to_vec(),
+                        entry.record_count,
+                        checkpoint.is_some(),
+                    )
                     .map_err(|error| {
                         format!("journal entry {index} (seqs {first_seq}..): {error}")
                     })?;
@@ -357,7 +376,7 @@ impl Follow {
             }
         }
         self.wiring.metrics.record_applied();
-        self.wiring.role.set_log_position(entry.index, entry.last_seq());
+        self.wiring.role.set_log_head(entry.head());
         Ok(())
     }
 
@@ -419,7 +438,7 @@ impl Follow {
             .control
             .send(Control::Promote(primary))
             .map_err(|_| "the replication stage is gone")?;
-        self.wiring.role.set_log_position(head.index, head.last_seq);
+        self.wiring.role.set_log_head(head);
         self.wiring.role.set_primary(claim.epoch, &self.wiring.options.advertise);
         eprintln!(
             "ledgerd: {} is the primary of ledger {} (epoch {}, from seq {first_seq})",
@@ -444,6 +463,7 @@ impl Follow {
             let genesis = prev.is_none().then_some(self.genesis);
             match self.wiring.store.append(entry, prev, head, claim.revision, genesis) {
                 Ok(Appended::Committed) => return Ok(true),
+                Ok(Appended::Refused { head: Some(found) }) if found == *head => return Ok(true),
                 Ok(Appended::Refused { .. }) => return Ok(false),
                 Err(StoreError::Failed(error)) => {
                     return Err(format!("append the epoch start: {error}"))
@@ -472,12 +492,70 @@ impl Follow {
         Ok(())
     }
 
-    /// Writes this replica's record (with its lease) every `REPORT_INTERVAL`.
+    /// Checks that the entry the position file names is in the log as recorded (unless it
+    /// was trimmed away since): a position from another history stops the node.
+    fn verify_position(&self) -> Result<(), String> {
+        let Some(position) = self.chain.head() else {
+            return Ok(());
+        };
+        // Bounded: retries until etcd answers; a stopped role ends it.
+        loop {
+            if self.wiring.role.state() == RoleState::Stopped {
+                return Ok(());
+            }
+            match self.wiring.store.entries(position.index, 1) {
+                Ok(page) => {
+                    let Some((index, value)) = page.entries.first() else {
+                        return Err(format!(
+                            "this node's position names log entry {} but the log has no entry from there on",
+                            position.index
+                        ));
+                    };
+                    if *index != position.index {
+                        return Ok(()); // trimmed: the position predates the log's oldest entry
+                    }
+                    let entry = Entry::decode(value)
+                        .map_err(|error| format!("log entry {index}: {error}"))?;
+                    if entry.head() != position {
+                        return Err(format!(
+                            "this node's position (entry {}, seq {}) is not the log's entry {} (seq {}, epoch {}): \
+                             its journal is from another history",
+                            position.index,
+                            position.last_seq,
+                            entry.index,
+                            entry.last_seq(),
+                            entry.epoch
+                        ));
+                    }
+                    return Ok(());
+                }
+                Err(_) => std::thread::sleep(RETRY_PAUSE),
+            }
+        }
+    }
+
+    /// Records the last entry held here in the position file, if it moved.
+    fn write_position(&mut self) {
+        let head = self.wiring.role.log_head();
+        if head.is_none() || head == self.written_position {
+            return;
+        }
+        if let Some(head) = head {
+            match crate::position::write(&self.wiring.data_dir, &head) {
+                Ok(()) => self.written_position = Some(head),
+                Err(error) => eprintln!("ledgerd: replication position not written: {error}"),
+            }
+        }
+    }
+
+    /// Writes this replica's record (with its lease) and the position file every
+    /// `REPORT_INTERVAL`.
     fn report(&mut self) {
         if self.last_report.is_some_and(|at| at.elapsed() < REPORT_INTERVAL) {
             return;
         }
         self.last_report = Some(Instant::now());
+        self.write_position();
         let (index, seq) = self.wiring.role.log_position();
         let role = if self.wiring.role.is_primary() { 2 } else { 1 };
         let _ = self.wiring.store.put_replica(
@@ -489,27 +567,6 @@ impl Follow {
             self.lease_id,
         );
     }
-}
-
-/// The records of `entry` after `local_seq`: `(first_seq, count, body)`.
-fn records_after<'a>(entry: &Entry<'a>, local_seq: u64) -> Result<(u64, u32, &'a [u8]), String> {
-    if local_seq < entry.first_seq - 1 {
-        return Err(format!(
-            "gap: the local journal ends at seq {local_seq}, entry {} starts at seq {}",
-            entry.index, entry.first_seq
-        ));
-    }
-    let skip = (local_seq + 1 - entry.first_seq) as usize;
-    let mut body = entry.body();
-    for _ in 0..skip {
-        let Some((len, rest)) = body.split_first_chunk::<4>() else {
-            return Err("a decoded entry's body ran short".into());
-        };
-        let len = u32::from_le_bytes(*len) as usize;
-        body = rest.get(len..).ok_or("a decoded entry's body ran short")?;
-    }
-    let count = entry.record_count - skip as u32;
-    Ok((local_seq + 1, count, body))
 }
 
 fn divergence(entry: &Entry<'_>, expected: u128, actual: u128) -> String {

@@ -9,6 +9,8 @@
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Mutex, OnceLock, PoisonError};
 
+use crate::entry::Head;
+
 /// The role's states.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum RoleState {
@@ -56,6 +58,8 @@ pub struct Role {
     promotions: AtomicU64,
     /// Where clients reach the primary, when known (for `not_primary` answers).
     primary_addr: Mutex<Option<String>>,
+    /// The head of the last entry applied or appended (what the position file records).
+    head: Mutex<Option<Head>>,
     failure: OnceLock<String>,
 }
 
@@ -121,9 +125,16 @@ impl Role {
         *self.primary_addr.lock().unwrap_or_else(PoisonError::into_inner) = addr;
     }
 
-    pub(crate) fn set_log_position(&self, index: u64, seq: u64) {
-        self.log_index.store(index, Ordering::Release);
-        self.log_seq.store(seq, Ordering::Release);
+    /// The last entry applied or appended (once per entry: an uncontended lock).
+    pub(crate) fn set_log_head(&self, head: Head) {
+        *self.head.lock().unwrap_or_else(PoisonError::into_inner) = Some(head);
+        self.log_index.store(head.index, Ordering::Release);
+        self.log_seq.store(head.last_seq, Ordering::Release);
+    }
+
+    /// The head of the last entry applied or appended.
+    pub fn log_head(&self) -> Option<Head> {
+        *self.head.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Stops the node for good with `why` (the first reason wins).

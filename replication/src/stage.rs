@@ -110,6 +110,9 @@ impl Stage {
             }
             match self.store.append(&self.entry, Some(&prev), &head, primary.claim_revision, None) {
                 Ok(Appended::Committed) => break,
+                // An earlier attempt whose outcome was unknown committed meanwhile (etcd may
+                // apply a timed-out proposal later): the head is exactly ours.
+                Ok(Appended::Refused { head: Some(found) }) if found == head => break,
                 Ok(Appended::Refused { head: found }) => {
                     let why = fenced(&prev, found.as_ref());
                     self.role.stop(why.clone());
@@ -130,7 +133,7 @@ impl Stage {
         }
         self.metrics.record_append(started.elapsed(), self.entry.len());
         primary.head = head;
-        self.role.set_log_position(head.index, head.last_seq);
+        self.role.set_log_head(head);
         Ok(())
     }
 }

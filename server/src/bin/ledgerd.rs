@@ -337,8 +337,14 @@ fn run() -> Result<ExitCode> {
                 cluster.advertise.as_deref().unwrap_or_default(),
             );
             cluster_options.lease_ttl_s = cluster.lease_ttl_s;
-            let (stage, starter) =
-                replication::prepare(cluster_options).context("join the replica group")?;
+            let (stage, mut starter) = replication::prepare(cluster_options, &settings.data_dir)
+                .context("join the replica group")?;
+            if let Some(position) = starter.reconcile_local().context("replication position")? {
+                println!(
+                    "replication position: entry {} (epoch {}, seq {})",
+                    position.index, position.epoch, position.last_seq
+                );
+            }
             println!(
                 "replica {} of ledger {} (etcd {})",
                 cluster.node,
