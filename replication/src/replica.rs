@@ -7,7 +7,7 @@
 //! **Invariant:** a standby never skips an entry and never goes on past a refusal: a bad entry,
 //! a broken chain or a different `state_hash` stops the node (its role says why).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -102,13 +102,15 @@ impl Replica {
         let lease_id = store
             .grant_lease(options.lease_ttl_s)
             .map_err(|error| format!("grant this node's etcd lease: {}", error.message()))?;
+        let lease_id = Arc::new(AtomicI64::new(lease_id));
         let stop = Arc::new(AtomicBool::new(false));
         let lease = {
             let (store, role, stop) = (store.clone(), role.clone(), stop.clone());
-            let ttl = Duration::from_secs(options.lease_ttl_s.max(1) as u64);
+            let lease_id = lease_id.clone();
+            let ttl_s = options.lease_ttl_s.max(1);
             std::thread::Builder::new()
                 .name("ledger-lease".into())
-                .spawn(move || keep_lease(&store, &role, lease_id, ttl, &stop))
+                .spawn(move || keep_lease(&store, &role, &lease_id, ttl_s, &stop))
                 .map_err(|error| format!("spawn the lease thread: {error}"))?
         };
         let follower = {
@@ -132,7 +134,8 @@ impl Replica {
                         follow.wiring.role.stop(why);
                     }
                     follow.write_position();
-                    let _ = follow.wiring.store.revoke_lease(follow.lease_id);
+                    let _ =
+                        follow.wiring.store.revoke_lease(follow.lease_id.load(Ordering::Acquire));
                 })
                 .map_err(|error| format!("spawn the replica thread: {error}"))?
         };
@@ -169,7 +172,8 @@ impl Drop for Replica {
 /// `LEASE_SILENCE_TTLS` TTLs without a renewal is the lease taken as lost. Safety never rests
 /// on this timer: a primary whose lease is gone has its appends refused by etcd (the leader
 /// key it compares on is gone); the timer only makes it step down promptly.
-fn keep_lease(store: &Store, role: &Role, lease_id: i64, ttl: Duration, stop: &AtomicBool) {
+fn keep_lease(store: &Store, role: &Role, lease: &AtomicI64, ttl_s: i64, stop: &AtomicBool) {
+    let ttl = Duration::from_secs(ttl_s as u64);
     let mut renewed = Instant::now();
     // Bounded by `stop` and by the role stopping.
     while !stop.load(Ordering::Acquire) && role.state() != RoleState::Stopped {
@@ -177,20 +181,34 @@ fn keep_lease(store: &Store, role: &Role, lease_id: i64, ttl: Duration, stop: &A
         if renewed.elapsed() < ttl / 3 {
             continue;
         }
-        match store.keep_alive(lease_id) {
-            Ok(true) => renewed = Instant::now(),
-            Ok(false) => {
-                role.stop(format!("this node's etcd lease {lease_id:x} expired"));
-                return;
+        let lease_id = lease.load(Ordering::Acquire);
+        let lost = match store.keep_alive(lease_id) {
+            Ok(true) => {
+                renewed = Instant::now();
+                None
             }
-            Err(_) if renewed.elapsed() >= ttl * LEASE_SILENCE_TTLS => {
-                role.stop(format!(
-                    "this node's etcd lease {lease_id:x} was not renewed for {} ms",
-                    renewed.elapsed().as_millis()
-                ));
-                return;
+            Ok(false) => Some(format!("this node's etcd lease {lease_id:x} expired")),
+            Err(_) if renewed.elapsed() >= ttl * LEASE_SILENCE_TTLS => Some(format!(
+                "this node's etcd lease {lease_id:x} was not renewed for {} ms",
+                renewed.elapsed().as_millis()
+            )),
+            Err(_) => None,
+        };
+        let Some(why) = lost else { continue };
+        if role.state() == RoleState::Primary {
+            role.stop(why);
+            return;
+        }
+        // A standby's lease only carries its replica record (and a claim it may make): it
+        // takes a new one and goes on. etcd expires leases after a quorum outage longer than
+        // their TTL when the same etcd leader carries on.
+        match store.grant_lease(ttl_s) {
+            Ok(new_id) => {
+                lease.store(new_id, Ordering::Release);
+                renewed = Instant::now();
+                eprintln!("ledgerd: {why}; this standby took lease {new_id:x}");
             }
-            Err(_) => {}
+            Err(_) => std::thread::sleep(RETRY_PAUSE),
         }
     }
 }
@@ -198,7 +216,8 @@ fn keep_lease(store: &Store, role: &Role, lease_id: i64, ttl: Duration, stop: &A
 struct Follow {
     wiring: Wiring,
     handle: Handle,
-    lease_id: i64,
+    /// This node's current lease (a standby takes a new one when it expires).
+    lease_id: Arc<AtomicI64>,
     /// This ledger's engine settings, written with the log's first entry.
     genesis: Genesis,
     chain: Chain,
@@ -394,7 +413,7 @@ impl Follow {
         let claim = match self.wiring.store.claim(
             &self.wiring.options.node,
             &self.wiring.options.advertise,
-            self.lease_id,
+            self.lease_id.load(Ordering::Acquire),
         ) {
             Ok(Some(claim)) => claim,
             Ok(None) => {
@@ -564,7 +583,7 @@ impl Follow {
             index,
             seq,
             &self.wiring.options.advertise,
-            self.lease_id,
+            self.lease_id.load(Ordering::Acquire),
         );
     }
 }

@@ -115,7 +115,7 @@ fn writer(
                     let credentials = protocol::auth::ClientCredentials::new(&id, secret).ok()?;
                     let options = protocol::client::ClientOptions {
                         connect_timeout_ms: 500,
-                        request_timeout_ms: 5_000,
+                        request_timeout_ms: 2_000,
                         in_flight_max: 4,
                     };
                     Client::connect(*addr, &credentials, options).ok()
@@ -156,19 +156,106 @@ fn writer(
     }
 }
 
-#[test]
-fn a_standby_follows_refuses_and_takes_over_with_every_acknowledged_transaction() {
+/// Writers running against a group, and what they saw acknowledged.
+struct Load {
+    nodes: Arc<Mutex<Vec<std::net::SocketAddr>>>,
+    acknowledged: Acknowledged,
+    stop: Arc<AtomicBool>,
+    first_ack_after_mark: Arc<Mutex<Option<Instant>>>,
+    mark: Arc<Mutex<Option<Instant>>>,
+    writers: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(addrs: &[std::net::SocketAddr], streams: u128) -> Load {
+        let nodes = Arc::new(Mutex::new(addrs.to_vec()));
+        let acknowledged: Acknowledged = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let first_ack_after_mark = Arc::new(Mutex::new(None));
+        let mark = Arc::new(Mutex::new(None));
+        let writers = (1..=streams)
+            .map(|stream| {
+                let (nodes, acknowledged, stop) =
+                    (nodes.clone(), acknowledged.clone(), stop.clone());
+                let (first, mark) = (first_ack_after_mark.clone(), mark.clone());
+                std::thread::spawn(move || writer(stream, nodes, acknowledged, stop, first, mark))
+            })
+            .collect();
+        Load { nodes, acknowledged, stop, first_ack_after_mark, mark, writers }
+    }
+
+    fn acked(&self) -> usize {
+        self.acknowledged.lock().expect("lock").len()
+    }
+
+    /// Waits until `more` acknowledgements beyond the current count arrived.
+    fn wait_for_more(&self, more: usize, timeout: Duration) {
+        let target = self.acked() + more;
+        wait_until(timeout, || self.acked() >= target);
+    }
+
+    /// Marks now (a fault injected): `since_mark` then tells when the first write after it
+    /// was acknowledged.
+    fn mark(&self) {
+        *self.first_ack_after_mark.lock().expect("lock") = None;
+        *self.mark.lock().expect("lock") = Some(Instant::now());
+    }
+
+    fn since_mark(&self, timeout: Duration) -> Duration {
+        wait_until(timeout, || self.first_ack_after_mark.lock().expect("lock").is_some());
+        let mark = self.mark.lock().expect("lock").expect("marked");
+        let first = self.first_ack_after_mark.lock().expect("lock").expect("acknowledged");
+        first.duration_since(mark)
+    }
+
+    /// Stops the writers (each finishes the command it holds) and returns what was acknowledged.
+    fn finish(self) -> BTreeMap<u128, ResultCode> {
+        self.stop.store(true, Ordering::Release);
+        for writer in self.writers {
+            writer.join().expect("writer");
+        }
+        let _ = self.nodes;
+        self.acknowledged.lock().expect("lock").clone()
+    }
+}
+
+/// Every acknowledged transaction is on the group's primary with the same result, and the
+/// users hold exactly what was deposited. Reads through a group client given every address.
+fn verify(addrs: &[std::net::SocketAddr], acknowledged: &BTreeMap<u128, ResultCode>) {
+    let (id, secret) = crate::harness::credentials("reader");
+    let credentials = protocol::auth::ClientCredentials::new(&id, secret).expect("credentials");
+    let addrs: Vec<String> = addrs.iter().map(ToString::to_string).collect();
+    let mut reader = GroupClient::connect(&addrs, &credentials, crate::harness::options(), 15_000)
+        .expect("a node serves");
+    for (tx_id, result) in acknowledged {
+        let tx =
+            reader.tx(TxId(*tx_id)).expect("query").unwrap_or_else(|| panic!("tx {tx_id:x} lost"));
+        assert_eq!(tx.result, *result, "tx {tx_id:x}");
+    }
+    let mut total_minor = 0;
+    for index in 0..USERS {
+        let view = reader.account(&key(&user(index))).expect("query").expect("account");
+        total_minor += view.available_minor + view.frozen_minor;
+    }
+    assert_eq!(total_minor, DEPOSIT_MINOR * i128::from(USERS), "money conserved");
+}
+
+/// Three etcd members, a primary `a` (with the accounts set up) and a standby `b`.
+fn group() -> (tempfile::TempDir, etcd::local::LocalCluster, Ledgerd, Ledgerd) {
     let etcd_dir = tempfile::tempdir().expect("temp dir");
     let etcd = etcd::local::LocalCluster::start(3, etcd_dir.path()).expect("start 3 etcd members");
     let endpoints = etcd.endpoints().join(",");
-
-    let mut a = start_node(&endpoints, "a");
+    let a = start_node(&endpoints, "a");
     wait_until(Duration::from_secs(20), || role_of(&a) == Some("primary"));
     let b = start_node(&endpoints, "b");
     wait_until(Duration::from_secs(20), || role_of(&b) == Some("standby"));
+    setup(&mut client(&a, "admin"));
+    (etcd_dir, etcd, a, b)
+}
 
-    let mut admin = client(&a, "admin");
-    setup(&mut admin);
+#[test]
+fn a_standby_follows_refuses_and_takes_over_with_every_acknowledged_transaction() {
+    let (_etcd_dir, etcd, mut a, b) = group();
     // The standby refuses, and says where the primary is.
     let mut on_b = client(&b, "writer");
     match on_b.account(&key("user-0")) {
@@ -177,20 +264,8 @@ fn a_standby_follows_refuses_and_takes_over_with_every_acknowledged_transaction(
         }
         other => panic!("a standby answered {other:?}"),
     }
-
-    let nodes = Arc::new(Mutex::new(vec![a.addr, b.addr]));
-    let acknowledged: Acknowledged = Arc::default();
-    let stop = Arc::new(AtomicBool::new(false));
-    let first_ack_after_kill = Arc::new(Mutex::new(None));
-    let killed_at = Arc::new(Mutex::new(None));
-    let writers: Vec<_> = (1..=4u128)
-        .map(|stream| {
-            let (nodes, acknowledged, stop) = (nodes.clone(), acknowledged.clone(), stop.clone());
-            let (first, killed) = (first_ack_after_kill.clone(), killed_at.clone());
-            std::thread::spawn(move || writer(stream, nodes, acknowledged, stop, first, killed))
-        })
-        .collect();
-    wait_until(Duration::from_secs(20), || acknowledged.lock().expect("lock").len() >= 300);
+    let load = Load::start(&[a.addr, b.addr], 4);
+    load.wait_for_more(300, Duration::from_secs(20));
     // The standby keeps up.
     let caught_up = (0..1000).any(|_| {
         std::thread::sleep(Duration::from_millis(10));
@@ -205,46 +280,93 @@ fn a_standby_follows_refuses_and_takes_over_with_every_acknowledged_transaction(
     );
 
     a.kill9();
-    *killed_at.lock().expect("lock") = Some(Instant::now());
+    load.mark();
     wait_until(Duration::from_secs(15), || role_of(&b) == Some("primary"));
-    wait_until(Duration::from_secs(15), || first_ack_after_kill.lock().expect("lock").is_some());
-    let took = {
-        let killed = killed_at.lock().expect("lock").expect("killed");
-        let first = first_ack_after_kill.lock().expect("lock").expect("acknowledged");
-        first.duration_since(killed)
-    };
+    let took = load.since_mark(Duration::from_secs(15));
     assert!(took < Duration::from_secs(5), "failover took {took:?}");
-    let before = acknowledged.lock().expect("lock").len();
-    wait_until(Duration::from_secs(20), || {
-        acknowledged.lock().expect("lock").len() >= before + 200
-    });
-    stop.store(true, Ordering::Release);
-    for writer in writers {
-        writer.join().expect("writer");
-    }
-
-    // Every acknowledged transaction is on the new primary, with the same result. A group
-    // client given the dead node first finds the one that serves.
-    let (id, secret) = crate::harness::credentials("reader");
-    let credentials = protocol::auth::ClientCredentials::new(&id, secret).expect("credentials");
-    let addrs = [a.addr.to_string(), b.addr.to_string()];
-    let mut reader = GroupClient::connect(&addrs, &credentials, crate::harness::options(), 10_000)
-        .expect("a node serves");
-    let acknowledged = acknowledged.lock().expect("lock").clone();
-    for (tx_id, result) in &acknowledged {
-        let tx =
-            reader.tx(TxId(*tx_id)).expect("query").unwrap_or_else(|| panic!("tx {tx_id:x} lost"));
-        assert_eq!(tx.result, *result, "tx {tx_id:x}");
-    }
-    // Money is conserved: the users hold exactly what was deposited.
-    let mut total_minor = 0;
-    for index in 0..USERS {
-        let view = reader.account(&key(&user(index))).expect("query").expect("account");
-        total_minor += view.available_minor + view.frozen_minor;
-    }
-    assert_eq!(total_minor, DEPOSIT_MINOR * i128::from(USERS));
+    load.wait_for_more(200, Duration::from_secs(20));
+    let acknowledged = load.finish();
+    // A group client given the dead node first finds the one that serves.
+    verify(&[a.addr, b.addr], &acknowledged);
     eprintln!(
         "failover: {} acknowledged, first write on the new primary {} ms after kill -9",
+        acknowledged.len(),
+        took.as_millis()
+    );
+    drop(etcd);
+}
+
+#[test]
+fn etcd_member_failures_lose_nothing_and_without_a_quorum_nothing_is_acknowledged() {
+    let (_etcd_dir, mut etcd, a, b) = group();
+    let load = Load::start(&[a.addr, b.addr], 4);
+    load.wait_for_more(200, Duration::from_secs(20));
+
+    // kill -9 the etcd leader under load: writes go on (at most an append's timeout later).
+    let leader = etcd.wait_for_leader(5_000).expect("an etcd leader");
+    etcd.kill(leader).expect("kill the etcd leader");
+    load.mark();
+    let resumed = load.since_mark(Duration::from_secs(15));
+    load.wait_for_more(200, Duration::from_secs(20));
+    etcd.restart(leader).expect("restart it");
+    load.wait_for_more(100, Duration::from_secs(20));
+
+    // Two of three members stopped: no quorum, nothing is acknowledged.
+    let leader = etcd.wait_for_leader(5_000).expect("an etcd leader");
+    let other = (0..3).find(|&member| member != leader).expect("three members");
+    let stopped = [leader, other];
+    for &member in &stopped {
+        etcd.stop(member).expect("SIGSTOP a member");
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let during = load.acked();
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(load.acked(), during, "acknowledged without an etcd quorum");
+    for &member in &stopped {
+        etcd.cont(member).expect("SIGCONT");
+    }
+    load.mark();
+    let back = (0..2000).any(|_| {
+        std::thread::sleep(Duration::from_millis(10));
+        load.first_ack_after_mark.lock().expect("lock").is_some()
+    });
+    assert!(back, "no write after the quorum came back\na:\n{}\nb:\n{}", a.output(), b.output());
+    let regained = load.since_mark(Duration::from_secs(1));
+    load.wait_for_more(200, Duration::from_secs(20));
+    // The primary rides out the outage, or (its lease expired meanwhile: etcd expires leases
+    // after an outage longer than their TTL when the same etcd leader carries on) it exits and
+    // the standby takes over.
+    let served_by = if a.try_metrics().is_some() { "a" } else { "b" };
+    let acknowledged = load.finish();
+    verify(&[a.addr, b.addr], &acknowledged);
+    eprintln!(
+        "etcd faults: {} acknowledged; writes resumed {} ms after the etcd leader's kill, {} ms after the quorum came back (then served by {served_by})",
+        acknowledged.len(),
+        resumed.as_millis(),
+        regained.as_millis()
+    );
+}
+
+#[test]
+fn a_paused_primary_is_replaced_and_acknowledges_nothing_after_it_wakes() {
+    let (_etcd_dir, etcd, mut a, b) = group();
+    let load = Load::start(&[a.addr, b.addr], 4);
+    load.wait_for_more(200, Duration::from_secs(20));
+    // Paused longer than its lease (2 s): the standby claims the leadership and serves.
+    a.signal(libc::SIGSTOP);
+    load.mark();
+    wait_until(Duration::from_secs(15), || role_of(&b) == Some("primary"));
+    let took = load.since_mark(Duration::from_secs(15));
+    load.wait_for_more(100, Duration::from_secs(20));
+    // Woken: its lease is gone and its appends are fenced; it stops and exits.
+    a.signal(libc::SIGCONT);
+    let status = a.wait_exit(Duration::from_secs(15));
+    assert_eq!(status.and_then(|s| s.code()), Some(75), "the old primary exits:\n{}", a.output());
+    load.wait_for_more(100, Duration::from_secs(20));
+    let acknowledged = load.finish();
+    verify(&[a.addr, b.addr], &acknowledged);
+    eprintln!(
+        "pause: {} acknowledged; the new primary served {} ms after SIGSTOP",
         acknowledged.len(),
         took.as_millis()
     );
