@@ -29,7 +29,9 @@
 //! [`ClientError::OutcomeUnknown`] (a SUBMIT, with its `tx_id`s) or [`ClientError::NoAnswer`]
 //! (a query). The client never retries and never guesses: the caller looks the `tx_id`s up or
 //! re-sends the same commands on a new connection, which is safe because a re-sent `tx_id`
-//! with the same content returns its first outcome.
+//! with the same content returns its first outcome. After the server's connection-level
+//! `shutting_down` (it is stopping and answered everything it read), the requests still in
+//! flight were not executed: they end as [`ClientError::Refused`] with that code.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{ErrorKind, Write};
