@@ -152,9 +152,12 @@ impl Engine {
         if !self.ledger.is_retry(record, &cmd.body, digest) {
             return Outcome::rejected(tx_id, ResultCode::TxIdConflict);
         }
+        // The current balances of the record's debit and credit accounts (once each: a
+        // hold's record names its account on both sides).
         let mut balances = Balances::new();
         if record.result == ResultCode::Ok {
-            for account in [record.debit, record.credit] {
+            let credit = (record.credit != record.debit).then_some(record.credit);
+            for account in [Some(record.debit), credit].into_iter().flatten() {
                 if account != NO_ACCOUNT {
                     balances.push(self.ledger.view(AccountId(account)));
                 }

@@ -197,8 +197,9 @@ impl Ledger {
         plan.commit(&mut self.accounts, &mut self.cycles, fx);
         self.pending_settlements += 1;
         fx.transitions.push((tx_id, TxState::PendingSettlement));
-        out.push(self.view(user));
+        // Balances in the record's order, as for every command: debit (the channel), credit.
         out.push(self.view(channel));
+        out.push(self.view(user));
         Ok(Applied::movement(TxState::PendingSettlement, amount_minor, channel, user))
     }
 
@@ -498,10 +499,9 @@ impl Ledger {
             TxKind::Withdraw => self.clearing.forget_withdrawal_fee(target),
             _ => self.clearing.deposit_finished(&mut self.accounts, credit, amount_minor),
         }
-        let (user, channel) =
-            if kind == TxKind::Withdraw { (debit, credit) } else { (credit, debit) };
-        out.push(self.view(user));
-        out.push(self.view(channel));
+        // The target's debit and credit (as for every command), then the fee or risk account.
+        out.push(self.view(debit));
+        out.push(self.view(credit));
         if let Some(account) = third {
             out.push(self.view(account));
         }

@@ -290,9 +290,10 @@ fn deposit_is_available_at_once_and_settles_into_ledger() {
     let outcome = h.run_as(tx, deposit("alice", "bank", "100.00"));
     assert_eq!(outcome.result, ResultCode::Ok);
     assert_eq!(outcome.tx_state, Some(TxState::PendingSettlement));
-    let alice = outcome.balances.as_slice()[0];
+    let [bank, alice] = outcome.balances.as_slice() else { panic!("debit, then credit") };
     assert_eq!((alice.available_minor, alice.frozen_minor, alice.ledger_minor), (10_000, 0, 0));
     assert_eq!(h.bal("bank"), (-10_000, 0, 0));
+    assert_eq!(bank.available_minor, -10_000);
 
     h.rejects(CommandBody::SettleConfirm { target: tx }, ResultCode::IllegalTransition);
     h.ok(CommandBody::SettleBegin { target: tx });

@@ -44,3 +44,25 @@ pub fn admit(role: Option<Role>, message: &Message) -> Result<(), ErrorCode> {
         None => Err(ErrorCode::NotAuthenticated),
     }
 }
+
+/// The message of a `Forbidden` refusal of `message` for `role`, in words: which role, and
+/// which request or command (the first one of a SUBMIT the role may not send).
+pub fn forbidden_message(role: Role, message: &Message) -> String {
+    let role_name = role.name();
+    match message {
+        Message::Submit(commands) => {
+            let refused = commands
+                .iter()
+                .enumerate()
+                .find(|(_, (_, body))| !role.allows_command(body.kind()));
+            match refused {
+                Some((index, (_, body))) => format!(
+                    "role {role_name} may not submit {} (command {index})",
+                    body.kind().name()
+                ),
+                None => format!("role {role_name} may not send SUBMIT"),
+            }
+        }
+        other => format!("role {role_name} may not send {}", other.op()),
+    }
+}

@@ -29,7 +29,9 @@
 //! [`ClientError::OutcomeUnknown`] (a SUBMIT, with its `tx_id`s) or [`ClientError::NoAnswer`]
 //! (a query). The client never retries and never guesses: the caller looks the `tx_id`s up or
 //! re-sends the same commands on a new connection, which is safe because a re-sent `tx_id`
-//! with the same content returns its first outcome.
+//! with the same content returns its first outcome. After the server's connection-level
+//! `shutting_down` (it is stopping and answered everything it read), the requests still in
+//! flight were not executed: they end as [`ClientError::Refused`] with that code.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{ErrorKind, Write};
@@ -233,6 +235,9 @@ pub struct Client {
     ready: VecDeque<(RequestId, Result<Reply, ClientError>)>,
     /// Why the connection is closed, once it is.
     broken: Option<String>,
+    /// The server stopped (a connection-level `shutting_down`): every request still in flight
+    /// was not executed.
+    server_stopped: Option<ErrorReply>,
 }
 
 /// The request id of HELLO; requests after it count up from 2.
@@ -265,6 +270,7 @@ impl Client {
             in_flight: BTreeMap::new(),
             ready: VecDeque::new(),
             broken: None,
+            server_stopped: None,
         };
         client.session = client.handshake(credentials, deadline)?;
         Ok(client)
@@ -448,7 +454,9 @@ impl Client {
             }
             if let Some(reason) = &self.broken {
                 return match self.in_flight.pop_first() {
-                    Some((id, request)) => Err(lost(RequestId(id), request, reason)),
+                    Some((id, request)) => {
+                        Err(lost(RequestId(id), request, reason, self.server_stopped.as_ref()))
+                    }
                     None => Err(ClientError::Closed { reason: reason.clone() }),
                 };
             }
@@ -516,7 +524,9 @@ impl Client {
             }
             if let Some(reason) = &self.broken {
                 return match self.in_flight.remove(&request_id.0) {
-                    Some(request) => Err(lost(request_id, request, reason)),
+                    Some(request) => {
+                        Err(lost(request_id, request, reason, self.server_stopped.as_ref()))
+                    }
                     None => Err(ClientError::Closed { reason: reason.clone() }),
                 };
             }
@@ -565,7 +575,11 @@ impl Client {
         if request_id == RequestId::CONNECTION {
             return Err(match frame.message {
                 Message::Error(ErrorReply { code, message }) => {
-                    format!("the server closed the connection: {code}: {message}")
+                    let reason = format!("the server closed the connection: {code}: {message}");
+                    if code == ErrorCode::ShuttingDown {
+                        self.server_stopped = Some(ErrorReply { code, message });
+                    }
+                    reason
                 }
                 other => format!("{} with request id 0", other.op()),
             });
@@ -745,8 +759,18 @@ fn connect_any(
     Err(ClientError::Connect { addr: described, source: last_error })
 }
 
-/// The error for a request whose answer will never come.
-fn lost(request_id: RequestId, request: InFlight, reason: &str) -> ClientError {
+/// The error for a request whose answer will never come: `Refused` when the server said it
+/// stopped (it answers every request it executes before it says so), else `OutcomeUnknown`
+/// for a SUBMIT and `NoAnswer` for the others.
+fn lost(
+    request_id: RequestId,
+    request: InFlight,
+    reason: &str,
+    server_stopped: Option<&ErrorReply>,
+) -> ClientError {
+    if let Some(ErrorReply { code, message }) = server_stopped {
+        return ClientError::Refused { request_id, code: *code, message: message.clone() };
+    }
     match request.op {
         Op::Submit => ClientError::OutcomeUnknown {
             request_id,

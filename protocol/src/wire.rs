@@ -15,19 +15,24 @@ use engine::{AccountView, BalanceView, CommandBody, Outcome, ResultCode, TxId, T
 use crate::auth::{Role, Secret};
 use crate::limits::{
     AMOUNT_SCALE_MAX, BALANCES_LEN_MAX, BATCH_LEN_MAX, BODY_LEN_BYTES_MAX,
-    COMMAND_BODY_LEN_BYTES_MAX, ERROR_MESSAGE_LEN_BYTES_MAX, PROTOCOL_VERSION,
+    COMMAND_BODY_LEN_BYTES_MAX, ERROR_MESSAGE_LEN_BYTES_MAX, MAGIC, PROTOCOL_VERSION,
 };
 
 mod buffer;
 mod decode;
 mod encode;
 pub mod fuzz;
+mod rules;
 
 pub use buffer::{FrameBuffer, FrameError};
-pub use decode::{decode_body, decode_frame};
+pub use decode::{decode_body, decode_frame, decode_request_body};
 pub use encode::{
     encode_account_reply, encode_error, encode_exposure_reply, encode_frame, encode_submit,
     encode_submit_reply, encode_tx_reply,
+};
+pub use rules::{
+    account_no_char_allowed, amount_is_canonical, check_account_no, RequestRules,
+    ACCOUNT_NO_REFUSED,
 };
 
 /// The id a client gives a request; its reply carries the same id. `0` is reserved for ERROR
@@ -533,7 +538,7 @@ pub enum DecodeError {
         needed_bytes: u32,
     },
     /// The frame does not start with `LDGR`.
-    #[error("bad magic {found:02x?}, expected \"LDGR\"")]
+    #[error("the frame starts with 0x{:08x}, not with \"LDGR\" (0x{:08x})", u32::from_be_bytes(*found), u32::from_be_bytes(MAGIC))]
     BadMagic {
         /// The first four bytes.
         found: [u8; 4],
@@ -564,11 +569,25 @@ pub enum DecodeError {
         /// Over the received bytes.
         computed: u32,
     },
-    /// Request id 0 on anything but an ERROR.
-    #[error("{op} with request id 0 (reserved for connection-level errors)")]
+    /// Request id 0 on anything but an ERROR (or, from a client, on anything).
+    #[error("{} with request id 0 (reserved for the server's connection-level errors)", Op::from_u8(*op).map_or_else(|| format!("op 0x{op:02x}"), |op| op.name().to_string()))]
     RequestIdZero {
+        /// The op byte.
+        op: u8,
+    },
+    /// A request other than HELLO or PING before HELLO succeeded.
+    #[error("{} before HELLO: send HELLO first", Op::from_u8(*op).map_or_else(|| format!("op 0x{op:02x}"), |op| op.name().to_string()))]
+    NotAuthenticated {
+        /// The op byte (maybe unknown).
+        op: u8,
+    },
+    /// A known op that a client may not send here: a reply op, or HELLO after HELLO_OK.
+    #[error("{op} {reason}")]
+    UnexpectedOperation {
         /// The op.
         op: Op,
+        /// Why, in words.
+        reason: &'static str,
     },
     /// The op byte names no operation.
     #[error("unknown operation {op:#04x}")]
@@ -608,13 +627,22 @@ pub enum DecodeError {
         /// Which field.
         field: &'static str,
     },
-    /// A SUBMIT (or SUBMIT_REPLY) with more entries than [`BATCH_LEN_MAX`].
-    #[error("{op}: batch of {len} is above {BATCH_LEN_MAX}")]
+    /// A SUBMIT (or SUBMIT_REPLY) with more entries than [`BATCH_LEN_MAX`], or than the
+    /// `batch_len_max` the server announced.
+    #[error("{op} of {len} commands: at most {len_max} per {op}")]
     BatchTooLarge {
         /// The op.
         op: Op,
         /// The count field.
         len: u32,
+        /// The largest count allowed.
+        len_max: u32,
+    },
+    /// A SUBMIT entry whose `tx_id` is 0.
+    #[error("SUBMIT command {index}: tx_id 0 is reserved (it names no transaction)")]
+    TxIdZero {
+        /// Position in the batch, from 0.
+        index: u32,
     },
     /// A SUBMIT command body that is not a valid bincode `CommandBody`.
     #[error("SUBMIT command {index}: {reason}")]
@@ -643,6 +671,21 @@ pub enum DecodeError {
         /// The scale.
         scale: u8,
     },
+    /// A SUBMIT amount with a trailing zero decimal (not its one canonical encoding).
+    #[error(
+        "SUBMIT command {index}: amount {mantissa} × 10^-{scale} has a trailing zero decimal; \
+         its one encoding is {} × 10^-{}",
+        engine::Amount { mantissa: *mantissa, scale: *scale }.normalized().mantissa,
+        engine::Amount { mantissa: *mantissa, scale: *scale }.normalized().scale
+    )]
+    AmountNotCanonical {
+        /// Position in the batch, from 0.
+        index: u32,
+        /// The mantissa sent.
+        mantissa: i128,
+        /// The scale sent.
+        scale: u8,
+    },
 }
 
 impl DecodeError {
@@ -654,6 +697,8 @@ impl DecodeError {
             | DecodeError::ReservedNotZero { .. }
             | DecodeError::ChecksumMismatch { .. }
             | DecodeError::RequestIdZero { .. } => ErrorCode::MalformedFrame,
+            DecodeError::NotAuthenticated { .. } => ErrorCode::NotAuthenticated,
+            DecodeError::UnexpectedOperation { .. } => ErrorCode::UnexpectedOperation,
             DecodeError::UnsupportedVersion { .. } => ErrorCode::UnsupportedVersion,
             DecodeError::FrameTooLarge { .. } => ErrorCode::FrameTooLarge,
             DecodeError::UnknownOperation { .. } => ErrorCode::UnknownOperation,
@@ -661,10 +706,13 @@ impl DecodeError {
             | DecodeError::TrailingBytes { .. }
             | DecodeError::InvalidField { .. }
             | DecodeError::NotUtf8 { .. }
-            | DecodeError::MalformedCommand { .. } => ErrorCode::MalformedBody,
+            | DecodeError::MalformedCommand { .. }
+            | DecodeError::TxIdZero { .. } => ErrorCode::MalformedBody,
             DecodeError::BatchTooLarge { .. } => ErrorCode::BatchTooLarge,
             DecodeError::BadAccountNo { .. } => ErrorCode::BadAccountNo,
-            DecodeError::MalformedAmount { .. } => ErrorCode::MalformedAmount,
+            DecodeError::MalformedAmount { .. } | DecodeError::AmountNotCanonical { .. } => {
+                ErrorCode::MalformedAmount
+            }
         }
     }
 
@@ -691,6 +739,20 @@ pub enum EncodeError {
         /// The scale.
         scale: u8,
     },
+    /// A SUBMIT entry whose `tx_id` is 0 (reserved: it names no transaction).
+    #[error("command {index}: tx_id 0 is reserved (it names no transaction)")]
+    TxIdZero {
+        /// Position in the batch.
+        index: u32,
+    },
+    /// An account number a server refuses (a space or an invisible character).
+    #[error("{}account number {reason}", .index.map(|i| format!("command {i}: ")).unwrap_or_default())]
+    BadAccountNo {
+        /// Position in the batch (`None`: a query).
+        index: Option<u32>,
+        /// Why.
+        reason: String,
+    },
     /// A field breaks its rule (named in the message).
     #[error("cannot encode: {what}")]
     Invalid {
@@ -703,44 +765,6 @@ pub enum EncodeError {
         /// The body's length.
         body_len_bytes: u64,
     },
-}
-
-/// The largest scale among the amounts of `body`, if it has any amount.
-pub(crate) fn amount_scale_max(body: &CommandBody) -> Option<u8> {
-    let limits_scale = |limits: &engine::AccountLimits| {
-        let tx = limits.tx_amount_max.map(|amount| amount.scale);
-        let daily = limits.daily_debit_max.map(|amount| amount.scale);
-        let exposure = limits.exposure_max.map(|amount| amount.scale);
-        tx.max(daily).max(exposure)
-    };
-    match body {
-        CommandBody::DefineCurrency { .. }
-        | CommandBody::SetAccountStatus { .. }
-        | CommandBody::Unfreeze { .. }
-        | CommandBody::SettleBegin { .. }
-        | CommandBody::SettleConfirm { .. }
-        | CommandBody::SettleFail { .. }
-        | CommandBody::SetSettlementCycle { .. }
-        | CommandBody::Cutover { .. } => None,
-        CommandBody::OpenAccount { limits, .. } | CommandBody::SetAccountLimits { limits, .. } => {
-            limits_scale(limits)
-        }
-        CommandBody::Deposit { amount, .. }
-        | CommandBody::Withdraw { amount, .. }
-        | CommandBody::Transfer { amount, .. }
-        | CommandBody::Freeze { amount, .. }
-        | CommandBody::Capture { amount, .. }
-        | CommandBody::Refund { amount, .. } => Some(amount.scale),
-        CommandBody::SetFee { fixed, .. } => Some(fixed.scale),
-    }
-}
-
-/// Checks the amounts of `body` (index is its position in the batch).
-pub(crate) fn check_amounts(index: u32, body: &CommandBody) -> Result<(), (u32, u8)> {
-    match amount_scale_max(body) {
-        Some(scale) if scale > AMOUNT_SCALE_MAX => Err((index, scale)),
-        Some(_) | None => Ok(()),
-    }
 }
 
 const _: () = assert!(COMMAND_BODY_LEN_BYTES_MAX as u32 <= u16::MAX as u32);

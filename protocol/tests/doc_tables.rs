@@ -6,7 +6,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use engine::{AccountNo, FeeKind, ResultCode, TxId, TxKind, TxState};
+use engine::{
+    AccountKind, AccountLimits, AccountNo, AccountStatus, Amount, Command, CommandBody,
+    CurrencyCode, Effects, Engine, EngineConfig, FeeKind, ResultCode, TxId, TxKind, TxState,
+    BUILTIN_CURRENCIES,
+};
+use protocol::wire::ACCOUNT_NO_REFUSED;
 use protocol::{ErrorCode, Message, Op, Role};
 
 const PROTOCOL_MD: &str = include_str!("../PROTOCOL.md");
@@ -177,4 +182,328 @@ fn enum_types_in_protocol_md_match_format_md_and_the_code() {
         FeeKind::ALL.into_iter().map(|kind| format!("{} `{kind:?}`", kind as u8)).collect();
     let documented = wire["`FeeKind`"].split_once(": ").expect("`u32` variant index: ...").1;
     assert_eq!(documented, fee_kinds.join(", "), "FeeKind::ALL in PROTOCOL.md");
+}
+
+/// One command of the walk below: what it is, and which account and transaction each role
+/// word of PROTOCOL.md's table names in it.
+struct Step {
+    body: CommandBody,
+    /// Role word (`account`, `channel`, `fee account`, ...) -> account number.
+    accounts: &'static [(&'static str, &'static str)],
+    /// Role word (`hold`, `target`, `original`) -> tx_id.
+    linked: Option<(&'static str, u128)>,
+}
+
+fn amt(mantissa: i128) -> Amount {
+    Amount { mantissa, scale: 0 }
+}
+
+fn usd() -> CurrencyCode {
+    CurrencyCode::new("USD").expect("code")
+}
+
+fn no(text: &str) -> AccountNo {
+    AccountNo::new(text.as_bytes()).expect("valid")
+}
+
+/// One command per kind, in kind order (tx_id = 100 + kind), on a ledger with alice (funded),
+/// bob, the channel `bank`, the fee account `fees` (every fee 1 USD), the T+1 clearing account
+/// `t1clr`, and a hold to capture (tx 50) and a withdrawal to fail (tx 51, settling).
+fn walk() -> Vec<Step> {
+    let fee = |kind| CommandBody::SetFee {
+        kind,
+        currency: usd(),
+        fee_account_no: no("fees"),
+        fixed: amt(1),
+        rate_bps: 0,
+    };
+    vec![
+        Step {
+            body: CommandBody::DefineCurrency {
+                code: CurrencyCode::new("XTS").expect("code"),
+                scale: 2,
+            },
+            accounts: &[],
+            linked: None,
+        },
+        Step {
+            body: CommandBody::OpenAccount {
+                account_no: no("carol"),
+                user_id: 3,
+                currency: usd(),
+                kind: AccountKind::User,
+                limits: AccountLimits::default(),
+            },
+            accounts: &[("account", "carol")],
+            linked: None,
+        },
+        Step {
+            body: CommandBody::SetAccountStatus {
+                account_no: no("carol"),
+                status: AccountStatus::DebitFrozen,
+            },
+            accounts: &[("account", "carol")],
+            linked: None,
+        },
+        Step {
+            body: CommandBody::SetAccountLimits {
+                account_no: no("carol"),
+                limits: AccountLimits::default(),
+            },
+            accounts: &[("account", "carol")],
+            linked: None,
+        },
+        Step {
+            body: CommandBody::Deposit {
+                account_no: no("alice"),
+                channel_no: no("bank"),
+                amount: amt(100),
+            },
+            accounts: &[("account", "alice"), ("channel", "bank")],
+            linked: None,
+        },
+        Step {
+            body: CommandBody::Withdraw {
+                account_no: no("alice"),
+                channel_no: no("bank"),
+                amount: amt(10),
+            },
+            accounts: &[("account", "alice"), ("channel", "bank"), ("fee account", "fees")],
+            linked: None,
+        },
+        Step {
+            body: CommandBody::Transfer { from: no("alice"), to: no("bob"), amount: amt(10) },
+            accounts: &[("from", "alice"), ("to", "bob"), ("fee account", "fees")],
+            linked: None,
+        },
+        Step {
+            body: CommandBody::Freeze {
+                account_no: no("alice"),
+                amount: amt(20),
+                expires_ns: None,
+            },
+            accounts: &[("hold's account", "alice")],
+            linked: None,
+        },
+        Step {
+            body: CommandBody::Unfreeze { hold: TxId(107) },
+            accounts: &[("hold's account", "alice")],
+            linked: Some(("hold", 107)),
+        },
+        Step {
+            body: CommandBody::Capture { hold: TxId(50), to: no("bob"), amount: amt(5) },
+            accounts: &[("hold's account", "alice"), ("to", "bob"), ("fee account", "fees")],
+            linked: Some(("hold", 50)),
+        },
+        Step {
+            body: CommandBody::SettleBegin { target: TxId(104) },
+            accounts: &[("target's debit", "bank"), ("target's credit", "alice")],
+            linked: Some(("target", 104)),
+        },
+        Step {
+            body: CommandBody::SettleConfirm { target: TxId(104) },
+            accounts: &[("target's debit", "bank"), ("target's credit", "alice")],
+            linked: Some(("target", 104)),
+        },
+        Step {
+            body: CommandBody::SettleFail { target: TxId(51) },
+            accounts: &[
+                ("target's debit", "alice"),
+                ("target's credit", "bank"),
+                ("fee or risk account", "fees"),
+            ],
+            linked: Some(("target", 51)),
+        },
+        Step {
+            body: CommandBody::Refund { original: TxId(106), amount: amt(3) },
+            accounts: &[("original's credit", "bob"), ("original's debit", "alice")],
+            linked: Some(("original", 106)),
+        },
+        Step { body: fee(FeeKind::Transfer), accounts: &[("fee account", "fees")], linked: None },
+        Step {
+            body: CommandBody::SetSettlementCycle {
+                account_no: no("bob"),
+                t1_clearing_no: Some(no("t1clr")),
+            },
+            accounts: &[("account", "bob")],
+            linked: None,
+        },
+        Step {
+            body: CommandBody::Cutover { business_date: 20_260_102 },
+            accounts: &[],
+            linked: None,
+        },
+    ]
+}
+
+/// The ledger the walk starts from.
+fn walk_engine() -> (Engine, Effects, u64) {
+    let mut engine = Engine::new(EngineConfig::default());
+    let mut effects = Effects::default();
+    let mut now_ns = 1_700_000_000_000_000_000;
+    let mut run = |engine: &mut Engine, tx_id: u128, body: CommandBody| {
+        now_ns += 1;
+        let outcome =
+            engine.apply(&Command { tx_id: TxId(tx_id), timestamp_ns: now_ns, body }, &mut effects);
+        assert_eq!(outcome.result, ResultCode::Ok, "setup {tx_id}: {body:?}");
+    };
+    for (index, (account, kind)) in [
+        ("alice", AccountKind::User),
+        ("bob", AccountKind::User),
+        ("bank", AccountKind::System),
+        ("fees", AccountKind::System),
+        ("t1clr", AccountKind::System),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let body = CommandBody::OpenAccount {
+            account_no: no(account),
+            user_id: index as u64,
+            currency: usd(),
+            kind,
+            limits: AccountLimits::default(),
+        };
+        run(&mut engine, 1 + index as u128, body);
+    }
+    for (index, kind) in FeeKind::ALL.into_iter().enumerate() {
+        let body = CommandBody::SetFee {
+            kind,
+            currency: usd(),
+            fee_account_no: no("fees"),
+            fixed: amt(1),
+            rate_bps: 0,
+        };
+        run(&mut engine, 10 + index as u128, body);
+    }
+    run(
+        &mut engine,
+        20,
+        CommandBody::Deposit {
+            account_no: no("alice"),
+            channel_no: no("bank"),
+            amount: amt(1_000),
+        },
+    );
+    run(
+        &mut engine,
+        50,
+        CommandBody::Freeze { account_no: no("alice"), amount: amt(50), expires_ns: None },
+    );
+    run(
+        &mut engine,
+        51,
+        CommandBody::Withdraw { account_no: no("alice"), channel_no: no("bank"), amount: amt(7) },
+    );
+    run(&mut engine, 52, CommandBody::SettleBegin { target: TxId(51) });
+    (engine, effects, now_ns)
+}
+
+/// A cell naming roles (`a, b`) or none (`—`).
+fn roles(cell: &str) -> Vec<&str> {
+    match cell {
+        "—" => Vec::new(),
+        roles => roles.split(", ").collect(),
+    }
+}
+
+#[test]
+fn what_each_command_answers_and_records_is_what_protocol_md_says() {
+    let rows = table(PROTOCOL_MD, "| kind | `tx_state` after | balances, in order |");
+    assert_eq!(rows.len(), TxKind::ALL.len(), "one row per kind");
+    let (mut engine, mut effects, mut now_ns) = walk_engine();
+    for ((row, kind), step) in rows.iter().zip(TxKind::ALL).zip(walk()) {
+        assert_eq!(row[0].trim_matches('`'), kind.name(), "rows in kind order");
+        assert_eq!(step.body.kind(), kind, "the walk in kind order");
+        let tx_id = TxId(100 + kind as u128);
+        now_ns += 1;
+        let command = Command { tx_id, timestamp_ns: now_ns, body: step.body };
+        let outcome = engine.apply(&command, &mut effects);
+        assert_eq!(outcome.result, ResultCode::Ok, "{kind:?}");
+        let role_account = |role: &str| {
+            let found = step.accounts.iter().find(|(word, _)| *word == role);
+            found.unwrap_or_else(|| panic!("{kind:?}: no account for role {role:?}")).1
+        };
+        let name =
+            |state: Option<TxState>| state.map_or("none".into(), |s| format!("`{}`", s.name()));
+        assert_eq!(row[1], name(outcome.tx_state), "{kind:?}: tx_state");
+        let names = |engine: &Engine, balances: &engine::Balances| -> Vec<String> {
+            let views = balances.as_slice().iter();
+            views
+                .map(|view| engine.account_by_id(view.account).account_no.as_str().into())
+                .collect()
+        };
+        let balances = names(&engine, &outcome.balances);
+        let documented: Vec<&str> = roles(row[2]).into_iter().map(role_account).collect();
+        assert_eq!(balances, documented, "{kind:?}: balances");
+        // A duplicate: the same first result, the record's accounts (debit, credit) now.
+        let again = engine.apply(&command, &mut effects);
+        assert!(again.duplicate && again.result == ResultCode::Ok, "{kind:?}");
+        let tx = engine.tx(tx_id).expect("remembered");
+        let account = |account_no: Option<AccountNo>| account_no.map(|no| no.as_str().to_string());
+        let expected = |cell: &str| (cell != "—").then(|| role_account(cell).to_string());
+        assert_eq!(account(tx.debit), expected(row[3]), "{kind:?}: TX debit");
+        assert_eq!(account(tx.credit), expected(row[4]), "{kind:?}: TX credit");
+        let mut again_accounts: Vec<String> =
+            [tx.debit, tx.credit].into_iter().flatten().map(|n| n.as_str().to_string()).collect();
+        again_accounts.dedup();
+        assert_eq!(
+            names(&engine, &again.balances),
+            again_accounts,
+            "{kind:?}: a duplicate's balances"
+        );
+        assert_eq!(again.tx_state, tx.state, "{kind:?}: a duplicate's state is the current one");
+        let amount_minor = match row[5] {
+            "0" => 0,
+            "the amount" => match step.body {
+                CommandBody::Deposit { amount, .. }
+                | CommandBody::Withdraw { amount, .. }
+                | CommandBody::Transfer { amount, .. }
+                | CommandBody::Freeze { amount, .. }
+                | CommandBody::Capture { amount, .. }
+                | CommandBody::Refund { amount, .. } => amount.mantissa * 100,
+                other => panic!("{other:?} has no amount"),
+            },
+            "what the hold still held" => 2_000,
+            other => panic!("{kind:?}: amount cell {other:?}"),
+        };
+        assert_eq!(tx.amount_minor, amount_minor, "{kind:?}: TX amount_minor");
+        let linked = match row[6] {
+            "—" => None,
+            role => {
+                let (word, linked) = step.linked.unwrap_or_else(|| panic!("{kind:?}: linked"));
+                assert_eq!(role, word, "{kind:?}: linked role");
+                Some(TxId(linked))
+            }
+        };
+        assert_eq!(tx.linked, linked, "{kind:?}: TX linked");
+    }
+}
+
+#[test]
+fn builtin_currencies_in_protocol_md_match_the_engine() {
+    let rows = table(PROTOCOL_MD, "| currency | scale |");
+    let documented: Vec<(String, u8)> = rows
+        .iter()
+        .map(|row| (row[0].trim_matches('`').to_string(), row[1].parse().expect("a scale")))
+        .collect();
+    let engine: Vec<(String, u8)> =
+        BUILTIN_CURRENCIES.iter().map(|(code, scale)| (code.to_string(), *scale)).collect();
+    assert_eq!(documented, engine);
+}
+
+#[test]
+fn refused_account_number_characters_in_protocol_md_match_the_code() {
+    let rows = table(PROTOCOL_MD, "| from | to | what |");
+    let documented: Vec<(u32, u32)> = rows
+        .iter()
+        .map(|row| {
+            let code = |cell: &str| {
+                let hex = cell.trim_matches('`').strip_prefix("U+").expect("U+XXXX");
+                u32::from_str_radix(hex, 16).expect("hex")
+            };
+            (code(row[0]), code(row[1]))
+        })
+        .collect();
+    assert_eq!(documented, ACCOUNT_NO_REFUSED.to_vec());
 }

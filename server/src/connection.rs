@@ -22,12 +22,13 @@ use runtime::{
     Answer, NewCommand, Producer, Query, QueryAnswer, Refused, Replies, Reply, RequestError,
 };
 
-use protocol::access::admit;
+use protocol::access::{admit, forbidden_message};
 use protocol::auth::{Credentials, Role};
 use protocol::limits::{BATCH_LEN_MAX, READ_CHUNK_LEN_BYTES};
 use protocol::wire::{
     encode_account_reply, encode_error, encode_exposure_reply, encode_frame, encode_submit_reply,
     encode_tx_reply, ErrorCode, ExposureReply, Frame, FrameBuffer, HelloOk, Message, RequestId,
+    RequestRules,
 };
 
 use super::doorbell::ConnectionNotify;
@@ -39,6 +40,16 @@ use super::metrics::Metrics;
 pub(crate) const OUT_LEN_BYTES_HIGH: usize = 64 * 1024;
 /// Reads from one socket per turn, so a client that sends a lot cannot starve the others.
 const READS_PER_TURN_MAX: u32 = 16;
+/// After its last frame (a closing ERROR, or the server's `shutting_down`), a connection
+/// half-closes and discards what the client still sends, for at most this long, before it
+/// closes: closing a socket with unread input resets it, which can destroy replies still on
+/// their way to the client.
+pub(crate) const CLOSE_LINGER: Duration = Duration::from_millis(500);
+/// Bytes discarded per read while lingering.
+const DISCARD_CHUNK_LEN_BYTES: usize = 4_096;
+/// The message of the connection-level `shutting_down` the server sends when it stops.
+const SHUTDOWN_MESSAGE: &str =
+    "the server is stopping: every request on this connection without a reply was not executed";
 
 /// What a connection needs from the server.
 pub(crate) struct Context {
@@ -95,6 +106,12 @@ pub(crate) struct Connection {
     /// No more reading: end of stream, a read error, or the server is stopping. The requests
     /// already read are still answered.
     read_done: bool,
+    /// The server is stopping: once every request read is answered, the connection sends a
+    /// connection-level `shutting_down` and closes.
+    stopping: bool,
+    /// Since when the last frame is written and the connection waits for the client to close
+    /// (at most `CLOSE_LINGER`).
+    lingering_since: Option<Instant>,
     /// Whole frames may wait in `frames` (the last turn stopped taking them).
     frames_pending: bool,
     /// A closing ERROR is queued: write what is queued, then close. Nothing more is read or
@@ -127,6 +144,8 @@ impl Connection {
             stalled: None,
             readable: true,
             read_done: false,
+            stopping: false,
+            lingering_since: None,
             frames_pending: false,
             closing: false,
             broken: false,
@@ -139,9 +158,11 @@ impl Connection {
         &mut self.stream
     }
 
-    /// Stops reading the socket (the server is stopping); requests already read are answered.
+    /// Stops reading the socket (the server is stopping); requests already read are answered,
+    /// then the connection says `shutting_down` and closes.
     pub(crate) fn stop_reading(&mut self) {
         self.read_done = true;
+        self.stopping = true;
     }
 
     /// Gives up on the connection (its client does not read): the next turn closes it.
@@ -153,6 +174,12 @@ impl Connection {
     pub(crate) fn write_timed_out(&self, now: Instant, timeout: Duration) -> bool {
         self.write_blocked_since
             .is_some_and(|since| now.saturating_duration_since(since) >= timeout)
+    }
+
+    /// Whether the connection waited `CLOSE_LINGER` for its client to close.
+    pub(crate) fn linger_expired(&self, now: Instant) -> bool {
+        self.lingering_since
+            .is_some_and(|since| now.saturating_duration_since(since) >= CLOSE_LINGER)
     }
 
     /// Closes the socket in both directions (the event loop deregisters it first).
@@ -201,16 +228,32 @@ impl Connection {
                 break;
             }
         }
-        if self.closing {
-            return if self.out_written == self.out.len() { After::Done } else { After::Waiting };
-        }
-        if self.stalled.is_some() {
+        if self.stalled.is_some() && !self.closing {
             return After::Stalled;
         }
         let finished = self.read_done
             && self.in_flight == 0
             && !self.frames_pending
             && self.out_written == self.out.len();
+        if finished && self.stopping && !self.closing {
+            // Every request read is answered: say so, then close like after any closing ERROR.
+            self.error(
+                RequestId::CONNECTION,
+                ErrorCode::ShuttingDown,
+                SHUTDOWN_MESSAGE,
+                true,
+                &context.metrics,
+            );
+            if !self.flush(now) {
+                return if self.broken { After::Done } else { After::Waiting };
+            }
+        }
+        if self.closing {
+            if self.out_written < self.out.len() {
+                return After::Waiting;
+            }
+            return self.linger(now);
+        }
         if finished {
             return After::Done;
         }
@@ -218,6 +261,30 @@ impl Connection {
             return After::Again;
         }
         After::Waiting
+    }
+
+    /// The last frame is written: half-close, then discard what the client still sends until
+    /// it closes or `CLOSE_LINGER` passed.
+    fn linger(&mut self, now: Instant) -> After {
+        let since = *self.lingering_since.get_or_insert_with(|| {
+            let _ = self.stream.shutdown(Shutdown::Write);
+            now
+        });
+        let mut discard = [0u8; DISCARD_CHUNK_LEN_BYTES];
+        for _ in 0..READS_PER_TURN_MAX {
+            match (&self.stream).read(&mut discard) {
+                Ok(0) => return After::Done,
+                Ok(_) => {}
+                Err(error) if error.kind() == ErrorKind::WouldBlock => break,
+                Err(error) if error.kind() == ErrorKind::Interrupted => {}
+                Err(_) => return After::Done,
+            }
+        }
+        if now.saturating_duration_since(since) >= CLOSE_LINGER {
+            After::Done
+        } else {
+            After::Waiting
+        }
     }
 
     /// Whether the connection may handle another request now.
@@ -259,7 +326,11 @@ impl Connection {
                     self.frames_pending = true;
                     return;
                 }
-                match self.frames.next_frame() {
+                let rules = RequestRules {
+                    authenticated: self.role.is_some(),
+                    batch_len_max: context.batch_len_max,
+                };
+                match self.frames.next_request(rules) {
                     Ok(Some(frame)) => self.request(frame, context),
                     Ok(None) => break,
                     Err(error) => {
@@ -352,14 +423,16 @@ impl Connection {
         let metrics = &*context.metrics;
         metrics.frames_in.fetch_add(1, Ordering::Relaxed);
         let request_id = frame.request_id;
+        // The decoder already refused what the connection does not admit before a body
+        // (`RequestRules`); what is left is the role's rule for the decoded request.
         if let Err(code) = admit(self.role, &frame.message) {
-            let message = match code {
-                ErrorCode::NotAuthenticated => "send HELLO first",
-                ErrorCode::Forbidden => "the client's role does not allow this request",
-                _ => "not expected here",
+            let message = match (code, self.role) {
+                (ErrorCode::Forbidden, Some(role)) => forbidden_message(role, &frame.message),
+                (ErrorCode::NotAuthenticated, _) => "send HELLO first".to_string(),
+                _ => format!("{} is not expected here", frame.message.op()),
             };
             let closes = self.role.is_none() || code.closes_connection();
-            return self.error(request_id, code, message, closes, metrics);
+            return self.error(request_id, code, &message, closes, metrics);
         }
         let for_the_ledger = matches!(
             frame.message,
@@ -378,10 +451,6 @@ impl Connection {
         }
         match frame.message {
             Message::Hello(hello) => {
-                if self.role.is_some() {
-                    let code = ErrorCode::UnexpectedOperation;
-                    return self.error(request_id, code, "HELLO twice", false, metrics);
-                }
                 match context.credentials.authenticate(&hello.client_id, &hello.secret) {
                     Some(granted) => {
                         self.role = Some(granted);
@@ -404,12 +473,8 @@ impl Connection {
                 let _ = encode_frame(request_id, &Message::Pong { payload }, &mut self.out);
             }
             Message::Submit(commands) => {
-                if commands.len() > context.batch_len_max as usize {
-                    let message =
-                        format!("{} commands; at most {}", commands.len(), context.batch_len_max);
-                    let code = ErrorCode::BatchTooLarge;
-                    return self.error(request_id, code, &message, false, metrics);
-                }
+                // The decoder refused a count above `batch_len_max` before the first entry.
+                debug_assert!(commands.len() <= context.batch_len_max as usize);
                 let commands: Vec<NewCommand> =
                     commands.into_iter().map(|(tx_id, body)| NewCommand { tx_id, body }).collect();
                 self.submit(RuntimeRequest::Submit { request_id, commands }, metrics);
@@ -434,6 +499,7 @@ impl Connection {
             | Message::Tx(_)
             | Message::Exposure(_)
             | Message::Error(_) => {
+                // `next_request` refuses reply ops before their body; kept for exhaustiveness.
                 let (code, message) = (ErrorCode::UnexpectedOperation, "a reply op from a client");
                 self.error(request_id, code, message, false, metrics);
             }

@@ -319,13 +319,16 @@ impl EventLoop {
         self.context.metrics.connections_open.fetch_sub(1, Ordering::Relaxed);
     }
 
-    /// Fails connections whose replies made no progress for `write_timeout`.
+    /// Fails connections whose replies made no progress for `write_timeout`, and turns those
+    /// that waited long enough for their client to close.
     fn sweep(&mut self, now: Instant) {
         self.next_sweep = now + SWEEP_INTERVAL;
         for key in 0..self.connections.len() {
             let Some(connection) = self.connections[key].as_mut() else { continue };
             if connection.write_timed_out(now, self.context.write_timeout) {
                 connection.fail();
+                self.schedule(key);
+            } else if connection.linger_expired(now) {
                 self.schedule(key);
             }
         }

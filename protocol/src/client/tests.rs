@@ -180,7 +180,7 @@ fn handshake_with_a_server_that_sends_garbage_fails_cleanly() {
     });
     let error = Client::connect(addr, &credentials(), ClientOptions::default()).expect_err("bad");
     let ClientError::Handshake { reason, .. } = &error else { panic!("{error:?}") };
-    assert!(reason.contains("invalid frame") && reason.contains("bad magic"), "{reason}");
+    assert!(reason.contains("invalid frame") && reason.contains("not with \"LDGR\""), "{reason}");
     assert!(server.join().expect("server"));
 }
 
@@ -398,30 +398,45 @@ fn refusals_keep_the_connection_and_internal_errors_are_unknown_outcomes() {
     assert!(server.join().expect("server"));
 }
 
-#[test]
-fn a_connection_level_error_ends_every_request_in_flight() {
-    let (addr, server) = serve(|mut conn| {
+/// Two SUBMITs in flight, then a connection-level ERROR `code`: what `recv` returns for each.
+fn after_connection_level_error(code: ErrorCode) -> Vec<ClientError> {
+    let (addr, server) = serve(move |mut conn| {
         conn.accept(8_192, 64);
         conn.recv().expect("SUBMIT");
         conn.recv().expect("SUBMIT");
         let mut out = Vec::new();
-        encode_error(RequestId::CONNECTION, ErrorCode::ShuttingDown, "stopping", &mut out);
+        encode_error(RequestId::CONNECTION, code, "stopping", &mut out);
         conn.send_raw(&out);
         conn.client_closes()
     });
     let mut client = connect(addr, ClientOptions::default());
     client.send_submit(&[transfer(1)]).expect("sent");
     client.send_submit(&[transfer(2)]).expect("sent");
-    for tx in [1, 2] {
-        let error = client.recv().expect_err("lost");
+    let errors = (0..2).map(|_| client.recv().expect_err("lost")).collect();
+    assert!(matches!(client.recv(), Err(ClientError::Closed { .. })));
+    assert!(server.join().expect("server"));
+    errors
+}
+
+#[test]
+fn a_connection_level_error_ends_every_request_in_flight() {
+    for (tx, error) in [1, 2].into_iter().zip(after_connection_level_error(ErrorCode::Internal)) {
         let ClientError::OutcomeUnknown { tx_ids, reason, .. } = &error else {
             panic!("{error:?}")
         };
         assert_eq!(tx_ids, &[TxId(tx)]);
-        assert!(reason.contains("shutting_down: stopping"), "{reason}");
+        assert!(reason.contains("internal: stopping"), "{reason}");
     }
-    assert!(matches!(client.recv(), Err(ClientError::Closed { .. })));
-    assert!(server.join().expect("server"));
+}
+
+#[test]
+fn shutting_down_means_the_requests_in_flight_were_not_executed() {
+    for error in after_connection_level_error(ErrorCode::ShuttingDown) {
+        assert!(
+            matches!(&error, ClientError::Refused { code: ErrorCode::ShuttingDown, message, .. } if message == "stopping"),
+            "{error:?}"
+        );
+    }
 }
 
 #[test]
@@ -517,7 +532,7 @@ fn a_full_pipeline_in_both_directions_does_not_deadlock() {
     let mut client = connect(addr, ClientOptions { in_flight_max: FRAMES, ..options(20_000) });
     shrink_buffers(&client.stream, 32 * 1024);
     let batches: Vec<Vec<(TxId, CommandBody)>> = (0..FRAMES as u128)
-        .map(|frame| (0..COMMANDS).map(|i| transfer(frame * COMMANDS + i)).collect())
+        .map(|frame| (1..=COMMANDS).map(|i| transfer(frame * COMMANDS + i)).collect())
         .collect();
     let ids: Vec<RequestId> =
         batches.iter().map(|batch| client.send_submit(batch).expect("sent")).collect();

@@ -10,15 +10,18 @@
 
 use std::io::Read;
 
-use super::{decode_body, DecodeError, Frame, FrameHeader, RequestId};
+use super::{
+    decode_body, decode_request_body, DecodeError, Frame, FrameHeader, Message, RequestId,
+    RequestRules,
+};
 use crate::limits::{FRAME_LEN_BYTES_MAX, HEADER_LEN_BYTES, READ_CHUNK_LEN_BYTES};
 
 /// A frame that could not be decoded, with the request id to answer.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("request {request_id}: {error}")]
 pub struct FrameError {
-    /// The request id of the header, or 0 when the error closes the connection (the header
-    /// may be corrupt).
+    /// The request id of the header, or 0 after a header error or a checksum mismatch (the
+    /// header may be corrupt).
     pub request_id: RequestId,
     /// What is wrong. When `error.closes_connection()`, the stream cannot be read further.
     pub error: DecodeError,
@@ -67,14 +70,29 @@ impl FrameBuffer {
         Ok(read)
     }
 
-    /// The next whole frame, `Ok(None)` if more bytes are needed.
+    /// The next whole frame, `Ok(None)` if more bytes are needed (either direction: what a
+    /// client reads; a server reads with [`FrameBuffer::next_request`]).
     ///
     /// A header error (bad magic, unsupported version, reserved bytes, body too large) is
     /// returned without consuming anything: framing is lost, close the connection. A body error
     /// consumes the frame and carries its request id: answer it with an ERROR and go on,
-    /// unless `error.closes_connection()` (checksum mismatch, request id 0: then the request id
-    /// is 0, and the connection must be closed).
+    /// unless `error.closes_connection()` (after a checksum mismatch the request id is 0: the
+    /// header may be corrupt).
     pub fn next_frame(&mut self) -> Result<Option<Frame>, FrameError> {
+        self.next_with(decode_body)
+    }
+
+    /// The next whole request a client sent, checked against what the connection admits now
+    /// (`rules`, in PROTOCOL.md's order; see [`decode_request_body`]). Errors as for
+    /// [`FrameBuffer::next_frame`].
+    pub fn next_request(&mut self, rules: RequestRules) -> Result<Option<Frame>, FrameError> {
+        self.next_with(|header, body| decode_request_body(header, body, rules))
+    }
+
+    fn next_with(
+        &mut self,
+        decode: impl FnOnce(&FrameHeader, &[u8]) -> Result<Message, DecodeError>,
+    ) -> Result<Option<Frame>, FrameError> {
         let available = &self.bytes[self.start..self.end];
         if available.len() < HEADER_LEN_BYTES as usize {
             return Ok(None);
@@ -89,12 +107,12 @@ impl FrameBuffer {
             return Ok(None);
         }
         let body = &available[HEADER_LEN_BYTES as usize..frame_len];
-        let decoded = decode_body(&header, body);
+        let decoded = decode(&header, body);
         self.start += frame_len;
         match decoded {
             Ok(message) => Ok(Some(Frame { request_id: header.request_id, message })),
             // A checksum mismatch may mean a corrupt header: its request id is not trusted.
-            Err(error) if error.closes_connection() => {
+            Err(error @ DecodeError::ChecksumMismatch { .. }) => {
                 Err(FrameError { request_id: RequestId::CONNECTION, error })
             }
             Err(error) => Err(FrameError { request_id: header.request_id, error }),

@@ -8,9 +8,10 @@ use engine::{
     CurrencyCode, ResultCode, TxId, TxKind, TxState, TxView, COMMAND_CODEC,
 };
 
+use super::rules::{check_account_no, check_entry, EntryRefusal, RequestRules};
 use super::{
-    check_amounts, DecodeError, ErrorCode, ErrorReply, ExposureReply, Frame, FrameHeader, Hello,
-    HelloOk, Message, Op, RequestId, WireOutcome,
+    DecodeError, ErrorCode, ErrorReply, ExposureReply, Frame, FrameHeader, Hello, HelloOk, Message,
+    Op, RequestId, WireOutcome,
 };
 use crate::auth::{is_valid_client_id, is_valid_secret, Role, Secret};
 use crate::limits::{
@@ -92,11 +93,61 @@ pub fn decode_frame(bytes: &[u8]) -> Result<Frame, DecodeError> {
 }
 
 /// Checks the checksum, the op and the request id, and decodes the body of a frame whose
-/// header is `header`. `body` must be exactly `header.body_len_bytes` long.
+/// header is `header`, in either direction (a client reading replies, a test, the fuzzer).
+/// `body` must be exactly `header.body_len_bytes` long. A server reads requests with
+/// [`decode_request_body`] instead, which also applies its connection's [`RequestRules`].
 ///
 /// A `ChecksumMismatch` or `RequestIdZero` closes the connection; every other error is
 /// answered with an ERROR for `header.request_id` and the connection goes on.
 pub fn decode_body(header: &FrameHeader, body: &[u8]) -> Result<Message, DecodeError> {
+    check_checksum(header, body)?;
+    let Some(op) = Op::from_u8(header.op) else {
+        return Err(DecodeError::UnknownOperation { op: header.op });
+    };
+    if header.request_id == RequestId::CONNECTION && op != Op::Error {
+        return Err(DecodeError::RequestIdZero { op: header.op });
+    }
+    decode_message(op, body, BATCH_LEN_MAX)
+}
+
+/// Decodes a frame a client sent to a server, checking in PROTOCOL.md's order: the checksum;
+/// request id 0 (on any op: a client never sends a connection-level frame); before HELLO
+/// succeeded, any op but HELLO or PING (`NotAuthenticated`, whether the op is known or not);
+/// an unknown op; a reply op, and HELLO after HELLO succeeded (`UnexpectedOperation`, whatever
+/// the body); then the body, a SUBMIT's count against `rules.batch_len_max` first. What the
+/// client's role allows is checked afterwards, on the decoded message (`access::admit`).
+pub fn decode_request_body(
+    header: &FrameHeader,
+    body: &[u8],
+    rules: RequestRules,
+) -> Result<Message, DecodeError> {
+    check_checksum(header, body)?;
+    if header.request_id == RequestId::CONNECTION {
+        return Err(DecodeError::RequestIdZero { op: header.op });
+    }
+    let op = Op::from_u8(header.op);
+    if !rules.authenticated && !matches!(op, Some(Op::Hello | Op::Ping)) {
+        return Err(DecodeError::NotAuthenticated { op: header.op });
+    }
+    let Some(op) = op else {
+        return Err(DecodeError::UnknownOperation { op: header.op });
+    };
+    if !op.is_request() {
+        return Err(DecodeError::UnexpectedOperation {
+            op,
+            reason: "is a reply: a client may not send it",
+        });
+    }
+    if op == Op::Hello && rules.authenticated {
+        return Err(DecodeError::UnexpectedOperation {
+            op,
+            reason: "again: this connection is authenticated",
+        });
+    }
+    decode_message(op, body, rules.batch_len_max.clamp(1, BATCH_LEN_MAX))
+}
+
+fn check_checksum(header: &FrameHeader, body: &[u8]) -> Result<(), DecodeError> {
     if body.len() != header.body_len_bytes as usize {
         return Err(DecodeError::Incomplete {
             len_bytes: HEADER_LEN_BYTES
@@ -108,30 +159,41 @@ pub fn decode_body(header: &FrameHeader, body: &[u8]) -> Result<Message, DecodeE
     if computed != header.checksum {
         return Err(DecodeError::ChecksumMismatch { expected: header.checksum, computed });
     }
-    let Some(op) = Op::from_u8(header.op) else {
-        return Err(DecodeError::UnknownOperation { op: header.op });
-    };
-    if header.request_id == RequestId::CONNECTION && op != Op::Error {
-        return Err(DecodeError::RequestIdZero { op });
-    }
+    Ok(())
+}
+
+/// The body of a frame of `op`; a SUBMIT may carry at most `batch_len_max` commands.
+fn decode_message(op: Op, body: &[u8], batch_len_max: u32) -> Result<Message, DecodeError> {
     let mut cursor = Cursor::new(body, op);
     let message = match op {
         Op::Hello => Message::Hello(hello(&mut cursor)?),
         Op::HelloOk => Message::HelloOk(hello_ok(&mut cursor)?),
         Op::Ping => Message::Ping { payload: cursor.u64()? },
         Op::Pong => Message::Pong { payload: cursor.u64()? },
-        Op::Submit => Message::Submit(submit(&mut cursor)?),
+        Op::Submit => Message::Submit(submit(&mut cursor, batch_len_max)?),
         Op::SubmitReply => Message::SubmitReply(submit_reply(&mut cursor)?),
-        Op::QueryAccount => Message::QueryAccount(account_no(&mut cursor, None)?),
+        Op::QueryAccount => Message::QueryAccount(request_account_no(&mut cursor)?),
         Op::Account => Message::Account(account(&mut cursor)?),
         Op::QueryTx => Message::QueryTx(TxId(cursor.u128()?)),
         Op::Tx => Message::Tx(tx(&mut cursor)?),
-        Op::QueryExposure => Message::QueryExposure(account_no(&mut cursor, None)?),
+        Op::QueryExposure => Message::QueryExposure(request_account_no(&mut cursor)?),
         Op::Exposure => Message::Exposure(exposure(&mut cursor)?),
         Op::Error => Message::Error(error(&mut cursor)?),
     };
     cursor.finish()?;
     Ok(message)
+}
+
+/// The account number of a query: the engine's rule and the wire's (no space, nothing
+/// invisible).
+fn request_account_no(cursor: &mut Cursor<'_>) -> Result<AccountNo, DecodeError> {
+    let account_no = account_no(cursor, None)?;
+    check_account_no(&account_no).map_err(|reason| DecodeError::BadAccountNo {
+        op: cursor.op,
+        index: None,
+        reason,
+    })?;
+    Ok(account_no)
 }
 
 fn hello(cursor: &mut Cursor<'_>) -> Result<Hello, DecodeError> {
@@ -167,15 +229,19 @@ fn hello_ok(cursor: &mut Cursor<'_>) -> Result<HelloOk, DecodeError> {
     Ok(HelloOk { role, batch_len_max, in_flight_max })
 }
 
-/// The count of a SUBMIT or SUBMIT_REPLY, checked against the maximum and against the bytes
+/// The count of a SUBMIT or SUBMIT_REPLY, checked against `len_max` and against the bytes
 /// left (each entry needs at least `entry_len_min` bytes) before anything is allocated.
-fn batch_len(cursor: &mut Cursor<'_>, entry_len_min: u32) -> Result<u32, DecodeError> {
+fn batch_len(
+    cursor: &mut Cursor<'_>,
+    entry_len_min: u32,
+    len_max: u32,
+) -> Result<u32, DecodeError> {
     let len = cursor.u32()?;
     if len == 0 {
         return Err(cursor.invalid("count", 0u8));
     }
-    if len > BATCH_LEN_MAX {
-        return Err(DecodeError::BatchTooLarge { op: cursor.op, len });
+    if len > len_max {
+        return Err(DecodeError::BatchTooLarge { op: cursor.op, len, len_max });
     }
     if (cursor.remaining() as u64) < len as u64 * entry_len_min as u64 {
         return Err(DecodeError::Truncated { op: cursor.op });
@@ -183,8 +249,12 @@ fn batch_len(cursor: &mut Cursor<'_>, entry_len_min: u32) -> Result<u32, DecodeE
     Ok(len)
 }
 
-fn submit(cursor: &mut Cursor<'_>) -> Result<Vec<(TxId, CommandBody)>, DecodeError> {
-    let len = batch_len(cursor, SUBMIT_ENTRY_HEADER_LEN_BYTES + COMMAND_BODY_LEN_BYTES_MIN)?;
+fn submit(
+    cursor: &mut Cursor<'_>,
+    batch_len_max: u32,
+) -> Result<Vec<(TxId, CommandBody)>, DecodeError> {
+    let entry_len_min = SUBMIT_ENTRY_HEADER_LEN_BYTES + COMMAND_BODY_LEN_BYTES_MIN;
+    let len = batch_len(cursor, entry_len_min, batch_len_max)?;
     let mut commands = Vec::with_capacity(len as usize);
     for index in 0..len {
         let tx_id = TxId(cursor.u128()?);
@@ -193,8 +263,18 @@ fn submit(cursor: &mut Cursor<'_>) -> Result<Vec<(TxId, CommandBody)>, DecodeErr
             return Err(cursor.invalid("body_len_bytes", body_len));
         }
         let body = command_body(index, cursor.bytes(body_len as usize)?)?;
-        check_amounts(index, &body)
-            .map_err(|(index, scale)| DecodeError::MalformedAmount { index, scale })?;
+        check_entry(tx_id, &body).map_err(|refusal| match refusal {
+            EntryRefusal::TxIdZero => DecodeError::TxIdZero { index },
+            EntryRefusal::AmountScale { scale } => DecodeError::MalformedAmount { index, scale },
+            EntryRefusal::AmountNotCanonical { amount } => DecodeError::AmountNotCanonical {
+                index,
+                mantissa: amount.mantissa,
+                scale: amount.scale,
+            },
+            EntryRefusal::AccountNo { reason } => {
+                DecodeError::BadAccountNo { op: Op::Submit, index: Some(index), reason }
+            }
+        })?;
         commands.push((tx_id, body));
     }
     Ok(commands)
@@ -209,9 +289,10 @@ fn command_body(index: u32, bytes: &[u8]) -> Result<CommandBody, DecodeError> {
                 bincode::error::DecodeError::OtherString(reason)
                     if reason.starts_with("account_no") =>
                 {
+                    let reason = engine_key_words(&reason);
                     DecodeError::BadAccountNo { op: Op::Submit, index: Some(index), reason }
                 }
-                other => DecodeError::MalformedCommand { index, reason: other.to_string() },
+                other => DecodeError::MalformedCommand { index, reason: in_words(&other) },
             }
         })?;
     if used != bytes.len() {
@@ -223,8 +304,46 @@ fn command_body(index: u32, bytes: &[u8]) -> Result<CommandBody, DecodeError> {
     Ok(body)
 }
 
+/// The engine codec's account-number errors (`account_no of 40 bytes`, `account_no: empty`)
+/// as the rest of a sentence that starts with "account number".
+fn engine_key_words(reason: &str) -> String {
+    if let Some(len) = reason.strip_prefix("account_no of ") {
+        return format!("is {len} long (at most 32 bytes)");
+    }
+    match reason.strip_prefix("account_no: ").unwrap_or(reason) {
+        "empty" => "is empty".into(),
+        "too long" => "is longer than 32 bytes".into(),
+        "not printable UTF-8" => "is not UTF-8, or has a control character".into(),
+        other => format!("is invalid: {other}"),
+    }
+}
+
+/// The account-number errors of `AccountNo::new`, as the rest of a sentence.
+fn key_words(error: engine::KeyError) -> String {
+    engine_key_words(&format!("account_no: {error}"))
+}
+
+/// What the command decoder said, for people (bincode's own `Display` shows Rust `Debug` text).
+fn in_words(error: &bincode::error::DecodeError) -> String {
+    use bincode::error::DecodeError as Bincode;
+    match error {
+        Bincode::UnexpectedEnd { .. } => "the command body ends before its last field".into(),
+        Bincode::UnexpectedVariant { type_name, found, .. } => {
+            let name = type_name.rsplit("::").next().unwrap_or(type_name);
+            if name.starts_with("Option") || type_name.starts_with("core::option") {
+                format!("an option tag is {found}, not 0 (absent) or 1 (present)")
+            } else {
+                format!("{found} is not a {name} variant")
+            }
+        }
+        Bincode::OtherString(reason) => reason.clone(),
+        Bincode::Other(reason) => (*reason).into(),
+        _ => "the command body does not decode".into(),
+    }
+}
+
 fn submit_reply(cursor: &mut Cursor<'_>) -> Result<Vec<WireOutcome>, DecodeError> {
-    let len = batch_len(cursor, OUTCOME_HEADER_LEN_BYTES)?;
+    let len = batch_len(cursor, OUTCOME_HEADER_LEN_BYTES, BATCH_LEN_MAX)?;
     let mut outcomes = Vec::with_capacity(len as usize);
     for _ in 0..len {
         let tx_id = TxId(cursor.u128()?);
@@ -276,7 +395,7 @@ fn account_no(cursor: &mut Cursor<'_>, index: Option<u32>) -> Result<AccountNo, 
     AccountNo::new(bytes).map_err(|error| DecodeError::BadAccountNo {
         op: cursor.op,
         index,
-        reason: error.to_string(),
+        reason: key_words(error),
     })
 }
 
@@ -449,7 +568,7 @@ fn optional_account_no(cursor: &mut Cursor<'_>, len: u8) -> Result<Option<Accoun
     AccountNo::new(bytes).map(Some).map_err(|error| DecodeError::BadAccountNo {
         op: cursor.op,
         index: None,
-        reason: error.to_string(),
+        reason: key_words(error),
     })
 }
 

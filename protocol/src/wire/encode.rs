@@ -1,11 +1,13 @@
 //! Encoding: frames are appended to a caller-owned `Vec<u8>` (reuse it with `clear()`). Each
 //! encoder refuses what the decoder would refuse (and then leaves `out` as it found it), so an
-//! encoded frame always decodes back to the same message.
+//! encoded frame always decodes back to the same message, with one exception that changes no
+//! value: a SUBMIT's amounts are written in their canonical form (`12.50` as `125 × 10^-1`).
 
 use engine::{AccountView, BalanceView, CommandBody, Outcome, ResultCode, TxId, TxState, TxView};
 
 use super::decode::TX_STATE_NONE;
-use super::{check_amounts, EncodeError, ErrorCode, ExposureReply, Message, Op, RequestId};
+use super::rules::{canonical_body, check_account_no, check_entry, EntryRefusal};
+use super::{EncodeError, ErrorCode, ExposureReply, Message, Op, RequestId};
 use crate::auth::{is_valid_client_id, is_valid_secret};
 use crate::limits::{
     BATCH_LEN_MAX, BODY_LEN_BYTES_MAX, COMMAND_BODY_LEN_BYTES_MAX, ERROR_MESSAGE_LEN_BYTES_MAX,
@@ -83,6 +85,8 @@ fn small_body(message: &Message, out: &mut Vec<u8>) -> Result<(), EncodeError> {
             out.extend_from_slice(&payload.to_le_bytes());
         }
         Message::QueryAccount(account_no) | Message::QueryExposure(account_no) => {
+            check_account_no(account_no)
+                .map_err(|reason| EncodeError::BadAccountNo { index: None, reason })?;
             put_account_no(out, account_no)
         }
         Message::QueryTx(tx_id) => out.extend_from_slice(&tx_id.0.to_le_bytes()),
@@ -96,7 +100,10 @@ fn small_body(message: &Message, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     Ok(())
 }
 
-/// Appends a SUBMIT frame (the client's fast path: no `Message` needed).
+/// Appends a SUBMIT frame (the client's fast path: no `Message` needed). Amounts are written in
+/// their canonical form (no trailing zero decimal: the same value); a `tx_id` 0, an amount
+/// whose value needs more than 28 decimals and an account number with a space or an invisible
+/// character are refused.
 pub fn encode_submit(
     request_id: RequestId,
     commands: &[(TxId, CommandBody)],
@@ -106,8 +113,20 @@ pub fn encode_submit(
     framed(request_id, Op::Submit, out, |out| {
         out.extend_from_slice(&(commands.len() as u32).to_le_bytes());
         for (index, (tx_id, body)) in commands.iter().enumerate() {
-            check_amounts(index as u32, body)
-                .map_err(|(index, scale)| EncodeError::MalformedAmount { index, scale })?;
+            let index = index as u32;
+            let body = canonical_body(body);
+            check_entry(*tx_id, &body).map_err(|refusal| match refusal {
+                EntryRefusal::TxIdZero => EncodeError::TxIdZero { index },
+                EntryRefusal::AmountScale { scale } => {
+                    EncodeError::MalformedAmount { index, scale }
+                }
+                EntryRefusal::AmountNotCanonical { amount } => {
+                    EncodeError::MalformedAmount { index, scale: amount.scale }
+                }
+                EntryRefusal::AccountNo { reason } => {
+                    EncodeError::BadAccountNo { index: Some(index), reason }
+                }
+            })?;
             out.extend_from_slice(&tx_id.0.to_le_bytes());
             let len_at = out.len();
             out.extend_from_slice(&[0, 0]);

@@ -44,7 +44,7 @@ fn secret(text: &str) -> Secret {
 const EXAMPLE_TX: TxId = TxId(0x0102_0304_0506_0708_090a_0b0c_0d0e_0f10);
 
 fn example_transfer() -> CommandBody {
-    CommandBody::Transfer { from: no("alice"), to: no("bob"), amount: Amount::minor(1250, 2) }
+    CommandBody::Transfer { from: no("alice"), to: no("bob"), amount: Amount::minor(125, 1) }
 }
 
 fn balance(account: u32, available_minor: i128, ledger_minor: i128) -> BalanceView {
@@ -107,7 +107,7 @@ fn examples() -> Vec<(&'static str, Frame)> {
                 1,
                 Message::HelloOk(HelloOk {
                     role: Role::Admin,
-                    batch_len_max: 8_192,
+                    batch_len_max: 1_024,
                     in_flight_max: 1_024,
                 }),
             ),
@@ -125,7 +125,7 @@ fn examples() -> Vec<(&'static str, Frame)> {
                 5,
                 Message::Error(ErrorReply {
                     code: ErrorCode::Forbidden,
-                    message: "role read may not submit".into(),
+                    message: "role read may not submit transfer (command 0)".into(),
                 }),
             ),
         ),
@@ -601,6 +601,22 @@ fn tx_id_strategy() -> impl Strategy<Value = TxId> {
     any::<u128>().prop_map(TxId)
 }
 
+/// A SUBMIT entry's `tx_id`: never 0.
+fn entry_tx_id_strategy() -> impl Strategy<Value = TxId> {
+    (1..=u128::MAX).prop_map(TxId)
+}
+
+/// What a frame decodes to after encoding: the same, with a SUBMIT's amounts canonical.
+fn canonical(frame: &Frame) -> Frame {
+    let message = match &frame.message {
+        Message::Submit(commands) => Message::Submit(
+            commands.iter().map(|(tx_id, body)| (*tx_id, rules::canonical_body(body))).collect(),
+        ),
+        other => other.clone(),
+    };
+    Frame { request_id: frame.request_id, message }
+}
+
 fn kind_strategy() -> impl Strategy<Value = AccountKind> {
     prop_oneof![Just(AccountKind::User), Just(AccountKind::System), Just(AccountKind::Risk)]
 }
@@ -793,7 +809,7 @@ fn message_strategy() -> impl Strategy<Value = Message> {
             })),
         any::<u64>().prop_map(|payload| Message::Ping { payload }),
         any::<u64>().prop_map(|payload| Message::Pong { payload }),
-        proptest::collection::vec((tx_id_strategy(), command_strategy()), 1..20)
+        proptest::collection::vec((entry_tx_id_strategy(), command_strategy()), 1..20)
             .prop_map(Message::Submit),
         proptest::collection::vec(outcome_strategy(), 1..20).prop_map(Message::SubmitReply),
         account_no_strategy().prop_map(Message::QueryAccount),
@@ -814,8 +830,9 @@ proptest! {
 
     #[test]
     fn decode_encode_roundtrip(request_id in 1..u64::MAX, message in message_strategy()) {
-        let frame = Frame { request_id: RequestId(request_id), message };
-        let bytes = encode(&frame);
+        let sent = Frame { request_id: RequestId(request_id), message };
+        let bytes = encode(&sent);
+        let frame = canonical(&sent);
         prop_assert_eq!(decode_frame(&bytes), Ok(frame.clone()));
         // The same bytes split at any point come out of the stream buffer whole.
         let mut buffer = FrameBuffer::new();
@@ -854,5 +871,180 @@ fn account_numbers_of_every_length_roundtrip() {
         let account_no = no(&"n".repeat(len));
         let frame = Frame { request_id: RequestId(1), message: Message::QueryAccount(account_no) };
         assert_eq!(decode_frame(&encode(&frame)), Ok(frame));
+    }
+}
+
+/// What a server's `next_request` says about `bytes` under `rules`: the error code, whether
+/// the connection closes, the request id of the ERROR and its message.
+fn request_refusal(bytes: &[u8], rules: RequestRules) -> (ErrorCode, bool, u64, String) {
+    let mut buffer = FrameBuffer::new();
+    buffer.extend_from_slice(bytes);
+    let error = buffer.next_request(rules).expect_err("refused");
+    let code = error.error.error_code();
+    (code, error.error.closes_connection(), error.request_id.0, error.error.to_string())
+}
+
+const AUTHENTICATED: RequestRules = RequestRules { authenticated: true, batch_len_max: 1_024 };
+const ANONYMOUS: RequestRules = RequestRules { authenticated: false, batch_len_max: 1_024 };
+
+#[test]
+fn a_server_checks_a_request_in_the_documented_order() {
+    use ErrorCode::*;
+    let ping = frame_with_body(Op::Ping as u8, 9, &[0; 8]);
+    let mut bad_checksum = ping.clone();
+    bad_checksum[23] ^= 1;
+    let error_body = body_of("error");
+    // A SUBMIT announcing 2 000 commands with one entry: the count is checked first.
+    let mut short_submit = 2_000u32.to_le_bytes().to_vec();
+    short_submit.extend_from_slice(&body_of("submit")[4..]);
+    // (frame, rules, (code, closes, request id of the ERROR))
+    type Case = (Vec<u8>, RequestRules, (ErrorCode, bool, u64));
+    let cases: Vec<Case> = vec![
+        (bad_checksum, AUTHENTICATED, (MalformedFrame, true, 0)),
+        // From a client, request id 0 is malformed on every op, ERROR included.
+        (
+            frame_with_body(Op::Error as u8, 0, &error_body),
+            AUTHENTICATED,
+            (MalformedFrame, true, 0),
+        ),
+        (frame_with_body(Op::Error as u8, 0, &error_body), ANONYMOUS, (MalformedFrame, true, 0)),
+        // Before HELLO: anything but HELLO and PING, known or not, whatever the body.
+        (frame_with_body(0x07, 3, &[]), ANONYMOUS, (NotAuthenticated, true, 3)),
+        (frame_with_body(Op::QueryTx as u8, 3, &[1]), ANONYMOUS, (NotAuthenticated, true, 3)),
+        (frame_with_body(Op::Pong as u8, 3, &[]), ANONYMOUS, (NotAuthenticated, true, 3)),
+        (frame_with_body(Op::Ping as u8, 3, &[0; 9]), ANONYMOUS, (MalformedBody, false, 3)),
+        // Then the op: unknown, a reply op whatever its body, HELLO again.
+        (frame_with_body(0x07, 4, &[]), AUTHENTICATED, (UnknownOperation, false, 4)),
+        (
+            frame_with_body(Op::Pong as u8, 4, &[1, 2]),
+            AUTHENTICATED,
+            (UnexpectedOperation, false, 4),
+        ),
+        (
+            frame_with_body(Op::Error as u8, 4, &error_body),
+            AUTHENTICATED,
+            (UnexpectedOperation, false, 4),
+        ),
+        (golden("hello"), AUTHENTICATED, (UnexpectedOperation, false, 1)),
+        // Then the body: a SUBMIT's count against the announced batch_len_max first.
+        (
+            frame_with_body(Op::Submit as u8, 5, &short_submit),
+            AUTHENTICATED,
+            (BatchTooLarge, false, 5),
+        ),
+        (
+            frame_with_body(Op::Submit as u8, 5, &short_submit),
+            RequestRules { authenticated: true, batch_len_max: 8_192 },
+            (MalformedBody, false, 5),
+        ),
+    ];
+    for (bytes, rules, expected) in cases {
+        let (code, closes, request_id, message) = request_refusal(&bytes, rules);
+        assert_eq!((code, closes, request_id), expected, "{message}");
+    }
+    // What passes every check decodes as usual.
+    let mut buffer = FrameBuffer::new();
+    buffer.extend_from_slice(&golden("submit"));
+    buffer.extend_from_slice(&golden("hello"));
+    assert!(matches!(buffer.next_request(AUTHENTICATED), Ok(Some(_))));
+    assert!(matches!(buffer.next_request(ANONYMOUS), Ok(Some(_))));
+}
+
+/// A SUBMIT of `body` under `tx_id`, framed without the encoder's checks.
+fn raw_submit(tx_id: u128, body: &CommandBody) -> Vec<u8> {
+    let mut command = Vec::new();
+    bincode::encode_into_std_write(body, &mut command, engine::COMMAND_CODEC).expect("encodes");
+    let mut entries = 1u32.to_le_bytes().to_vec();
+    entries.extend_from_slice(&tx_id.to_le_bytes());
+    entries.extend_from_slice(&(command.len() as u16).to_le_bytes());
+    entries.extend_from_slice(&command);
+    frame_with_body(Op::Submit as u8, 2, &entries)
+}
+
+#[test]
+fn submit_entries_keep_the_wire_rules() {
+    use ErrorCode::*;
+    let transfer = |from: &str, mantissa: i128, scale: u8| CommandBody::Transfer {
+        from: no(from),
+        to: no("bob"),
+        amount: Amount { mantissa, scale },
+    };
+    let cases: Vec<(u128, CommandBody, ErrorCode, &str)> = vec![
+        (0, transfer("alice", 125, 1), MalformedBody, "tx_id 0 is reserved"),
+        (1, transfer("alice", 1250, 2), MalformedAmount, "its one encoding is 125 × 10^-1"),
+        (1, transfer("alice", 0, 2), MalformedAmount, "its one encoding is 0 × 10^-0"),
+        (1, transfer("alice", 1, 29), MalformedAmount, "scale 29 is above 28"),
+        (1, transfer("al\u{a0}ice", 1, 0), BadAccountNo, "contains U+00A0"),
+        (1, transfer(" alice", 1, 0), BadAccountNo, "contains U+0020"),
+        (1, transfer("ali\u{200b}ce", 1, 0), BadAccountNo, "contains U+200B"),
+    ];
+    for (tx_id, body, code, words) in cases {
+        let (got, closes, _, message) = request_refusal(&raw_submit(tx_id, &body), AUTHENTICATED);
+        assert_eq!((got, closes), (code, false), "{message}");
+        assert!(message.contains(words), "{message:?} should say {words:?}");
+        // The encoder never writes such an entry.
+        let refused = encode_submit(RequestId(2), &[(TxId(tx_id), body)], &mut Vec::new());
+        assert_eq!(
+            refused.is_err(),
+            code != MalformedAmount || words.contains("scale"),
+            "{body:?}"
+        );
+    }
+    // It writes amounts in their canonical form instead: the same value.
+    let mut out = Vec::new();
+    encode_submit(RequestId(2), &[(EXAMPLE_TX, transfer("alice", 12_500, 3))], &mut out)
+        .expect("encodes");
+    assert_eq!(out, golden("submit"), "12.500 goes out as the worked example's 12.5");
+    let query = frame_with_body(Op::QueryAccount as u8, 3, b"\x06alice ");
+    assert_eq!(request_refusal(&query, AUTHENTICATED).0, BadAccountNo);
+    let query = Message::QueryExposure(no("bob\u{2028}"));
+    assert!(matches!(
+        encode_frame(RequestId(3), &query, &mut Vec::new()),
+        Err(EncodeError::BadAccountNo { index: None, .. })
+    ));
+}
+
+#[test]
+fn error_messages_are_words_not_rust_debug_text() {
+    let entry = body_of("submit")[4..].to_vec();
+    let mut variant = entry.clone();
+    variant[18] = 99; // CommandBody variant
+    let mut option_tag = raw_submit(
+        1,
+        &CommandBody::Freeze {
+            account_no: no("alice"),
+            amount: Amount::minor(1, 0),
+            expires_ns: None,
+        },
+    );
+    let last = option_tag.len() - 1;
+    option_tag[last] = 7; // the Option tag of expires_ns
+    let option_tag = frame_with_body(Op::Submit as u8, 2, &option_tag[HEADER_LEN_BYTES as usize..]);
+    let mut long_no = entry.clone();
+    long_no[22] = 33;
+    let submit = |entries: &[u8]| {
+        let mut body = 1u32.to_le_bytes().to_vec();
+        body.extend_from_slice(entries);
+        frame_with_body(Op::Submit as u8, 2, &body)
+    };
+    let frames = [
+        submit(&variant),
+        option_tag,
+        submit(&long_no),
+        submit(&entry[..entry.len() - 3]),
+        frame_with_body(Op::QueryAccount as u8, 3, &[0]),
+        frame_with_body(0x42, 3, &[]),
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
+    ];
+    for bytes in frames {
+        let message = if bytes.starts_with(b"LDGR") {
+            request_refusal(&bytes, AUTHENTICATED).3
+        } else {
+            let mut buffer = FrameBuffer::new();
+            buffer.extend_from_slice(&bytes);
+            buffer.next_request(AUTHENTICATED).expect_err("not a frame").error.to_string()
+        };
+        let debug_text = ["{", "}", "::", "[", "Some(", "None"];
+        assert!(!debug_text.iter().any(|text| message.contains(text)), "{message:?}");
     }
 }

@@ -16,6 +16,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, ValueEnum};
 use journal::SyncMode;
 use protocol::auth::Credentials;
+use protocol::limits::BATCH_LEN_MAX;
 use runtime::{Runtime, RuntimeOptions};
 use server::{Server, ServerOptions, CONNECTION_IN_FLIGHT_DEFAULT};
 
@@ -35,7 +36,7 @@ struct Args {
     #[arg(long, value_enum)]
     sync: Option<SyncArg>,
     /// A config file of `key = value` lines (data_dir, listen, metrics_listen, sync,
-    /// credentials, batch_delay_us, pin_core, snapshot_every_records, tx_retained, channel
+    /// credentials, batch_delay_us, batch_len_max, pin_core, snapshot_every_records, tx_retained, channel
     /// (repeatable), net_window_ms); flags win (channels add up).
     #[arg(long)]
     config: Option<PathBuf>,
@@ -45,6 +46,9 @@ struct Args {
     /// Keep a group commit open this long for more commands (µs). Default 0.
     #[arg(long)]
     batch_delay_us: Option<u32>,
+    /// Most commands per SUBMIT, announced to clients in HELLO_OK (1..=8192). Default 1024.
+    #[arg(long)]
+    batch_len_max: Option<u32>,
     /// Core to pin the writer thread to, or `none`. Default 1.
     #[arg(long)]
     pin_core: Option<String>,
@@ -103,6 +107,7 @@ struct Settings {
     sync_mode: SyncMode,
     credentials: PathBuf,
     batch_delay_us: u32,
+    batch_len_max: u32,
     pin_core: Option<usize>,
     snapshot_every_records: Option<u64>,
     tx_retained: Option<u32>,
@@ -200,6 +205,7 @@ fn settings(args: Args) -> Result<Settings> {
         sync_mode: SyncMode::Fsync,
         credentials: PathBuf::new(),
         batch_delay_us: 0,
+        batch_len_max: RuntimeOptions::default().submission_len_max,
         pin_core: Some(1),
         // Off by default: the follower re-applies every command on a second engine, which on a
         // 2-core machine costs the writer about a third of its throughput (BENCHMARKS.md).
@@ -230,6 +236,9 @@ fn settings(args: Args) -> Result<Settings> {
                 "credentials" => credentials = Some(PathBuf::from(&value)),
                 "batch_delay_us" => {
                     settings.batch_delay_us = value.parse().with_context(context)?;
+                }
+                "batch_len_max" => {
+                    settings.batch_len_max = value.parse().with_context(context)?;
                 }
                 "pin_core" => settings.pin_core = pin_core(&value)?,
                 "snapshot_every_records" => {
@@ -278,6 +287,12 @@ fn settings(args: Args) -> Result<Settings> {
     if let Some(delay) = args.batch_delay_us {
         settings.batch_delay_us = delay;
     }
+    if let Some(len_max) = args.batch_len_max {
+        settings.batch_len_max = len_max;
+    }
+    if !(1..=BATCH_LEN_MAX).contains(&settings.batch_len_max) {
+        bail!("batch_len_max {} is outside 1..={BATCH_LEN_MAX}", settings.batch_len_max);
+    }
     if let Some(value) = &args.pin_core {
         settings.pin_core = pin_core(value)?;
     }
@@ -319,6 +334,7 @@ fn run() -> Result<ExitCode> {
     let mut options = RuntimeOptions {
         sync_mode: settings.sync_mode,
         batch_delay_us: settings.batch_delay_us,
+        submission_len_max: settings.batch_len_max,
         pin_core: settings.pin_core,
         snapshot_every_records: settings.snapshot_every_records,
         ..RuntimeOptions::default()

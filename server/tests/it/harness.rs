@@ -159,6 +159,13 @@ impl Ledgerd {
         }
     }
 
+    /// SIGTERM without waiting for the exit.
+    pub fn send_sigterm(&self) {
+        let child = self.child.as_ref().expect("running");
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    }
+
     /// SIGTERM, then wait for the exit; returns the status and everything it printed.
     pub fn sigterm(mut self) -> (ExitStatus, String) {
         let mut child = self.child.take().expect("running");

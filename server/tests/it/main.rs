@@ -69,6 +69,15 @@ fn setup_accounts(admin: &mut Client) {
     assert!(outcomes.iter().all(|outcome| outcome.result == ResultCode::Ok), "{outcomes:?}");
 }
 
+/// A fresh server with the accounts of `setup_accounts`, alice funded with `value` (tx 1).
+fn funded(value: &str) -> (Ledgerd, Client) {
+    let server = Ledgerd::start_fresh(&[]);
+    let mut admin = client(&server, "admin");
+    setup_accounts(&mut admin);
+    assert_eq!(one(&mut admin, 1, deposit("alice", value)).0, ResultCode::Ok);
+    (server, admin)
+}
+
 #[test]
 fn every_command_and_result_code_through_the_library() {
     let server = Ledgerd::start_fresh(&[]);
@@ -78,7 +87,7 @@ fn every_command_and_result_code_through_the_library() {
 
     let outcomes = writer.submit(vec![(TxId(1), deposit("alice", "100.00"))]).expect("deposit");
     assert_eq!(outcomes[0].tx_state, Some(TxState::PendingSettlement));
-    let alice = outcomes[0].balances()[0];
+    let alice = outcomes[0].balances()[1]; // the debit (the channel), then the credit
     assert_eq!((alice.available_minor, alice.ledger_minor), (10_000, 0));
     assert_eq!(one(&mut writer, 2, transfer("alice", "bob", "30")), (ResultCode::Ok, false));
     // A retry is answered from memory; the same id with other content is a conflict.
@@ -196,12 +205,27 @@ impl Raw {
 
     /// (op, body) of the next frame; `None` when the server closed the connection.
     fn read_frame(&mut self) -> Option<(u8, Vec<u8>)> {
+        self.read_frame_with_id().map(|(op, _, body)| (op, body))
+    }
+
+    /// (op, request id, body) of the next frame; `None` when the server closed the connection.
+    fn read_frame_with_id(&mut self) -> Option<(u8, u64, Vec<u8>)> {
         let mut header = [0u8; 24];
         self.0.read_exact(&mut header).ok()?;
+        let request_id = u64::from_le_bytes(header[8..16].try_into().expect("8 bytes"));
         let len = u32::from_le_bytes(header[16..20].try_into().expect("4 bytes")) as usize;
         let mut body = vec![0u8; len];
         self.0.read_exact(&mut body).ok()?;
-        Some((header[5], body))
+        Some((header[5], request_id, body))
+    }
+
+    /// Encodes `message`, lets `edit` break the frame, fixes the checksum, and sends it.
+    fn send_edited(&mut self, request_id: u64, message: &Message, edit: impl FnOnce(&mut Vec<u8>)) {
+        let mut frame = Vec::new();
+        encode_frame(RequestId(request_id), message, &mut frame).expect("encode");
+        edit(&mut frame);
+        reseal(&mut frame);
+        self.0.write_all(&frame).expect("send");
     }
 
     fn expect_error(&mut self, code: ErrorCode) {
@@ -227,10 +251,7 @@ impl Raw {
 
 #[test]
 fn malformed_input_gets_its_error_and_changes_nothing() {
-    let server = Ledgerd::start_fresh(&[]);
-    let mut admin = client(&server, "admin");
-    setup_accounts(&mut admin);
-    assert_eq!(one(&mut admin, 1, deposit("alice", "10")).0, ResultCode::Ok);
+    let (server, mut admin) = funded("10");
     let before = admin.account(&key("alice")).expect("query");
 
     // Wrong credentials: refused, connection closed.
@@ -294,6 +315,38 @@ fn malformed_input_gets_its_error_and_changes_nothing() {
     frame[16..20].copy_from_slice(&(64u32 << 20).to_le_bytes());
     raw.0.write_all(&frame[..24]).expect("send");
     raw.expect_error(ErrorCode::FrameTooLarge);
+    raw.expect_closed();
+
+    // Gap 9 of issue 18, one rule each: request id 0 from a client closes, whatever the op
+    // (ERROR included); a reply op is unexpected whatever its body; before HELLO every op but
+    // HELLO and PING is not_authenticated, an unknown one too.
+    let mut raw = Raw::hello(&server, "admin");
+    let error = Message::Error(protocol::wire::ErrorReply {
+        code: ErrorCode::Internal,
+        message: "from a client".into(),
+    });
+    raw.send_edited(0, &error, |_| {});
+    raw.expect_error(ErrorCode::MalformedFrame);
+    raw.expect_closed();
+    let mut raw = Raw::hello(&server, "admin");
+    raw.send_edited(10, &Message::Pong { payload: 1 }, |frame| {
+        frame[16] = 3; // a 3-byte body that does not decode as PONG's
+        frame.truncate(24 + 3);
+    });
+    raw.expect_error(ErrorCode::UnexpectedOperation);
+    raw.ping_works();
+    // A SUBMIT entry with tx_id 0 (reserved), and a role refusal, in words.
+    let submit = Message::Submit(vec![(TxId(53), transfer("alice", "bob", "1"))]);
+    raw.send_edited(11, &submit, |frame| frame[28..44].fill(0));
+    raw.expect_error(ErrorCode::MalformedBody);
+    let mut reader = Raw::hello(&server, "reader");
+    reader.send_message(RequestId(12), &submit);
+    let (op, body) = reader.read_frame().expect("ERROR");
+    assert_eq!((op, u16::from_le_bytes([body[0], body[1]])), (0xff, ErrorCode::Forbidden.as_u16()));
+    assert_eq!(&body[4..], b"role read may not submit transfer (command 0)");
+    let mut raw = Raw::connect(&server);
+    raw.send_edited(13, &Message::Ping { payload: 1 }, |frame| frame[5] = 0x42);
+    raw.expect_error(ErrorCode::NotAuthenticated);
     raw.expect_closed();
 
     // A truncated frame and a vanished client: the server just drops the connection.
@@ -409,6 +462,65 @@ fn sigterm_finishes_in_flight_work_and_the_next_start_recovers_it() {
         one(&mut admin_of(&server), 2, transfer("alice", "bob", "2.34")),
         (ResultCode::Ok, true)
     );
+}
+
+#[test]
+fn sigterm_answers_what_it_read_then_says_shutting_down_and_nothing_else_ran() {
+    let (server, _admin) = funded("100");
+    let mut idle = client(&server, "reader");
+    let mut raw = Raw::hello(&server, "admin");
+    // SUBMITs sent while the server stops: each one it read is executed and answered before
+    // the connection-level shutting_down; any other was not executed.
+    server.send_sigterm();
+    let sent: Vec<u64> = (10..30).collect();
+    for &request_id in &sent {
+        let submit =
+            Message::Submit(vec![(TxId(request_id as u128), transfer("alice", "bob", "1"))]);
+        let mut frame = Vec::new();
+        encode_frame(RequestId(request_id), &submit, &mut frame).expect("encode");
+        if raw.0.write_all(&frame).is_err() {
+            break; // the server closed already: nothing more is read
+        }
+    }
+    let mut answered = Vec::new();
+    loop {
+        let (op, request_id, body) =
+            raw.read_frame_with_id().expect("shutting_down before the close");
+        if op == 0xff {
+            assert_eq!(request_id, 0, "a connection-level ERROR");
+            assert_eq!(u16::from_le_bytes([body[0], body[1]]), ErrorCode::ShuttingDown.as_u16());
+            break;
+        }
+        assert_eq!(op, 0x83, "a SUBMIT_REPLY");
+        answered.push(request_id);
+    }
+    raw.expect_closed();
+    // A client library in flight then reports `Refused(shutting_down)`: not executed.
+    match idle.ping() {
+        Err(ClientError::Refused { code: ErrorCode::ShuttingDown, .. }) => {}
+        other => panic!("expected shutting_down, got {other:?}"),
+    }
+    let (status, output) = server.sigterm();
+    assert!(status.success(), "{output}");
+    let server = Ledgerd::restart_stopped();
+    let mut reader = client(&server, "reader");
+    for request_id in sent {
+        let found = reader.tx(TxId(request_id as u128)).expect("query").is_some();
+        assert_eq!(found, answered.contains(&request_id), "tx {request_id}: {answered:?}");
+    }
+}
+
+#[test]
+fn batch_len_max_is_announced_and_checked_before_the_entries() {
+    let server = Ledgerd::start_fresh(&["--batch-len-max", "2"]);
+    let admin = client(&server, "admin");
+    assert_eq!(admin.session().batch_len_max, 2);
+    let mut raw = Raw::hello(&server, "admin");
+    // Three commands announced, one sent: the count is refused before the entries are read.
+    let submit = Message::Submit(vec![(TxId(1), transfer("alice", "bob", "1"))]);
+    raw.send_edited(2, &submit, |frame| frame[24..28].copy_from_slice(&3u32.to_le_bytes()));
+    raw.expect_error(ErrorCode::BatchTooLarge);
+    raw.ping_works();
 }
 
 fn admin_of(server: &Ledgerd) -> Client {
