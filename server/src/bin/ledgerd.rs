@@ -424,7 +424,11 @@ fn run() -> Result<ExitCode> {
         signal_hook::flag::register(signal, stop.clone()).context("install signal handlers")?;
     }
     while !stop.load(Ordering::Acquire) {
-        if let Some(failure) = runtime.wait_for_failure(Duration::from_millis(100)) {
+        let failure = runtime.wait_for_failure(Duration::from_millis(100));
+        let deposed = replica.as_ref().is_some_and(|replica| {
+            replica.role().state() == replication::RoleState::Stopped
+        });
+        if let Some(failure) = failure.filter(|_| !deposed) {
             eprintln!("ledgerd: FATAL: {failure}; nothing more is acknowledged, exiting");
             return Ok(ExitCode::from(70));
         }
