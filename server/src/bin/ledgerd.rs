@@ -425,9 +425,9 @@ fn run() -> Result<ExitCode> {
     }
     while !stop.load(Ordering::Acquire) {
         let failure = runtime.wait_for_failure(Duration::from_millis(100));
-        let deposed = replica.as_ref().is_some_and(|replica| {
-            replica.role().state() == replication::RoleState::Stopped
-        });
+        let deposed = replica
+            .as_ref()
+            .is_some_and(|replica| replica.role().state() == replication::RoleState::Stopped);
         if let Some(failure) = failure.filter(|_| !deposed) {
             eprintln!("ledgerd: FATAL: {failure}; nothing more is acknowledged, exiting");
             return Ok(ExitCode::from(70));
