@@ -138,6 +138,9 @@ pub enum Cmd {
     /// extra and differing line by tx id, and the totals; exits 1 when anything differs.
     /// Reads local files only.
     Reconcile(ReconcileArgs),
+    /// A replica group, as its etcd cluster sees it.
+    #[command(subcommand)]
+    Cluster(ClusterCmd),
     /// Show an account: balances, currency, kind, status and limits.
     Balance(BalanceArgs),
     /// Show an account's exposure: deposits made available but not yet settled by their
@@ -177,6 +180,26 @@ pub struct CycleArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub tx: TxIdArg,
+}
+
+/// `ledger cluster`.
+#[derive(Subcommand, Debug)]
+pub enum ClusterCmd {
+    /// The group's epoch, primary and log head, every live replica with its lag in records,
+    /// and each etcd member (reads etcd only; no ledgerd needs to be up). Exits 1 when the
+    /// group has no primary.
+    Status(ClusterStatusArgs),
+}
+
+/// `ledger cluster status`.
+#[derive(Args, Debug)]
+pub struct ClusterStatusArgs {
+    /// The etcd cluster's client endpoints, comma-separated (what ledgerd's --cluster got).
+    #[arg(long, value_name = "HOST:PORT[,...]")]
+    pub etcd: String,
+    /// The replica group's ledger name (ledgerd's --ledger).
+    #[arg(long, value_name = "NAME", default_value = "main")]
+    pub ledger: String,
 }
 
 /// `ledger reconcile`.
@@ -661,6 +684,10 @@ fn planned(command: &Cmd, now_ns: u64) -> Result<Planned, (ErrorKind, String)> {
         Cmd::Cutover(args) => (args.tx, CommandBody::Cutover { business_date: args.business_date }),
         Cmd::Reconcile(_) => {
             let message = "reconcile reads local files and is run before planning";
+            return Err((ErrorKind::Usage, message.into()));
+        }
+        Cmd::Cluster(_) => {
+            let message = "cluster status reads etcd and is run before planning";
             return Err((ErrorKind::Usage, message.into()));
         }
         Cmd::Fees(FeesCmd::Set(args)) => {

@@ -12,6 +12,7 @@
 //! record) to print their balances with their currency's decimals.
 
 pub mod args;
+pub mod cluster;
 pub mod exit;
 pub mod json;
 pub mod reconcile;
@@ -45,6 +46,9 @@ where
         Ok(cli) => cli,
         Err(error) => return clap_error(&error, wants_json(&args)),
     };
+    if let args::Cmd::Cluster(args::ClusterCmd::Status(args)) = &cli.command {
+        return cluster::run(&args.etcd, &args.ledger, cli.timeout_ms, cli.json);
+    }
     if let args::Cmd::Reconcile(args) = &cli.command {
         return reconcile::run(&args.channel, &args.statement, args.business_date, &args.data_dir);
     }

@@ -20,7 +20,7 @@ use crate::entry::{encode_epoch_start, Entry, EntryKind, EntryMeta, Head};
 use crate::metrics::ReplicationMetrics;
 use crate::role::{Role, RoleState};
 use crate::stage::{Control, Primary};
-use crate::store::{Appended, Change, Claim, Genesis, Store, StoreError};
+use crate::store::{Appended, Change, Claim, Genesis, ReplicaRecord, Store, StoreError};
 
 /// Entries read per range request while catching up.
 const PAGE_ENTRIES: i64 = 64;
@@ -577,14 +577,18 @@ impl Follow {
         self.write_position();
         let (index, seq) = self.wiring.role.log_position();
         let role = if self.wiring.role.is_primary() { 2 } else { 1 };
-        let _ = self.wiring.store.put_replica(
-            &self.wiring.options.node,
+        let record = ReplicaRecord {
+            node: self.wiring.options.node.clone(),
             role,
             index,
             seq,
-            &self.wiring.options.advertise,
-            self.lease_id.load(Ordering::Acquire),
-        );
+            addr: self.wiring.options.advertise.clone(),
+        };
+        if let Err(error) =
+            self.wiring.store.put_replica(&record, self.lease_id.load(Ordering::Acquire))
+        {
+            eprintln!("ledgerd: replica record not written: {}", error.message());
+        }
     }
 }
 

@@ -12,15 +12,16 @@ use crate::keys::Keys;
 
 /// Why a store operation failed.
 #[derive(Debug, Clone)]
-pub(crate) enum StoreError {
+pub enum StoreError {
     /// No answer in time, or the member went away: a write's outcome is unknown.
     Unknown(String),
-    /// etcd answered with an error.
+    /// etcd answered with an error (or holds something this build cannot read).
     Failed(String),
 }
 
 impl StoreError {
-    pub(crate) fn message(&self) -> &str {
+    /// What went wrong, in words.
+    pub fn message(&self) -> &str {
         match self {
             StoreError::Unknown(message) | StoreError::Failed(message) => message,
         }
@@ -58,10 +59,60 @@ pub(crate) struct Claim {
 
 /// The primary's leader record.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Leader {
+pub struct Leader {
+    /// Its epoch.
     pub epoch: u64,
+    /// Its node id.
     pub node: String,
+    /// Where its clients connect.
     pub addr: String,
+}
+
+/// A replica's own record (REPLICATION.md, *Leader and replica records*).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaRecord {
+    /// Its node id.
+    pub node: String,
+    /// 1 standby, 2 primary.
+    pub role: u8,
+    /// The last entry it applied or appended.
+    pub index: u64,
+    /// That entry's last seq.
+    pub seq: u64,
+    /// Where its clients connect.
+    pub addr: String,
+}
+
+impl ReplicaRecord {
+    fn encode(&self) -> Vec<u8> {
+        let mut value = Vec::with_capacity(32 + self.node.len() + self.addr.len());
+        push_short(&mut value, self.node.as_bytes());
+        value.push(self.role);
+        value.extend_from_slice(&self.index.to_le_bytes());
+        value.extend_from_slice(&self.seq.to_le_bytes());
+        push_u16_len(&mut value, self.addr.as_bytes());
+        value
+    }
+
+    fn decode(bytes: &[u8]) -> Option<ReplicaRecord> {
+        let (&node_len, rest) = bytes.split_first()?;
+        let (node, rest) = rest.split_at_checked(node_len as usize)?;
+        let (&role, rest) = rest.split_first()?;
+        let (index, rest) = rest.split_first_chunk::<8>()?;
+        let (seq, rest) = rest.split_first_chunk::<8>()?;
+        let (addr_len, rest) = rest.split_first_chunk::<2>()?;
+        let (addr, rest) = rest.split_at_checked(u16::from_le_bytes(*addr_len) as usize)?;
+        if !rest.is_empty() || !(1..=2).contains(&role) {
+            return None;
+        }
+        Some(ReplicaRecord {
+            node: String::from_utf8(node.to_vec()).ok()?,
+            role,
+            index: u64::from_le_bytes(*index),
+            seq: u64::from_le_bytes(*seq),
+            addr: String::from_utf8(addr.to_vec()).ok()?,
+        })
+    }
 }
 
 impl Leader {
@@ -198,13 +249,14 @@ impl Watch {
 }
 
 /// The ledger's records in one etcd cluster.
-pub(crate) struct Store {
+pub struct Store {
     client: Client,
     keys: Keys,
 }
 
 impl Store {
-    pub(crate) fn connect(
+    /// Connects to the cluster at `endpoints` for the ledger whose keys are `keys`.
+    pub fn connect(
         endpoints: &[String],
         keys: Keys,
         request_timeout_ms: u64,
@@ -214,7 +266,7 @@ impl Store {
     }
 
     /// The log head (a linearizable read).
-    pub(crate) fn head(&self) -> Result<Option<Head>, StoreError> {
+    pub fn head(&self) -> Result<Option<Head>, StoreError> {
         match self.client.get(&self.keys.head())? {
             None => Ok(None),
             Some(kv) => Head::decode(&kv.value)
@@ -331,7 +383,7 @@ impl Store {
     }
 
     /// The ledger's genesis settings, once its first entry exists.
-    pub(crate) fn genesis(&self) -> Result<Option<Genesis>, StoreError> {
+    pub fn genesis(&self) -> Result<Option<Genesis>, StoreError> {
         match self.client.get(&self.keys.genesis())? {
             None => Ok(None),
             Some(kv) => Genesis::decode(&kv.value).map(Some).ok_or_else(|| {
@@ -344,7 +396,7 @@ impl Store {
     }
 
     /// The leader record, if there is a leader.
-    pub(crate) fn leader(&self) -> Result<Option<Leader>, StoreError> {
+    pub fn leader(&self) -> Result<Option<Leader>, StoreError> {
         Ok(self.client.get(&self.keys.leader())?.and_then(|kv| Leader::decode(&kv.value)))
     }
 
@@ -376,21 +428,48 @@ impl Store {
     /// This replica's record (REPLICATION.md, *Leader and replica records*), with its lease.
     pub(crate) fn put_replica(
         &self,
-        node: &str,
-        role: u8,
-        index: u64,
-        seq: u64,
-        addr: &str,
+        record: &ReplicaRecord,
         lease_id: i64,
     ) -> Result<(), StoreError> {
-        let mut value = Vec::with_capacity(32 + node.len() + addr.len());
-        push_short(&mut value, node.as_bytes());
-        value.push(role);
-        value.extend_from_slice(&index.to_le_bytes());
-        value.extend_from_slice(&seq.to_le_bytes());
-        push_u16_len(&mut value, addr.as_bytes());
-        self.client.put(&self.keys.replica(node), &value, lease_id)?;
+        self.client.put(&self.keys.replica(&record.node), &record.encode(), lease_id)?;
         Ok(())
+    }
+
+    /// Every replica record there is (those of live replicas: each is attached to its lease),
+    /// and records this build cannot read, by key.
+    pub fn replicas(&self) -> Result<(Vec<ReplicaRecord>, Vec<String>), StoreError> {
+        let (start, end) = self.keys.replicas();
+        let result = self.client.range(&start, &end, 0)?;
+        let mut records = Vec::new();
+        let mut unreadable = Vec::new();
+        for kv in result.kvs {
+            match ReplicaRecord::decode(&kv.value) {
+                Some(record) => records.push(record),
+                None => unreadable.push(String::from_utf8_lossy(&kv.key).into_owned()),
+            }
+        }
+        Ok((records, unreadable))
+    }
+
+    /// The highest epoch claimed (0: none yet).
+    pub fn epoch(&self) -> Result<u64, StoreError> {
+        match self.client.get(&self.keys.epoch())? {
+            None => Ok(0),
+            Some(kv) => {
+                let bytes: [u8; 8] = kv.value.as_slice().try_into().map_err(|_| {
+                    StoreError::Failed(format!(
+                        "the epoch key holds {} bytes, not 8",
+                        kv.value.len()
+                    ))
+                })?;
+                Ok(u64::from_le_bytes(bytes))
+            }
+        }
+    }
+
+    /// The etcd client underneath (for member status).
+    pub fn client(&self) -> &Client {
+        &self.client
     }
 }
 
@@ -406,5 +485,17 @@ mod tests {
         bytes.push(0);
         assert_eq!(Leader::decode(&bytes), None);
         assert_eq!(Leader::decode(&bytes[..5]), None);
+    }
+
+    #[test]
+    fn replica_records_round_trip_and_refuse_bad_roles() {
+        let record =
+            ReplicaRecord { node: "c".into(), role: 1, index: 7, seq: 99, addr: "h:1".into() };
+        let bytes = record.encode();
+        assert_eq!(ReplicaRecord::decode(&bytes), Some(record.clone()));
+        let mut bad = bytes.clone();
+        bad[2] = 9;
+        assert_eq!(ReplicaRecord::decode(&bad), None);
+        assert_eq!(ReplicaRecord::decode(&bytes[..bytes.len() - 1]), None);
     }
 }

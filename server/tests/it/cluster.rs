@@ -288,6 +288,28 @@ fn a_standby_follows_refuses_and_takes_over_with_every_acknowledged_transaction(
     let acknowledged = load.finish();
     // A group client given the dead node first finds the one that serves.
     verify(&[a.addr, b.addr], &acknowledged);
+    // The CLI: given both addresses (the dead one first), and the group's status from etcd.
+    let env = cli::RunEnv { now_ns: 1, fresh_tx_id: Ok(TxId(u128::MAX - 1)) };
+    let credentials = b.data_dir().join("credentials").to_string_lossy().into_owned();
+    let addrs = format!("{},{}", a.addr, b.addr);
+    let line = ["ledger", "--addr", &addrs, "--credentials", &credentials, "balance", "user-0"];
+    let balance = cli::run(line, &env);
+    assert_eq!(balance.exit as i32, 0, "{}{}", balance.stdout, balance.stderr);
+    let endpoints = etcd.endpoints().join(",");
+    let line = ["ledger", "--json", "cluster", "status", "--etcd", &endpoints, "--ledger", "test"];
+    // Replica records are refreshed every 500 ms: give the new primary's a moment.
+    let mut status = cli::run(line, &env);
+    for _ in 0..30 {
+        if status.stdout.contains("\"role\":\"primary\"") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        status = cli::run(line, &env);
+    }
+    assert_eq!(status.exit as i32, 0, "{}{}", status.stdout, status.stderr);
+    assert!(status.stdout.contains("\"primary\":\"b\""), "{}", status.stdout);
+    assert!(status.stdout.contains("\"epoch\":2"), "{}", status.stdout);
+    assert!(status.stdout.contains("\"node\":\"b\",\"role\":\"primary\""), "{}", status.stdout);
     eprintln!(
         "failover: {} acknowledged, first write on the new primary {} ms after kill -9",
         acknowledged.len(),

@@ -1,0 +1,208 @@
+//! The wiring of a replica into a binary (feature `driver`, on by default): [`prepare`]
+//! connects to etcd and reconciles the local journal, [`Starter::start`] starts the replica
+//! and lease threads on the running runtime.
+
+use std::sync::Arc;
+
+use crossbeam_channel::bounded;
+use runtime::{DurableStage, Handle};
+
+use crate::entry::{Entry, Head};
+use crate::metrics::ReplicationMetrics;
+use crate::replica::{self, ClusterOptions, Replica};
+use crate::role::Role;
+use crate::store::{self, Genesis};
+use crate::{keys, position, stage};
+
+/// The engine settings a runtime recovered with (`RecoveryReport::engine_config`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineSettings {
+    /// `EngineConfig::hash_seed`.
+    pub hash_seed: u64,
+    /// `EngineConfig::tx_retained`.
+    pub tx_retained: u32,
+}
+
+/// What [`prepare`] refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplicationError {
+    /// A ledger name or node id that cannot be used.
+    #[error(transparent)]
+    Name(#[from] keys::NameError),
+    /// A setting out of its range.
+    #[error("{0}")]
+    Options(String),
+    /// The local journal cannot be reconciled with the log.
+    #[error("{0}")]
+    Local(String),
+    /// etcd could not be reached.
+    #[error("etcd at {endpoints}: {message}")]
+    Etcd {
+        /// The endpoints tried.
+        endpoints: String,
+        /// What failed.
+        message: String,
+    },
+}
+
+/// The second half of the wiring: starts the replica thread once the runtime runs.
+pub struct Starter {
+    wiring: replica::Wiring,
+    genesis: Option<store::Genesis>,
+    /// The confirmed position read at start ([`Starter::reconcile_local`]).
+    position: Option<Head>,
+}
+
+/// Checks the options, connects to etcd, and returns the durable stage to start the runtime
+/// with and the [`Starter`] for the replica thread.
+pub fn prepare(
+    options: ClusterOptions,
+    data_dir: &std::path::Path,
+) -> Result<(Box<dyn DurableStage>, Starter), ReplicationError> {
+    let keys = keys::Keys::new(&options.ledger)?;
+    keys::check_name("node id", &options.node)?;
+    if options.endpoints.is_empty() {
+        return Err(ReplicationError::Options("no etcd endpoint given".into()));
+    }
+    if !(1..=60).contains(&options.lease_ttl_s) {
+        return Err(ReplicationError::Options(format!(
+            "lease TTL {} s is outside 1..=60",
+            options.lease_ttl_s
+        )));
+    }
+    let store = store::Store::connect(&options.endpoints, keys, options.request_timeout_ms)
+        .map_err(|error| ReplicationError::Etcd {
+            endpoints: options.endpoints.join(","),
+            message: error.message().to_owned(),
+        })?;
+    let genesis = store.genesis().map_err(|error| ReplicationError::Etcd {
+        endpoints: options.endpoints.join(","),
+        message: error.message().to_owned(),
+    })?;
+    let store = Arc::new(store);
+    let role = Arc::new(Role::default());
+    let metrics = Arc::new(ReplicationMetrics::default());
+    // One promotion per process: the role never goes back to standby.
+    let (control, control_rx) = bounded(1);
+    let stage = stage::Stage::new(
+        store.clone(),
+        role.clone(),
+        metrics.clone(),
+        control_rx,
+        options.checkpoint_every_entries,
+    );
+    let data_dir = data_dir.to_path_buf();
+    let wiring = replica::Wiring { options, data_dir, store, role, metrics, control };
+    let starter = Starter { wiring, genesis, position: None };
+    Ok((Box::new(stage), starter))
+}
+
+impl Starter {
+    /// The node's role (for the server and the metrics).
+    pub fn role(&self) -> Arc<Role> {
+        self.wiring.role.clone()
+    }
+
+    /// The replication counters.
+    pub fn metrics(&self) -> Arc<ReplicationMetrics> {
+        self.wiring.metrics.clone()
+    }
+
+    /// Before the runtime starts: reads this node's confirmed position (REPLICATION.md, *The
+    /// position file*) and decides, by the recovery decision table, what of the local journal
+    /// can be kept, so that following resumes right after it.
+    pub fn reconcile_local(&mut self) -> Result<Option<Head>, ReplicationError> {
+        let local = |message: String| ReplicationError::Local(message);
+        let data_dir = &self.wiring.data_dir;
+        let position = position::read(data_dir).map_err(|error| local(error.to_string()))?;
+        let local_seq = local_last_seq(data_dir).map_err(local)?;
+        let keep_seq = match position {
+            Some(position) => position.last_seq,
+            None if local_seq == 0 => 0,
+            None => {
+                // No position yet: only a ledger that starts the log (or history before the
+                // log's first entry) may have records.
+                let first =
+                    self.wiring.store.entries(1, 1).map_err(|error| ReplicationError::Etcd {
+                        endpoints: self.wiring.options.endpoints.join(","),
+                        message: error.message().to_owned(),
+                    })?;
+                match first.entries.first() {
+                    None => local_seq,
+                    Some((_, value)) => {
+                        let entry = Entry::decode(value)
+                            .map_err(|error| local(format!("log entry 1: {error}")))?;
+                        entry.first_seq - 1
+                    }
+                }
+            }
+        };
+        if local_seq < keep_seq {
+            return Err(local(format!(
+                "the local journal ends at seq {local_seq}, before this node's confirmed position (seq {keep_seq}): \
+                 records were lost; a state transfer from a peer is not built yet, so start this node on an empty \
+                 data directory"
+            )));
+        }
+        if local_seq > keep_seq {
+            return Err(local(format!(
+                "the local journal holds seqs {}..={local_seq} after this node's confirmed position (seq {keep_seq}); \
+                 they may never have been acknowledged (a deposed primary's tail). Truncating them is not built yet: \
+                 start this node on an empty data directory",
+                keep_seq + 1
+            )));
+        }
+        self.position = position;
+        Ok(position)
+    }
+
+    /// Sets the address clients are sent to when this node is the primary, unless the options
+    /// gave one (the server's real address is known only once it listens).
+    pub fn advertise_if_unset(&mut self, addr: &str) {
+        if self.wiring.options.advertise.is_empty() {
+            self.wiring.options.advertise = addr.to_owned();
+        }
+    }
+
+    /// The ledger's engine settings if the group has them already (its log has begun): a
+    /// replica must start its runtime with exactly these (`RuntimeOptions::hash_seed` and
+    /// `engine_config.tx_retained`), or its state cannot match the log's.
+    pub fn genesis(&self) -> Option<Genesis> {
+        self.genesis
+    }
+
+    /// Starts the lease and replica threads on the running runtime's `handle`; `engine` is
+    /// the engine settings its recovery reported (the first primary writes them to etcd).
+    pub fn start(self, handle: Handle, engine: EngineSettings) -> Result<Replica, String> {
+        let genesis = Genesis { hash_seed: engine.hash_seed, tx_retained: engine.tx_retained };
+        if let Some(group) = self.genesis.filter(|group| *group != genesis) {
+            return Err(format!(
+                "this replica's engine settings (hash_seed {:x}, tx_retained {}) differ from the group's \
+                 (hash_seed {:x}, tx_retained {}): start it on an empty data directory",
+                genesis.hash_seed, genesis.tx_retained, group.hash_seed, group.tx_retained
+            ));
+        }
+        Replica::spawn(self.wiring, handle, genesis, self.position)
+    }
+}
+
+/// The last seq of the journal in `data_dir` (0 when empty), read without the engine: only the
+/// newest segment is scanned (a torn tail ends it, as recovery would cut it).
+fn local_last_seq(data_dir: &std::path::Path) -> Result<u64, String> {
+    let dir = journal::journal_dir(data_dir);
+    if !dir.exists() {
+        return Ok(0);
+    }
+    let segments = journal::list_segments(&dir).map_err(|error| error.to_string())?;
+    let Some(last) = segments.last() else {
+        return Ok(0);
+    };
+    let mut reader =
+        journal::JournalReader::open(&dir, last.first_seq).map_err(|error| error.to_string())?;
+    let mut last_seq = last.first_seq - 1;
+    // Bounded by the segment's records.
+    while let Some(record) = reader.next_ref().map_err(|error| error.to_string())? {
+        last_seq = record.seq;
+    }
+    Ok(last_seq)
+}
