@@ -78,7 +78,7 @@ impl Ledger {
     }
 
     /// Plans the credit of a fee to its account (`available` and `ledger`), when there is one.
-    #[inline]
+    #[inline(always)]
     fn plan_fee(&self, plan: &mut Plan, fee: Option<(AccountId, i128)>) -> Result<(), ResultCode> {
         let Some((account, fee_minor)) = fee else { return Ok(()) };
         self.accounts.check_credit(account)?;
@@ -88,7 +88,7 @@ impl Ledger {
     }
 
     /// Applies a checked movement's postings and reports its balances (debit, credit, fee).
-    #[inline]
+    #[inline(always)]
     fn commit_movement(
         &mut self,
         plan: &mut Plan,
