@@ -121,7 +121,7 @@ impl Ledger {
         fx: &mut Effects,
     ) -> Result<Applied, ResultCode> {
         let movement = self.plan_transfer(plan, tx_id, from, to, amount)?;
-        plan.assert_frozen_moves(movement.debit, 0);
+        plan.frozen_moves(movement.debit, 0);
         // Nothing below can fail.
         self.commit_movement(plan, &movement, out, fx);
         fx.transitions.push((tx_id, TxState::Settled));
@@ -200,7 +200,7 @@ impl Ledger {
         let unsettled =
             self.clearing.unsettled_after_deposit(&self.accounts, user, amount_minor)?;
         self.check_settlement_room()?;
-        plan.assert_frozen_moves(user, 0);
+        plan.frozen_moves(user, 0);
         // Nothing below can fail. T+0: usable at once; `ledger` waits for settlement, and until
         // then the amount counts as unsettled (exposure, `clearing.rs`).
         if let Some(unsettled_minor) = unsettled {
@@ -225,7 +225,7 @@ impl Ledger {
         fx: &mut Effects,
     ) -> Result<Applied, ResultCode> {
         let movement = self.plan_withdraw(plan, tx_id, account_no, channel_no, amount)?;
-        plan.assert_frozen_moves(movement.debit, movement.amount_minor);
+        plan.frozen_moves(movement.debit, movement.amount_minor);
         assert!(self.pending_settlements < SETTLEMENTS_PENDING_MAX);
         // Nothing below can fail. The money is held until the channel confirms.
         self.commit_movement(plan, &movement, out, fx);
@@ -297,7 +297,7 @@ impl Ledger {
         plan.start(tx_id);
         plan.add(&self.accounts, id, Bucket::Available, -amount_minor)?;
         plan.add(&self.accounts, id, Bucket::Frozen, amount_minor)?;
-        plan.assert_frozen_moves(id, amount_minor);
+        plan.frozen_moves(id, amount_minor);
         assert!(self.holds.get(tx_id).is_none() && self.holds.len() < HOLDS_OPEN_MAX as usize);
         // Nothing below can fail.
         self.count_debit(id, amount_minor);
@@ -363,7 +363,7 @@ impl Ledger {
         let movement = self.plan_capture(plan, tx_id, hold_id, to, amount)?;
         let debit_minor =
             movement.amount_minor + movement.fee.map_or(0, |(_, fee_minor)| fee_minor);
-        plan.assert_frozen_moves(movement.debit, -debit_minor);
+        plan.frozen_moves(movement.debit, -debit_minor);
         // Nothing below can fail.
         self.commit_movement(plan, &movement, out, fx);
         if self.holds.capture(hold_id, debit_minor) == 0 {
@@ -469,7 +469,7 @@ impl Ledger {
         plan.add(&self.accounts, debit, Bucket::Ledger, -amount_minor)?;
         plan.add(&self.accounts, credit, Bucket::Ledger, amount_minor)?;
         let withdrawn_minor = if kind == TxKind::Withdraw { -amount_minor } else { 0 };
-        plan.assert_frozen_moves(debit, withdrawn_minor);
+        plan.frozen_moves(debit, withdrawn_minor);
         assert!(self.pending_settlements > 0, "the target is pending");
         // Nothing below can fail.
         plan.commit(&mut self.accounts, &mut self.cycles, fx);
@@ -508,7 +508,7 @@ impl Ledger {
             _ => unreachable!("settlement_target admits deposits and withdrawals only"),
         };
         let released_minor = if kind == TxKind::Withdraw { -amount_minor } else { 0 };
-        plan.assert_frozen_moves(debit, released_minor);
+        plan.frozen_moves(debit, released_minor);
         assert!(self.pending_settlements > 0, "the target is pending");
         // Nothing below can fail.
         plan.commit(&mut self.accounts, &mut self.cycles, fx);
@@ -598,7 +598,7 @@ impl Ledger {
         fx: &mut Effects,
     ) -> Result<Applied, ResultCode> {
         let (movement, loc) = self.plan_refund(plan, tx_id, original, amount)?;
-        plan.assert_frozen_moves(movement.debit, 0);
+        plan.frozen_moves(movement.debit, 0);
         // Nothing below can fail.
         self.commit_movement(plan, &movement, out, fx);
         let refunded_minor = self.txs.refunded(original) + movement.amount_minor;
