@@ -301,7 +301,9 @@ impl CommandBody {
         sink.digest64(seed)
     }
 
-    /// The content as hashed: the kind, then every field.
+    /// The content as hashed: the kind, then every field. Inlined into `digest` (once per
+    /// command), where the sink's offsets are known and its bounds checks fold away.
+    #[inline(always)]
     fn write_content(&self, sink: &mut FixedSink) {
         sink.u8(self.kind() as u8);
         match self {

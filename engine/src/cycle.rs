@@ -133,7 +133,7 @@ impl Cycles {
     }
 
     /// Whether the `ledger` side of a movement between these accounts waits for a cutover.
-    #[inline]
+    #[inline(always)]
     pub fn any_t1(accounts: &Accounts, a: AccountId, b: AccountId) -> bool {
         accounts.get(a).t1 || accounts.get(b).t1
     }

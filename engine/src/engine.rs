@@ -8,6 +8,7 @@ use crate::cycle::{ChannelDayView, CutoverReport, T1View};
 use crate::ledger::{Applied, Ledger};
 use crate::limits::EXPIRIES_PER_COMMAND_MAX;
 use crate::outcome::{Balances, Bucket, Effects, Entry, Outcome, ResultCode};
+use crate::plan::Plan;
 use crate::txtable::{Loc, TxRecord, NO_ACCOUNT};
 use crate::types::{
     AccountId, AccountKind, AccountNo, AccountStatus, CurrencyCode, FeeKind, TxId, TxState,
@@ -18,6 +19,8 @@ pub use crate::ledger::EngineConfig;
 /// The deterministic ledger state machine. See the crate documentation.
 pub struct Engine {
     pub(crate) ledger: Ledger,
+    /// The one plan every movement fills and commits in place (scratch, not state).
+    pub(crate) plan: Plan,
     /// A statistic, not state: retries count too, and it is not encoded.
     pub(crate) commands_applied: u64,
 }
@@ -25,7 +28,7 @@ pub struct Engine {
 impl Engine {
     /// An empty ledger with the built-in currencies.
     pub fn new(config: EngineConfig) -> Engine {
-        Engine { ledger: Ledger::new(config), commands_applied: 0 }
+        Engine { ledger: Ledger::new(config), plan: Plan::new(), commands_applied: 0 }
     }
 
     /// The configuration this ledger was created with.
@@ -49,12 +52,19 @@ impl Engine {
         let transitions_start = fx.transitions.len();
         ledger.now_ns = ledger.now_ns.max(cmd.timestamp_ns);
         assert!(ledger.now_ns >= now_before_ns, "time never goes backwards");
-        ledger.expire_holds(EXPIRIES_PER_COMMAND_MAX, fx);
+        ledger.expire_holds(&mut self.plan, EXPIRIES_PER_COMMAND_MAX, fx);
         let entries_before = fx.entries.len();
         let transitions_before = fx.transitions.len();
         let mut balances = Balances::new();
         let kind = cmd.body.kind();
-        let applied = Self::dispatch(&mut self.ledger, cmd.tx_id, &cmd.body, &mut balances, fx);
+        let applied = Self::dispatch(
+            &mut self.ledger,
+            &mut self.plan,
+            cmd.tx_id,
+            &cmd.body,
+            &mut balances,
+            fx,
+        );
         let mut record = TxRecord::new(cmd.tx_id, kind, ResultCode::Ok);
         record.digest = digest;
         let result = match applied {
@@ -82,9 +92,10 @@ impl Engine {
                 code
             }
         };
-        // On in release: a command's postings (expiries included) balance.
+        // A command's postings (expiries included) balance: asserted in release by each
+        // `Plan::commit` over its own postings (the cutover posts pairs that cancel).
         let postings = &fx.entries[entries_start..];
-        assert!(postings_balance(postings), "a command's postings balance");
+        debug_assert!(postings_balance(postings), "a command's postings balance");
         debug_assert!(postings.iter().all(|entry| self.ledger.accounts.contains(entry.account.0)));
         assert!(fx.transitions.len() >= transitions_start);
         let tx_state = record.state;
@@ -96,6 +107,7 @@ impl Engine {
     #[inline(always)]
     fn dispatch(
         ledger: &mut Ledger,
+        plan: &mut Plan,
         tx_id: TxId,
         body: &CommandBody,
         out: &mut Balances,
@@ -115,26 +127,26 @@ impl Engine {
                 ledger.set_account_limits(account_no, limits, out)
             }
             CommandBody::Deposit { account_no, channel_no, amount } => {
-                ledger.deposit(tx_id, account_no, channel_no, *amount, out, fx)
+                ledger.deposit(tx_id, account_no, channel_no, *amount, plan, out, fx)
             }
             CommandBody::Withdraw { account_no, channel_no, amount } => {
-                ledger.withdraw(tx_id, account_no, channel_no, *amount, out, fx)
+                ledger.withdraw(tx_id, account_no, channel_no, *amount, plan, out, fx)
             }
             CommandBody::Transfer { from, to, amount } => {
-                ledger.transfer(tx_id, from, to, *amount, out, fx)
+                ledger.transfer(tx_id, from, to, *amount, plan, out, fx)
             }
             CommandBody::Freeze { account_no, amount, expires_ns } => {
-                ledger.freeze(tx_id, account_no, *amount, *expires_ns, out, fx)
+                ledger.freeze(tx_id, account_no, *amount, *expires_ns, plan, out, fx)
             }
-            CommandBody::Unfreeze { hold } => ledger.unfreeze(*hold, out, fx),
+            CommandBody::Unfreeze { hold } => ledger.unfreeze(*hold, plan, out, fx),
             CommandBody::Capture { hold, to, amount } => {
-                ledger.capture(tx_id, *hold, to, *amount, out, fx)
+                ledger.capture(tx_id, *hold, to, *amount, plan, out, fx)
             }
             CommandBody::SettleBegin { target } => ledger.settle_begin(*target, out, fx),
-            CommandBody::SettleConfirm { target } => ledger.settle_confirm(*target, out, fx),
-            CommandBody::SettleFail { target } => ledger.settle_fail(*target, out, fx),
+            CommandBody::SettleConfirm { target } => ledger.settle_confirm(*target, plan, out, fx),
+            CommandBody::SettleFail { target } => ledger.settle_fail(*target, plan, out, fx),
             CommandBody::Refund { original, amount } => {
-                ledger.refund(tx_id, *original, *amount, out, fx)
+                ledger.refund(tx_id, *original, *amount, plan, out, fx)
             }
             CommandBody::SetFee { kind, currency, fee_account_no, fixed, rate_bps } => {
                 ledger.set_fee(*kind, *currency, fee_account_no, *fixed, *rate_bps, out)

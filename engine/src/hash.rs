@@ -72,6 +72,7 @@ pub trait SinkExt: Sink {
         self.put(value);
     }
     /// Mantissa and scale, normalized (`12.50` and `12.5` write the same bytes).
+    #[inline]
     fn amount(&mut self, amount: &Amount) {
         let amount = amount.normalized();
         self.i128(amount.mantissa);
@@ -135,6 +136,7 @@ impl FixedSink {
 }
 
 impl Sink for FixedSink {
+    #[inline]
     fn put(&mut self, bytes: &[u8]) {
         let end = self.len + bytes.len();
         assert!(end <= FixedSink::LEN_MAX, "command fingerprint buffer too small");

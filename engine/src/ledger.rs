@@ -179,7 +179,7 @@ impl Ledger {
 
     /// Releases what is left of a hold to `available`. The hold ends `Settled` when something
     /// was captured from it, `Failed` otherwise. Cannot fail.
-    pub fn release_hold(&mut self, hold_id: TxId, fx: &mut Effects) -> AccountId {
+    pub fn release_hold(&mut self, plan: &mut Plan, hold_id: TxId, fx: &mut Effects) -> AccountId {
         let hold = self.holds.remove(hold_id);
         let remaining = hold.remaining_minor;
         assert!(remaining >= 0 && self.accounts.contains(hold.account.0));
@@ -188,9 +188,9 @@ impl Ledger {
             self.accounts.uncount_debit(hold.account, remaining, day);
         }
         if remaining > 0 {
-            let mut plan = Plan::new(hold_id);
+            plan.start(hold_id);
             plan.add_release(&self.accounts, hold.account, remaining);
-            plan.assert_frozen_moves(hold.account, -remaining);
+            plan.frozen_moves(hold.account, -remaining);
             plan.commit(&mut self.accounts, &mut self.cycles, fx);
         }
         self.finish_hold(hold_id, hold.captured_minor > 0, fx);
@@ -224,11 +224,11 @@ impl Ledger {
     }
 
     /// Releases the holds due at `now_ns`, earliest first, at most `expiries_max` of them.
-    pub fn expire_holds(&mut self, expiries_max: u32, fx: &mut Effects) {
+    pub fn expire_holds(&mut self, plan: &mut Plan, expiries_max: u32, fx: &mut Effects) {
         for _ in 0..expiries_max {
             let Some(hold_id) = self.holds.next_due(self.now_ns) else { break };
             let holds_before = self.holds.len();
-            self.release_hold(hold_id, fx);
+            self.release_hold(plan, hold_id, fx);
             assert_eq!(self.holds.len() + 1, holds_before, "each expiry releases one hold");
         }
     }

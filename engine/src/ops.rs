@@ -1,7 +1,7 @@
-//! Money-moving commands. Each handler is two steps: `plan_*` checks everything and returns
-//! a plan (the balances and postings in a `Plan`, plus what else the command changes);
-//! `commit_*` applies it and cannot fail — it returns `Applied`, not a `Result`. Both sides of
-//! a movement change, or neither does.
+//! Money-moving commands. Each handler is two steps: `plan_*` checks everything and fills
+//! the engine's one `Plan` (the balances and postings) in place, returning what else the
+//! command changes; `commit_*` applies it and cannot fail — it returns `Applied`, not a
+//! `Result`. Both sides of a movement change, or neither does.
 
 use crate::command::TxKind;
 use crate::currency::to_minor;
@@ -16,9 +16,9 @@ use crate::types::{
     AccountId, AccountKind, AccountNo, AccountStatus, Amount, FeeKind, TxId, TxState,
 };
 
-/// A checked movement from `debit` to `credit`: its postings, and the fee account credited.
+/// A checked movement from `debit` to `credit` (its postings are in the plan), and the fee
+/// account credited.
 pub(crate) struct Movement {
-    plan: Plan,
     debit: AccountId,
     credit: AccountId,
     amount_minor: i128,
@@ -27,6 +27,9 @@ pub(crate) struct Movement {
     fee: Option<(AccountId, i128)>,
 }
 
+// A handler takes the command's fields, the engine's one plan and the two outputs (balances
+// and effects): eight arguments for the movements with two accounts.
+#[allow(clippy::too_many_arguments)]
 impl Ledger {
     /// Looks up both accounts of a movement and checks they differ and share a currency.
     fn pair(
@@ -75,7 +78,7 @@ impl Ledger {
     }
 
     /// Plans the credit of a fee to its account (`available` and `ledger`), when there is one.
-    #[inline]
+    #[inline(always)]
     fn plan_fee(&self, plan: &mut Plan, fee: Option<(AccountId, i128)>) -> Result<(), ResultCode> {
         let Some((account, fee_minor)) = fee else { return Ok(()) };
         self.accounts.check_credit(account)?;
@@ -85,14 +88,20 @@ impl Ledger {
     }
 
     /// Applies a checked movement's postings and reports its balances (debit, credit, fee).
-    #[inline]
-    fn commit_movement(&mut self, m: &Movement, out: &mut Balances, fx: &mut Effects) {
+    #[inline(always)]
+    fn commit_movement(
+        &mut self,
+        plan: &mut Plan,
+        m: &Movement,
+        out: &mut Balances,
+        fx: &mut Effects,
+    ) {
         assert!(m.debit != m.credit, "a movement has two sides");
         assert!(m.amount_minor > 0 && m.daily_minor >= 0, "a movement moves something");
         if m.daily_minor > 0 {
             self.count_debit(m.debit, m.daily_minor);
         }
-        m.plan.commit(&mut self.accounts, &mut self.cycles, fx);
+        plan.commit(&mut self.accounts, &mut self.cycles, fx);
         out.push(self.view(m.debit));
         out.push(self.view(m.credit));
         if let Some((account, _)) = m.fee {
@@ -107,13 +116,14 @@ impl Ledger {
         from: &AccountNo,
         to: &AccountNo,
         amount: Amount,
+        plan: &mut Plan,
         out: &mut Balances,
         fx: &mut Effects,
     ) -> Result<Applied, ResultCode> {
-        let movement = self.plan_transfer(tx_id, from, to, amount)?;
-        movement.plan.assert_frozen_moves(movement.debit, 0);
+        let movement = self.plan_transfer(plan, tx_id, from, to, amount)?;
+        plan.frozen_moves(movement.debit, 0);
         // Nothing below can fail.
-        self.commit_movement(&movement, out, fx);
+        self.commit_movement(plan, &movement, out, fx);
         fx.transitions.push((tx_id, TxState::Settled));
         let Movement { debit, credit, amount_minor, .. } = movement;
         Ok(Applied::movement(TxState::Settled, amount_minor, debit, credit))
@@ -125,6 +135,7 @@ impl Ledger {
     #[inline]
     fn plan_transfer(
         &self,
+        plan: &mut Plan,
         tx_id: TxId,
         from: &AccountNo,
         to: &AccountNo,
@@ -140,7 +151,7 @@ impl Ledger {
         self.accounts.check_credit(cr)?;
         let dr_available = self.accounts.available_after_debit(dr, debit_minor)?;
         self.clearing.check_exposure(&self.accounts, dr, dr_available)?;
-        let mut plan = Plan::new(tx_id);
+        plan.start(tx_id);
         plan.add(&self.accounts, dr, Bucket::Available, -debit_minor)?;
         plan.add(&self.accounts, cr, Bucket::Available, amount_minor)?;
         if Cycles::any_t1(&self.accounts, dr, cr) {
@@ -161,9 +172,9 @@ impl Ledger {
         } else {
             plan.add(&self.accounts, dr, Bucket::Ledger, -debit_minor)?;
             plan.add(&self.accounts, cr, Bucket::Ledger, amount_minor)?;
-            self.plan_fee(&mut plan, fee)?;
+            self.plan_fee(plan, fee)?;
         }
-        Ok(Movement { plan, debit: dr, credit: cr, amount_minor, daily_minor: debit_minor, fee })
+        Ok(Movement { debit: dr, credit: cr, amount_minor, daily_minor: debit_minor, fee })
     }
 
     pub(crate) fn deposit(
@@ -172,6 +183,7 @@ impl Ledger {
         account_no: &AccountNo,
         channel_no: &AccountNo,
         amount: Amount,
+        plan: &mut Plan,
         out: &mut Balances,
         fx: &mut Effects,
     ) -> Result<Applied, ResultCode> {
@@ -181,14 +193,14 @@ impl Ledger {
         let amount_minor = self.amount_minor(user, amount)?;
         self.accounts.check_credit(user)?;
         self.accounts.check_credit(channel)?; // a debit-frozen channel still mirrors arriving money
-        let mut plan = Plan::new(tx_id);
+        plan.start(tx_id);
         self.accounts.available_after_debit(channel, amount_minor)?;
         plan.add(&self.accounts, channel, Bucket::Available, -amount_minor)?;
         plan.add(&self.accounts, user, Bucket::Available, amount_minor)?;
         let unsettled =
             self.clearing.unsettled_after_deposit(&self.accounts, user, amount_minor)?;
         self.check_settlement_room()?;
-        plan.assert_frozen_moves(user, 0);
+        plan.frozen_moves(user, 0);
         // Nothing below can fail. T+0: usable at once; `ledger` waits for settlement, and until
         // then the amount counts as unsettled (exposure, `clearing.rs`).
         if let Some(unsettled_minor) = unsettled {
@@ -209,14 +221,15 @@ impl Ledger {
         account_no: &AccountNo,
         channel_no: &AccountNo,
         amount: Amount,
+        plan: &mut Plan,
         out: &mut Balances,
         fx: &mut Effects,
     ) -> Result<Applied, ResultCode> {
-        let movement = self.plan_withdraw(tx_id, account_no, channel_no, amount)?;
-        movement.plan.assert_frozen_moves(movement.debit, movement.amount_minor);
+        let movement = self.plan_withdraw(plan, tx_id, account_no, channel_no, amount)?;
+        plan.frozen_moves(movement.debit, movement.amount_minor);
         assert!(self.pending_settlements < SETTLEMENTS_PENDING_MAX);
         // Nothing below can fail. The money is held until the channel confirms.
-        self.commit_movement(&movement, out, fx);
+        self.commit_movement(plan, &movement, out, fx);
         if let Some(charged) = movement.fee {
             self.clearing.keep_withdrawal_fee(tx_id, charged);
         }
@@ -229,6 +242,7 @@ impl Ledger {
     /// A withdrawal holds the amount on the user's `frozen`; the fee is paid at once, on top.
     fn plan_withdraw(
         &self,
+        plan: &mut Plan,
         tx_id: TxId,
         account_no: &AccountNo,
         channel_no: &AccountNo,
@@ -246,17 +260,17 @@ impl Ledger {
         self.accounts.check_credit(channel)?;
         let user_available = self.accounts.available_after_debit(user, debit_minor)?;
         self.clearing.check_exposure(&self.accounts, user, user_available)?;
-        let mut plan = Plan::new(tx_id);
+        plan.start(tx_id);
         plan.add(&self.accounts, user, Bucket::Available, -debit_minor)?;
         plan.add(&self.accounts, user, Bucket::Frozen, amount_minor)?;
         if fee.is_some() {
             let ledger = self.cycles.plan_ledger(&self.accounts, &[(user, -fee_minor)])?;
             plan.add_ledger(&self.accounts, &ledger)?;
         }
-        self.plan_fee(&mut plan, fee)?;
+        self.plan_fee(plan, fee)?;
         self.check_settlement_room()?;
         let daily_minor = debit_minor;
-        Ok(Movement { plan, debit: user, credit: channel, amount_minor, daily_minor, fee })
+        Ok(Movement { debit: user, credit: channel, amount_minor, daily_minor, fee })
     }
 
     pub(crate) fn freeze(
@@ -265,6 +279,7 @@ impl Ledger {
         account_no: &AccountNo,
         amount: Amount,
         expires_ns: Option<u64>,
+        plan: &mut Plan,
         out: &mut Balances,
         fx: &mut Effects,
     ) -> Result<Applied, ResultCode> {
@@ -280,10 +295,10 @@ impl Ledger {
             return Err(ResultCode::TooManyHolds);
         }
         self.check_open_room()?;
-        let mut plan = Plan::new(tx_id);
+        plan.start(tx_id);
         plan.add(&self.accounts, id, Bucket::Available, -amount_minor)?;
         plan.add(&self.accounts, id, Bucket::Frozen, amount_minor)?;
-        plan.assert_frozen_moves(id, amount_minor);
+        plan.frozen_moves(id, amount_minor);
         assert!(self.holds.get(tx_id).is_none() && self.holds.len() < HOLDS_OPEN_MAX as usize);
         // Nothing below can fail.
         self.count_debit(id, amount_minor);
@@ -322,13 +337,14 @@ impl Ledger {
     pub(crate) fn unfreeze(
         &mut self,
         hold_id: TxId,
+        plan: &mut Plan,
         out: &mut Balances,
         fx: &mut Effects,
     ) -> Result<Applied, ResultCode> {
         let hold = self.active_hold(hold_id)?;
         assert!(hold.remaining_minor > 0, "an active hold holds something");
         // Nothing below can fail.
-        let account = self.release_hold(hold_id, fx);
+        let account = self.release_hold(plan, hold_id, fx);
         assert!(account == hold.account && self.holds.get(hold_id).is_none());
         out.push(self.view(account));
         Ok(Applied { amount_minor: hold.remaining_minor, debit: account.0, ..Applied::admin() }
@@ -341,17 +357,18 @@ impl Ledger {
         hold_id: TxId,
         to: &AccountNo,
         amount: Amount,
+        plan: &mut Plan,
         out: &mut Balances,
         fx: &mut Effects,
     ) -> Result<Applied, ResultCode> {
-        let movement = self.plan_capture(tx_id, hold_id, to, amount)?;
+        let movement = self.plan_capture(plan, tx_id, hold_id, to, amount)?;
         let debit_minor =
             movement.amount_minor + movement.fee.map_or(0, |(_, fee_minor)| fee_minor);
-        movement.plan.assert_frozen_moves(movement.debit, -debit_minor);
+        plan.frozen_moves(movement.debit, -debit_minor);
         // Nothing below can fail.
-        self.commit_movement(&movement, out, fx);
+        self.commit_movement(plan, &movement, out, fx);
         if self.holds.capture(hold_id, debit_minor) == 0 {
-            self.release_hold(hold_id, fx);
+            self.release_hold(plan, hold_id, fx);
         }
         fx.transitions.push((tx_id, TxState::Settled));
         let Movement { debit, credit, amount_minor, .. } = movement;
@@ -361,6 +378,7 @@ impl Ledger {
     /// A capture moves held money (`frozen`) to the payee; the fee comes out of the hold too.
     fn plan_capture(
         &self,
+        plan: &mut Plan,
         tx_id: TxId,
         hold_id: TxId,
         to: &AccountNo,
@@ -387,7 +405,7 @@ impl Ledger {
             return Err(ResultCode::AccountDebitFrozen);
         }
         self.accounts.check_credit(payee)?;
-        let mut plan = Plan::new(tx_id);
+        plan.start(tx_id);
         plan.add(&self.accounts, payer, Bucket::Frozen, -debit_minor)?;
         plan.add(&self.accounts, payee, Bucket::Available, amount_minor)?;
         // A T+1 side's `ledger` moves through its clearing account at the cutover.
@@ -395,8 +413,8 @@ impl Ledger {
             .cycles
             .plan_ledger(&self.accounts, &[(payer, -debit_minor), (payee, amount_minor)])?;
         plan.add_ledger(&self.accounts, &ledger)?;
-        self.plan_fee(&mut plan, fee)?;
-        Ok(Movement { plan, debit: payer, credit: payee, amount_minor, daily_minor: 0, fee })
+        self.plan_fee(plan, fee)?;
+        Ok(Movement { debit: payer, credit: payee, amount_minor, daily_minor: 0, fee })
     }
 
     /// The target of a settlement command, checked to be a deposit or withdrawal that may move
@@ -436,12 +454,13 @@ impl Ledger {
     pub(crate) fn settle_confirm(
         &mut self,
         target: TxId,
+        plan: &mut Plan,
         out: &mut Balances,
         fx: &mut Effects,
     ) -> Result<Applied, ResultCode> {
         let loc = self.settlement_target(target, TxState::Settled)?;
         let (debit, credit, amount_minor, kind) = self.target_accounts(loc);
-        let mut plan = Plan::new(target);
+        plan.start(target);
         if kind == TxKind::Withdraw {
             // The held money leaves the customer for the channel.
             plan.add(&self.accounts, debit, Bucket::Frozen, -amount_minor)?;
@@ -451,7 +470,7 @@ impl Ledger {
         plan.add(&self.accounts, debit, Bucket::Ledger, -amount_minor)?;
         plan.add(&self.accounts, credit, Bucket::Ledger, amount_minor)?;
         let withdrawn_minor = if kind == TxKind::Withdraw { -amount_minor } else { 0 };
-        plan.assert_frozen_moves(debit, withdrawn_minor);
+        plan.frozen_moves(debit, withdrawn_minor);
         assert!(self.pending_settlements > 0, "the target is pending");
         // Nothing below can fail.
         plan.commit(&mut self.accounts, &mut self.cycles, fx);
@@ -477,21 +496,20 @@ impl Ledger {
     pub(crate) fn settle_fail(
         &mut self,
         target: TxId,
+        plan: &mut Plan,
         out: &mut Balances,
         fx: &mut Effects,
     ) -> Result<Applied, ResultCode> {
         let loc = self.settlement_target(target, TxState::Failed)?;
         let (debit, credit, amount_minor, kind) = self.target_accounts(loc);
-        let mut plan = Plan::new(target);
+        plan.start(target);
         let third = match kind {
-            TxKind::Withdraw => {
-                self.plan_withdrawal_failed(&mut plan, target, debit, amount_minor)?
-            }
-            TxKind::Deposit => self.plan_deposit_failed(&mut plan, debit, credit, amount_minor)?,
+            TxKind::Withdraw => self.plan_withdrawal_failed(plan, target, debit, amount_minor)?,
+            TxKind::Deposit => self.plan_deposit_failed(plan, debit, credit, amount_minor)?,
             _ => unreachable!("settlement_target admits deposits and withdrawals only"),
         };
         let released_minor = if kind == TxKind::Withdraw { -amount_minor } else { 0 };
-        plan.assert_frozen_moves(debit, released_minor);
+        plan.frozen_moves(debit, released_minor);
         assert!(self.pending_settlements > 0, "the target is pending");
         // Nothing below can fail.
         plan.commit(&mut self.accounts, &mut self.cycles, fx);
@@ -575,13 +593,14 @@ impl Ledger {
         tx_id: TxId,
         original: TxId,
         amount: Amount,
+        plan: &mut Plan,
         out: &mut Balances,
         fx: &mut Effects,
     ) -> Result<Applied, ResultCode> {
-        let (movement, loc) = self.plan_refund(tx_id, original, amount)?;
-        movement.plan.assert_frozen_moves(movement.debit, 0);
+        let (movement, loc) = self.plan_refund(plan, tx_id, original, amount)?;
+        plan.frozen_moves(movement.debit, 0);
         // Nothing below can fail.
-        self.commit_movement(&movement, out, fx);
+        self.commit_movement(plan, &movement, out, fx);
         let refunded_minor = self.txs.refunded(original) + movement.amount_minor;
         assert!(refunded_minor <= self.txs.get(loc).amount_minor(), "refunds within the original");
         self.txs.set_refunded(original, refunded_minor);
@@ -597,6 +616,7 @@ impl Ledger {
     /// A refund runs (part of) a settled movement backwards.
     fn plan_refund(
         &self,
+        plan: &mut Plan,
         tx_id: TxId,
         original: TxId,
         amount: Amount,
@@ -636,15 +656,14 @@ impl Ledger {
         self.accounts.check_credit(cr)?;
         let dr_available = self.accounts.available_after_debit(dr, amount_minor)?;
         self.clearing.check_exposure(&self.accounts, dr, dr_available)?;
-        let mut plan = Plan::new(tx_id);
+        plan.start(tx_id);
         plan.add(&self.accounts, dr, Bucket::Available, -amount_minor)?;
         plan.add(&self.accounts, cr, Bucket::Available, amount_minor)?;
         // A T+1 side's `ledger` moves through its clearing account at the cutover.
         let ledger =
             self.cycles.plan_ledger(&self.accounts, &[(dr, -amount_minor), (cr, amount_minor)])?;
         plan.add_ledger(&self.accounts, &ledger)?;
-        let movement =
-            Movement { plan, debit: dr, credit: cr, amount_minor, daily_minor: 0, fee: None };
+        let movement = Movement { debit: dr, credit: cr, amount_minor, daily_minor: 0, fee: None };
         Ok((movement, loc))
     }
 

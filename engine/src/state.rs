@@ -13,6 +13,7 @@ use crate::hash::{DigestSink, Sink, SinkExt};
 use crate::holds::Holds;
 use crate::ledger::{EngineConfig, Ledger};
 use crate::limits::{CURRENCIES_MAX, CURRENCY_SCALE_MAX, TX_RETAINED_MAX};
+use crate::plan::Plan;
 use crate::types::{AccountId, CurrencyCode};
 use crate::wire::Reader;
 
@@ -134,7 +135,7 @@ impl Engine {
         if let Err(problem) = ledger.check_structure() {
             return r.fail(format!("state breaks an invariant: {problem}"));
         }
-        Ok(Engine { ledger, commands_applied: 0 })
+        Ok(Engine { ledger, plan: Plan::new(), commands_applied: 0 })
     }
 }
 

@@ -3,7 +3,9 @@
 //! the first succeeded or was rejected; the first command again is a retry.
 
 use super::{amt, cur, deposit, freeze, no, open, transfer, withdraw, Harness};
-use crate::{AccountKind, AccountLimits, AccountStatus, CommandBody, FeeKind, ResultCode, TxId};
+use crate::{
+    AccountKind, AccountLimits, AccountStatus, Amount, CommandBody, FeeKind, ResultCode, TxId,
+};
 
 /// Runs `first` under a fresh `tx_id`, then each of `others` under the same id.
 fn check(h: &mut Harness, first: CommandBody, others: &[CommandBody]) {
@@ -232,4 +234,32 @@ fn stored_fields_decide_even_when_digests_collide() {
     assert_eq!(h.run_as(tx_id, other).result, ResultCode::TxIdConflict);
     // And the digest is keyed: another seed gives another digest.
     assert_ne!(other.digest(1), other.digest(2));
+}
+
+/// The digest is part of state encoding 4 (every record keeps it) and the fingerprint of the
+/// older ones: neither may change, or a retry after a restart would be taken for a conflict.
+/// Pinned for amounts whose normalization strips zeros, keeps them, or works past 64 bits.
+#[test]
+fn digest_and_fingerprint_are_pinned() {
+    let seed = crate::EngineConfig::default().hash_seed;
+    let wide = i128::from(i64::MAX) * 1_000;
+    let minor = |from, to, mantissa, scale| CommandBody::Transfer {
+        from: no(from),
+        to: no(to),
+        amount: Amount::minor(mantissa, scale),
+    };
+    let cases = [
+        (transfer("alice", "bob", "12.50"), 0x5601_1624_bfd4_95de, 0xe712_64cd),
+        (transfer("alice", "bob", "12.5"), 0x5601_1624_bfd4_95de, 0xe712_64cd),
+        (transfer("alice", "bob", "1250"), 0x1a9e_8ac8_3e6d_690b, 0xb707_bf3d),
+        (deposit("alice", "bank", "0.00000100"), 0x6fbe_88e9_607f_a5c5, 0xa894_4e78),
+        (minor("alice", "bob", wide, 8), 0x01da_5919_0360_3531, 0xefde_b643),
+        (minor("a", "b", -wide, 3), 0x14bf_080f_0d73_f640, 0x6667_978d),
+    ];
+    for (body, digest, fingerprint) in cases {
+        assert_eq!((body.digest(seed), body.fingerprint()), (digest, fingerprint), "{body:?}");
+    }
+    assert_eq!(amt("12.50").normalized(), amt("12.5"));
+    assert_eq!(Amount::minor(wide, 8).normalized(), Amount::minor(i128::from(i64::MAX), 5));
+    assert_eq!(Amount::minor(i128::from(i64::MIN), 2).normalized().scale, 2);
 }
