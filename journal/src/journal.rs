@@ -16,13 +16,14 @@ use std::sync::Arc;
 
 use crate::error::{Defect, JournalError};
 use crate::format::{
-    self, scan_segment, SegmentHeader, Stop, RECORD_ALIGN_BYTES, RECORD_HEADER_LEN_BYTES,
+    self, SegmentHeader, Stop, RECORD_ALIGN_BYTES, RECORD_HEADER_LEN_BYTES,
     SEGMENT_HEADER_LEN_BYTES, SEGMENT_LEN_ALIGN_BYTES, SEGMENT_LEN_BYTES_DEFAULT,
     SEGMENT_LEN_BYTES_MAX, SEGMENT_LEN_BYTES_MIN,
 };
-use crate::segment::{self, list_segments_in, NewSegment, SegmentInfo, TEMP_SUFFIX};
+use crate::segment::{self, NewSegment, TEMP_SUFFIX};
 use crate::spare::{Preparer, Sealed};
 use crate::storage::{FileStorage, Storage};
+use crate::validate::{validate_in, ScannedSegment};
 
 /// Whether `flush` makes records durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -270,23 +271,22 @@ impl<S: Storage> Journal<S> {
         storage.create_dir(dir).map_err(JournalError::io(dir))?;
         let lock = segment::lock_dir(&storage, dir)?;
         let removed_temp_files = remove_temp_files(&storage, dir)?;
-        let segments = list_segments_in(&storage, dir)?;
+        // Decide on every segment before repairing any: a refused journal is left as it was.
+        let segments = validate_in(&storage, dir)?.segments;
         let (active, first_seq, next_seq, torn_tail) = match segments.split_last() {
             None => {
                 let new = segment::create_segment(&storage, dir, 1, options.segment_len_bytes)?;
                 (Active::new(new, options.segment_len_bytes, true), 1, 1, None)
             }
             Some((last, sealed)) => {
-                let mut expected_first_seq = None;
                 for segment in sealed {
-                    expected_first_seq =
-                        Some(verify_sealed(&storage, segment, expected_first_seq)?);
+                    sync_sealed(&storage, &segment.info.path)?;
                 }
-                let (active, next_seq, torn_tail) = open_last(&storage, last, expected_first_seq)?;
+                let (active, next_seq, torn_tail) = open_last(&storage, last)?;
                 // A crashed writer may have renamed its last segment without syncing the
                 // directory: make every name found durable before appending after them.
                 segment::sync_dir(&storage, dir)?;
-                (active, segments[0].first_seq, next_seq, torn_tail)
+                (active, segments[0].info.first_seq, next_seq, torn_tail)
             }
         };
         assert!(first_seq >= 1 && next_seq >= first_seq, "sequence numbers start at 1");
@@ -623,41 +623,24 @@ fn remove_temp_files<S: Storage>(storage: &S, dir: &Path) -> Result<Vec<PathBuf>
     Ok(removed)
 }
 
-/// Validates a segment that is followed by another one and returns the seq after its last
-/// record. It also syncs the file, in case the previous writer ran with [`SyncMode::None`].
-fn verify_sealed<S: Storage>(
-    storage: &S,
-    segment: &SegmentInfo,
-    expected_first_seq: Option<u64>,
-) -> Result<u64, JournalError> {
-    let path = &segment.path;
+/// Syncs a sealed segment (validated), in case the previous writer ran with [`SyncMode::None`].
+fn sync_sealed<S: Storage>(storage: &S, path: &Path) -> Result<(), JournalError> {
     let file = storage.open_write(path).map_err(JournalError::io(path))?;
-    let map = storage.map_read(path).map_err(JournalError::io(path))?;
-    let header = segment::check_header(path, &map, segment.first_seq, expected_first_seq)?;
-    let scan = scan_segment(&map, header, false).map_err(|bad| corrupt(path, bad))?;
-    assert_eq!(scan.stop, Stop::End, "a sealed segment either ends cleanly or is refused");
     let synced = storage.sync_file(&file);
-    synced.map_err(|source| JournalError::SyncFailed { path: path.clone(), source })?;
-    Ok(scan.next_seq)
+    synced.map_err(|source| JournalError::SyncFailed { path: path.to_path_buf(), source })
 }
 
-/// Validates the last segment, restores its full length, zeroes a torn tail, syncs, and maps it
+/// Restores the (validated) last segment's full length, zeroes a torn tail, syncs, and maps it
 /// for appending. Returns the active segment, `next_seq` and the torn tail, if any.
 fn open_last<S: Storage>(
     storage: &S,
-    segment: &SegmentInfo,
-    expected_first_seq: Option<u64>,
+    last: &ScannedSegment,
 ) -> Result<(Active<S>, u64, Option<TornTail>), JournalError> {
-    let path = &segment.path;
+    let ScannedSegment { info, header, scan, .. } = last;
+    let path = &info.path;
     let file = storage.open_write(path).map_err(JournalError::io(path))?;
     let file_len_bytes = storage.len_bytes(&file).map_err(JournalError::io(path))?;
-    // Decide on the bytes physically present (past the end reads as zero), before any repair.
-    let (header, scan) = {
-        let map = storage.map_read(path).map_err(JournalError::io(path))?;
-        let header = segment::check_header(path, &map, segment.first_seq, expected_first_seq)?;
-        (header, scan_segment(&map, header, true).map_err(|bad| corrupt(path, bad))?)
-    };
-    let SegmentHeader { segment_len_bytes, .. } = header;
+    let SegmentHeader { segment_len_bytes, .. } = *header;
     if file_len_bytes < segment_len_bytes {
         segment::preallocate(storage, &file, segment_len_bytes)
             .map_err(|source| segment::space_error(path, source))?;
@@ -694,15 +677,6 @@ fn open_last<S: Storage>(
         name_durable: true,
     };
     Ok((active, scan.next_seq, torn_tail))
-}
-
-fn corrupt(path: &Path, bad: format::BadSpot) -> JournalError {
-    JournalError::Corrupt {
-        path: path.to_path_buf(),
-        offset: bad.offset,
-        seq: bad.seq,
-        reason: bad.reason,
-    }
 }
 
 #[cfg(test)]

@@ -36,6 +36,7 @@ mod segment;
 pub mod snapshot;
 mod spare;
 pub mod storage;
+mod validate;
 
 use std::path::{Path, PathBuf};
 
@@ -52,6 +53,7 @@ pub use segment::{
     SPARE_FILE_NAME,
 };
 pub use storage::{FaultOp, FaultyStorage, FileStorage, MemoryStorage, Storage};
+pub use validate::{last_seq, last_seq_in};
 
 /// The journal's directory inside the data directory.
 pub const JOURNAL_DIR_NAME: &str = "journal";

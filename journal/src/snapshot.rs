@@ -6,8 +6,12 @@
 //! snapshot and falls back to older ones when it is damaged, reporting every one it skipped:
 //! falling back is always safe because the journal replays the difference.
 //!
+//! Snapshots newer than a sequence number are removed by [`remove_after`] (a replica dropping
+//! records that were never acknowledged, before [`crate::truncate_after`] cuts its journal).
+//!
 //! Every file operation goes through a [`Storage`] (`write_in`, `list_in`, `load_in`,
-//! `load_newest_in`); `write`, `list`, `load` and `load_newest` are their real-file shorthands.
+//! `load_newest_in`, `remove_after_in`); `write`, `list`, `load`, `load_newest` and
+//! `remove_after` are their real-file shorthands.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -173,6 +177,34 @@ pub fn list_in<S: Storage>(storage: &S, dir: &Path) -> Result<Vec<SnapshotInfo>,
         .collect();
     snapshots.sort_by_key(|snapshot| snapshot.seq);
     Ok(snapshots)
+}
+
+/// Removes every snapshot in `dir` of a state after record `seq` (file seq > `seq`) and returns
+/// them, newest first; see [`remove_after_in`].
+pub fn remove_after(dir: &Path, seq: u64) -> Result<Vec<PathBuf>, JournalError> {
+    remove_after_in(&FileStorage, dir, seq)
+}
+
+/// [`remove_after`] through `storage`. Newest first, syncing the directory after each removal,
+/// so a crash leaves the snapshots up to some seq: the newest one left never moves up. An
+/// absent directory has nothing to remove; temporary files are left (they are never loaded).
+///
+/// Before cutting a journal after `seq`, remove its snapshots after `seq` first: a crash in
+/// between then leaves a journal longer than its newest snapshot, which recovery replays,
+/// never a snapshot ahead of the journal, which recovery refuses.
+pub fn remove_after_in<S: Storage>(
+    storage: &S,
+    dir: &Path,
+    seq: u64,
+) -> Result<Vec<PathBuf>, JournalError> {
+    let mut removed = Vec::new();
+    for info in list_in(storage, dir)?.into_iter().rev().take_while(|info| info.seq > seq) {
+        let path = info.path;
+        storage.remove_file(&path).map_err(JournalError::io(&path))?;
+        storage.sync_dir(dir).map_err(JournalError::io(dir))?;
+        removed.push(path);
+    }
+    Ok(removed)
 }
 
 /// Loads the newest snapshot in `dir` that verifies, skipping (and reporting) damaged newer ones.

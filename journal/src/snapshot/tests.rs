@@ -114,3 +114,66 @@ fn a_failed_write_leaves_no_snapshot_and_a_finished_one_survives_power_loss() {
     let snapshot = newest.snapshot.expect("a synced snapshot survives");
     assert_eq!((snapshot.seq, snapshot.payload), (30, b"thirty".to_vec()));
 }
+
+#[test]
+fn remove_after_removes_exactly_the_newer_snapshots() {
+    let temp = tempfile::tempdir().expect("temp dir");
+    let dir = temp.path().join("snapshots");
+    assert_eq!(remove_after(&dir, 0).expect("no directory"), Vec::<PathBuf>::new());
+    for seq in [0, 10, 20, 30] {
+        write(&dir, seq, b"state").expect("write");
+    }
+    fs::write(dir.join(format!("{}.tmp", name(40))), b"unfinished").expect("write");
+    let seqs =
+        |dir: &Path| list(dir).expect("list").iter().map(|info| info.seq).collect::<Vec<_>>();
+    assert_eq!(remove_after(&dir, 30).expect("remove"), Vec::<PathBuf>::new());
+    assert_eq!(remove_after(&dir, 15).expect("remove"), [dir.join(name(30)), dir.join(name(20))]);
+    assert_eq!(seqs(&dir), [0, 10]);
+    assert_eq!(remove_after(&dir, 10).expect("remove"), Vec::<PathBuf>::new());
+    assert_eq!(remove_after(&dir, 0).expect("remove"), [dir.join(name(10))]);
+    assert_eq!(seqs(&dir), [0]);
+    assert!(dir.join(format!("{}.tmp", name(40))).exists(), "temporary files are left");
+}
+
+/// Killed at every step, then the power goes: `remove_after` leaves the snapshots up to some
+/// seq, never an older one gone while a newer one stays; `write_in` leaves the old snapshots
+/// until its last step, and the new one complete after it.
+#[test]
+fn remove_after_and_write_killed_at_every_step() {
+    let dir = Path::new("/ledger/snapshots");
+    for changes in 0.. {
+        let disk = crate::MemoryStorage::new();
+        for seq in [5, 10, 20, 30] {
+            write_in(&disk, dir, seq, b"state").expect("write");
+        }
+        let storage = crate::FaultyStorage::new(disk.clone());
+        storage.stop_after(changes);
+        let result = remove_after_in(&storage, dir, 7);
+        disk.crash();
+        let seqs: Vec<u64> = list_in(&disk, dir).expect("list").iter().map(|i| i.seq).collect();
+        let expected = [5, 10, 20, 30];
+        assert!((1..=4).any(|kept| seqs == expected[..kept]), "{changes} changes: {seqs:?}");
+        if result.is_ok() {
+            assert_eq!(seqs, [5], "{changes} changes");
+            assert_eq!(changes, 6, "three removals and three directory syncs");
+            break;
+        }
+    }
+    for changes in 0.. {
+        let disk = crate::MemoryStorage::new();
+        write_in(&disk, dir, 5, b"five").expect("write");
+        let storage = crate::FaultyStorage::new(disk.clone());
+        storage.stop_after(changes);
+        let result = write_in(&storage, dir, 9, b"nine");
+        disk.crash();
+        let newest = load_newest_in(&disk, dir).expect("load");
+        assert_eq!(newest.damaged, Vec::new(), "{changes} changes");
+        let snapshot = newest.snapshot.expect("a snapshot");
+        if result.is_ok() {
+            assert_eq!((snapshot.seq, snapshot.payload), (9, b"nine".to_vec()));
+            break;
+        }
+        // The directory sync that makes the new name durable is the write's last step.
+        assert_eq!(snapshot.seq, 5, "{changes} changes");
+    }
+}

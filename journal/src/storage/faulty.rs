@@ -5,6 +5,9 @@
 //!   (optionally only on files whose name contains a given text) fail with an errno, once. The
 //!   script is shared by every clone and every thread (writer, flusher, spare preparer), so a
 //!   test scripts a fault where the journal will meet it, not on a particular thread.
+//! - **A killed process.** [`FaultyStorage::stop_after`] lets a given number of operations that
+//!   change the disk succeed and fails every later one, as if the process died there: a test
+//!   walks a multi-step operation through every point it can be interrupted at.
 //! - **Lost unsynced bytes and torn tails.** Every file the storage touched keeps the end of
 //!   what a successful sync covered (`sync_map`, `sync_data`: the synced range's end; `sync_file`:
 //!   the end of the file's last non-zero byte). [`FaultyStorage::crash`] then does what a power
@@ -39,6 +42,8 @@ pub enum FaultOp {
     Rename,
     /// [`Storage::create_new`].
     Create,
+    /// [`Storage::remove_file`].
+    Remove,
 }
 
 /// One scripted failure.
@@ -62,6 +67,8 @@ struct Tracked {
 struct State {
     faults: Vec<Fault>,
     files: Vec<Arc<Tracked>>,
+    /// Operations that change the disk still allowed to succeed ([`FaultyStorage::stop_after`]).
+    changes_left: Option<u64>,
 }
 
 /// A [`Storage`] that fails on request and simulates power loss (see the module docs). Clones
@@ -135,9 +142,19 @@ impl<S: Storage> FaultyStorage<S> {
         lock(&self.state).faults.len()
     }
 
-    /// Forgets every scripted fault not met yet.
+    /// Forgets every scripted fault not met yet, and a [`FaultyStorage::stop_after`].
     pub fn clear_faults(&self) {
-        lock(&self.state).faults.clear();
+        let mut state = lock(&self.state);
+        state.faults.clear();
+        state.changes_left = None;
+    }
+
+    /// Lets the next `changes` operations that change the disk (every [`FaultOp`]: allocate,
+    /// write, the syncs, rename, create, remove) succeed, and fails every one after them with
+    /// `EIO`, as a process killed at that point would never issue them. Reads, listings, locks
+    /// and maps still work. Until [`FaultyStorage::clear_faults`].
+    pub fn stop_after(&self, changes: u64) {
+        lock(&self.state).changes_left = Some(changes);
     }
 
     /// Simulates a power failure: in every file this storage touched, zeroes the bytes past what
@@ -163,6 +180,12 @@ impl<S: Storage> FaultyStorage<S> {
     fn check(&self, op: FaultOp, path: &Path) -> io::Result<()> {
         let name = path.file_name().and_then(|name| name.to_str()).unwrap_or_default();
         let mut state = lock(&self.state);
+        if let Some(left) = state.changes_left.as_mut() {
+            if *left == 0 {
+                return Err(io::Error::from_raw_os_error(libc::EIO));
+            }
+            *left -= 1;
+        }
         let found = state.faults.iter().position(|fault| {
             fault.op == op && fault.name_contains.as_ref().is_none_or(|text| name.contains(text))
         });
@@ -235,6 +258,7 @@ impl<S: Storage> Storage for FaultyStorage<S> {
     }
 
     fn remove_file(&self, path: &Path) -> io::Result<()> {
+        self.check(FaultOp::Remove, path)?;
         self.inner.remove_file(path)?;
         lock(&self.state).files.retain(|tracked| *lock_path(tracked) != path);
         Ok(())

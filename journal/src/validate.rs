@@ -1,0 +1,116 @@
+//! Validating a whole journal directory with the recovery rules, read-only: every segment's
+//! header, the chain of first sequence numbers, every record, and how the last segment ends
+//! (the decision table in `FORMAT.md`). [`Journal::open`](crate::Journal::open) decides on this
+//! before it repairs anything; [`last_seq_in`] and [`crate::truncate_after_in`] decide on it
+//! without repairing.
+//!
+//! Nothing here writes, syncs or locks: a torn last record is reported in the scan (as the
+//! stop of the last segment), not zeroed.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use crate::error::JournalError;
+use crate::format::{self, scan_segment, SegmentHeader, SegmentScan, Stop};
+use crate::segment::{self, list_segments_in, SegmentInfo};
+use crate::storage::{FileStorage, Storage};
+
+/// One segment as the recovery rules read it.
+#[derive(Debug)]
+pub(crate) struct ScannedSegment {
+    pub info: SegmentInfo,
+    pub header: SegmentHeader,
+    /// The valid records at its start and how they end.
+    pub scan: SegmentScan,
+}
+
+/// Every segment of a journal, validated, oldest first.
+#[derive(Debug)]
+pub(crate) struct Validated {
+    pub segments: Vec<ScannedSegment>,
+}
+
+impl Validated {
+    /// The first sequence number of the oldest segment (1 for a journal without segments).
+    pub fn first_seq(&self) -> u64 {
+        self.segments.first().map_or(1, |segment| segment.info.first_seq)
+    }
+
+    /// Where appends would continue: the sequence number after the last valid record.
+    pub fn next_seq(&self) -> u64 {
+        self.segments.last().map_or(1, |segment| segment.scan.next_seq)
+    }
+}
+
+/// Validates every segment in `dir` with the recovery rules: refuses (with the error
+/// `Journal::open` returns) a bad file name, a damaged or unsupported header, a gap between
+/// segments, and every corrupt record; accepts a torn last record of the last segment (its
+/// scan's stop says so).
+pub(crate) fn validate_in<S: Storage>(storage: &S, dir: &Path) -> Result<Validated, JournalError> {
+    let infos = list_segments_in(storage, dir)?;
+    let count = infos.len();
+    let mut segments: Vec<ScannedSegment> = Vec::with_capacity(count);
+    for (index, info) in infos.into_iter().enumerate() {
+        let expected_first_seq = segments.last().map(|previous| previous.scan.next_seq);
+        let is_last = index + 1 == count;
+        let scanned = scan_segment_file(storage, info, expected_first_seq, is_last)?;
+        assert!(
+            is_last || scanned.scan.stop == Stop::End,
+            "a sealed segment either ends cleanly or is refused"
+        );
+        segments.push(scanned);
+    }
+    let validated = Validated { segments };
+    assert!(validated.next_seq() >= validated.first_seq(), "sequence numbers only grow");
+    Ok(validated)
+}
+
+/// Reads one segment with the recovery rules: its header (against its name and, unless it is the
+/// first, the seq where the previous segment ended), then every record.
+pub(crate) fn scan_segment_file<S: Storage>(
+    storage: &S,
+    info: SegmentInfo,
+    expected_first_seq: Option<u64>,
+    is_last: bool,
+) -> Result<ScannedSegment, JournalError> {
+    let path = &info.path;
+    let map = storage.map_read(path).map_err(JournalError::io(path))?;
+    let header = segment::check_header(path, &map, info.first_seq, expected_first_seq)?;
+    let scan = scan_segment(&map, header, is_last).map_err(|bad| corrupt(path, bad))?;
+    Ok(ScannedSegment { info, header, scan })
+}
+
+/// The sequence number of the last record of the journal in `dir`, on real files (see
+/// [`last_seq_in`]).
+pub fn last_seq(dir: &Path) -> Result<Option<u64>, JournalError> {
+    last_seq_in(&FileStorage, dir)
+}
+
+/// The sequence number of the last record of the journal in `dir`, without replaying anything,
+/// taking the writer lock or repairing: `None` when the journal holds no record (no directory,
+/// no segment, or segments without records). The whole journal is validated exactly as
+/// `Journal::open` validates it, so this refuses what recovery refuses, and a torn last record
+/// does not count (recovery zeroes it). Meant for a journal no writer has open (before the
+/// runtime starts): it takes no lock, so it cannot tell an append in flight from damage.
+pub fn last_seq_in<S: Storage>(storage: &S, dir: &Path) -> Result<Option<u64>, JournalError> {
+    match storage.list_dir(dir) {
+        Ok(_) => {}
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(JournalError::Io { path: dir.to_path_buf(), source }),
+    }
+    let validated = validate_in(storage, dir)?;
+    let (first_seq, next_seq) = (validated.first_seq(), validated.next_seq());
+    Ok((next_seq > first_seq).then(|| next_seq - 1))
+}
+
+fn corrupt(path: &Path, bad: format::BadSpot) -> JournalError {
+    JournalError::Corrupt {
+        path: PathBuf::from(path),
+        offset: bad.offset,
+        seq: bad.seq,
+        reason: bad.reason,
+    }
+}
+
+#[cfg(test)]
+mod tests;
