@@ -139,10 +139,11 @@ test("refusals say what, and the connection stays usable", async () => {
 
 test("kill -9 leaves outcomes unknown; re-sending the same commands resolves them", async () => {
   const { server, admin } = await fresh();
-  assert.equal((await one(admin, 1, { type: "Deposit", accountNo: "alice", channelNo: "bank", amount: "100000" }))[0], "ok");
+  assert.equal((await one(admin, 1, { type: "Deposit", accountNo: "alice", channelNo: "bank", amount: "1000000" }))[0], "ok");
   const writer = await Client.connect(server.address, credentials("writer"), { requestTimeoutMs: 60_000 });
+  // Enough work (200 000 transfers) that the kill lands while some of it is still running.
   const batches: Entry[][] = Array.from({ length: 200 }, (_, n) =>
-    Array.from({ length: 100 }, (_, k): Entry => [10_000 + 100 * n + k, { type: "Transfer", from: "alice", to: "bob", amount: "1" }]),
+    Array.from({ length: 1_000 }, (_, k): Entry => [10_000 + 1_000 * n + k, { type: "Transfer", from: "alice", to: "bob", amount: "1" }]),
   );
   const replies = batches.map((batch) => writer.submit(batch));
   await Promise.race(replies); // the server is executing them
@@ -166,7 +167,7 @@ test("kill -9 leaves outcomes unknown; re-sending the same commands resolves the
     assert.ok(outcomes.every((outcome) => outcome.ok));
   }
   // Every batch ran exactly once: nothing lost, nothing twice.
-  assert.equal((await again.account("bob"))!.availableMinor, 100n * 200n * 100n);
+  assert.equal((await again.account("bob"))!.availableMinor, 100n * 200n * 1_000n);
   again.close();
 });
 

@@ -220,9 +220,10 @@ def test_refusals_say_what_and_keep_the_connection(server: Ledgerd, admin: Clien
 
 
 def test_kill_nine_leaves_outcomes_unknown_and_resending_resolves_them(server: Ledgerd, admin: Client) -> None:
-    assert one(admin, 1, Deposit("alice", "bank", 100_000))[0] == ResultCode.OK
+    assert one(admin, 1, Deposit("alice", "bank", 1_000_000))[0] == ResultCode.OK
     writer = connect(server, "writer", request_timeout_ms=60_000)
-    batches = [[(10_000 + 100 * n + k, Transfer("alice", "bob", 1)) for k in range(100)] for n in range(200)]
+    # Enough work (200 000 transfers) that the kill lands while some of it is still running.
+    batches = [[(10_000 + 1_000 * n + k, Transfer("alice", "bob", 1)) for k in range(1_000)] for n in range(200)]
     futures = [writer.send_submit(batch) for batch in batches]
     futures[0].result()  # the server is executing them
     server.kill9()
@@ -247,7 +248,7 @@ def test_kill_nine_leaves_outcomes_unknown_and_resending_resolves_them(server: L
             assert all(outcome.ok for outcome in outcomes)
         # Every batch ran exactly once, but those never completely sent: nothing lost, nothing twice.
         bob = again.account("bob")
-        assert bob is not None and bob.available == Decimal(100 * (len(batches) - unsent))
+        assert bob is not None and bob.available == Decimal(1_000 * (len(batches) - unsent))
 
 
 class SilentServer:
