@@ -88,6 +88,19 @@ pub enum JournalError {
         /// The durable sequence number.
         durable_seq: u64,
     },
+    /// [`crate::truncate_after`] was asked to cut the journal before its first segment: the
+    /// records it would have to end with were archived.
+    #[error(
+        "cannot truncate after seq {seq}: the journal starts at seq {first_seq} (the records \
+         before it were archived), so the lowest seq it can end at is {}",
+        .first_seq.saturating_sub(1)
+    )]
+    TruncateArchived {
+        /// The requested seq.
+        seq: u64,
+        /// The first sequence number of the journal's oldest segment.
+        first_seq: u64,
+    },
     /// [`crate::JournalOptions`] are out of range.
     #[error("invalid journal options: {0}")]
     InvalidOptions(&'static str),

@@ -15,6 +15,9 @@
 //! - [`JournalReader`] reads records from a sequence number, read-only, even while a writer in
 //!   another process appends.
 //! - [`snapshot`] writes and loads `snap-<seq>.snap` files.
+//! - [`truncate_after`] removes every record after a seq, crash-safely (a replica dropping
+//!   records the replicated log never acknowledged); [`last_seq`] reads where a journal ends
+//!   without opening it for writing.
 //! - [`storage`]: the [`Storage`] trait every file operation goes through, with real files
 //!   ([`FileStorage`], the default), [`FaultyStorage`] (scripted failures, simulated power
 //!   loss) for tests, and [`MemoryStorage`] (a disk in memory) for the simulation. [`Journal::open_in`] and [`JournalReader::open_in`]
@@ -36,6 +39,7 @@ mod segment;
 pub mod snapshot;
 mod spare;
 pub mod storage;
+mod truncate;
 mod validate;
 
 use std::path::{Path, PathBuf};
@@ -53,6 +57,7 @@ pub use segment::{
     SPARE_FILE_NAME,
 };
 pub use storage::{FaultOp, FaultyStorage, FileStorage, MemoryStorage, Storage};
+pub use truncate::{truncate_after, truncate_after_in, TruncateReport};
 pub use validate::{last_seq, last_seq_in};
 
 /// The journal's directory inside the data directory.

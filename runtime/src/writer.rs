@@ -978,6 +978,7 @@ fn append_stop(error: JournalError, completed_len: usize) -> AppendStop {
         | JournalError::Locked { .. }
         | JournalError::SeqUnavailable { .. }
         | JournalError::NotDurable { .. }
+        | JournalError::TruncateArchived { .. }
         | JournalError::InvalidOptions(_)
         | JournalError::SnapshotTooLong { .. } => {
             AppendStop::Fatal(format!("unexpected journal error on append: {error}"))
