@@ -186,23 +186,13 @@ impl Starter {
     }
 }
 
-/// The last seq of the journal in `data_dir` (0 when empty), read without the engine: only the
-/// newest segment is scanned (a torn tail ends it, as recovery would cut it).
+/// The last seq of the journal in `data_dir` (0 when empty or absent), validated like recovery
+/// without replaying, locking or repairing anything (`journal::last_seq`).
 fn local_last_seq(data_dir: &std::path::Path) -> Result<u64, String> {
     let dir = journal::journal_dir(data_dir);
     if !dir.exists() {
         return Ok(0);
     }
-    let segments = journal::list_segments(&dir).map_err(|error| error.to_string())?;
-    let Some(last) = segments.last() else {
-        return Ok(0);
-    };
-    let mut reader =
-        journal::JournalReader::open(&dir, last.first_seq).map_err(|error| error.to_string())?;
-    let mut last_seq = last.first_seq - 1;
-    // Bounded by the segment's records.
-    while let Some(record) = reader.next_ref().map_err(|error| error.to_string())? {
-        last_seq = record.seq;
-    }
-    Ok(last_seq)
+    let last = journal::last_seq(&dir).map_err(|error| error.to_string())?;
+    Ok(last.unwrap_or(0))
 }

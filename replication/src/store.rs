@@ -141,6 +141,14 @@ impl Leader {
     }
 }
 
+/// The epoch key's value: a little-endian `u64`.
+fn epoch_of(value: &[u8]) -> Result<u64, StoreError> {
+    let bytes: [u8; 8] = value.try_into().map_err(|_| {
+        StoreError::Failed(format!("the epoch key holds {} bytes, not 8", value.len()))
+    })?;
+    Ok(u64::from_le_bytes(bytes))
+}
+
 fn push_short(out: &mut Vec<u8>, bytes: &[u8]) {
     // Node ids are checked to 64 bytes where they are configured.
     out.push(bytes.len().min(255) as u8);
@@ -349,14 +357,8 @@ impl Store {
         let (epoch, epoch_unchanged) = match self.client.get(&epoch_key)? {
             None => (0, Compare::version(epoch_key.clone(), Cmp::Equal, 0)),
             Some(kv) => {
-                let bytes: [u8; 8] = kv.value.as_slice().try_into().map_err(|_| {
-                    StoreError::Failed(format!(
-                        "the epoch key holds {} bytes, not 8",
-                        kv.value.len()
-                    ))
-                })?;
                 let seen = Compare::mod_revision(epoch_key.clone(), Cmp::Equal, kv.mod_revision);
-                (u64::from_le_bytes(bytes), seen)
+                (epoch_of(&kv.value)?, seen)
             }
         };
         let epoch = epoch + 1;
@@ -455,15 +457,7 @@ impl Store {
     pub fn epoch(&self) -> Result<u64, StoreError> {
         match self.client.get(&self.keys.epoch())? {
             None => Ok(0),
-            Some(kv) => {
-                let bytes: [u8; 8] = kv.value.as_slice().try_into().map_err(|_| {
-                    StoreError::Failed(format!(
-                        "the epoch key holds {} bytes, not 8",
-                        kv.value.len()
-                    ))
-                })?;
-                Ok(u64::from_le_bytes(bytes))
-            }
+            Some(kv) => epoch_of(&kv.value),
         }
     }
 
