@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import concurrent.futures
 import socket
+import struct
 import threading
 import time
 from decimal import Decimal
-from typing import Iterator, List, Tuple
+from typing import Callable, Iterator, List, Tuple
 
 import pytest
 
@@ -51,7 +52,8 @@ from ledger_client import (
     Withdraw,
 )
 from ledger_client.session import HELLO_REQUEST_ID
-from ledger_client.wire import Op, encode_frame
+from ledger_client.crc32c import crc32c
+from ledger_client.wire import MAGIC, PROTOCOL_VERSION, Op, encode_frame
 
 ACCOUNTS = [
     ("alice", AccountKind.USER),
@@ -284,6 +286,98 @@ def test_a_passed_deadline_closes_and_leaves_every_request_unknown() -> None:
     with pytest.raises(ConnectionClosed):
         client.ping()
     client.close()
+
+
+class GoodbyeServer:
+    """Answers HELLO, then says the connection-level ``shutting_down`` once it has read
+    ``goodbye_after_bytes`` more bytes (or at the client's EOF), and reads until that EOF."""
+
+    def __init__(self, goodbye_after_bytes: int) -> None:
+        self.goodbye_after_bytes = goodbye_after_bytes
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.address = f"127.0.0.1:{self.listener.getsockname()[1]}"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        conn, _ = self.listener.accept()
+        conn.recv(1024)
+        body = bytes([2]) + (8192).to_bytes(4, "little") + (64).to_bytes(4, "little")
+        conn.sendall(encode_frame(Op.HELLO_OK, HELLO_REQUEST_ID, body))
+        seen = 0
+        goodbye = connection_error(ErrorCode.SHUTTING_DOWN, b"stop")
+        said = False
+        while True:
+            if not said and seen >= self.goodbye_after_bytes:
+                conn.sendall(goodbye)
+                said = True
+            data = conn.recv(65536)
+            if not data:
+                break
+            seen += len(data)
+        if not said:
+            conn.sendall(goodbye)
+        conn.close()
+
+
+class BrokenWrites:
+    """A socket whose writes fail (EPIPE), after ``before`` returns; everything else is the
+    real socket's."""
+
+    def __init__(self, sock: socket.socket, before: Callable[[], None]) -> None:
+        self._sock = sock
+        self._before = before
+
+    def sendall(self, data: bytes) -> None:
+        self._before()
+        raise BrokenPipeError(32, "Broken pipe")
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._sock, name)
+
+
+def test_a_write_that_fails_after_the_goodbye_was_read_stays_refused() -> None:
+    # The reader ends the request (Refused: shutting_down) before the write's error surfaces:
+    # that outcome stands (this raced in CI: InvalidStateError on the finished future).
+    goodbye = GoodbyeServer(1)
+    client = Client.connect(goodbye.address, credentials("admin"))
+    real = client._sock
+
+    def part_then_goodbye() -> None:
+        real.sendall(b"L")  # the frame's first byte; the server answers it with its goodbye
+        wait_until(lambda: client.closed is not None)
+
+    client._sock = BrokenWrites(real, part_then_goodbye)  # type: ignore[assignment]
+    with pytest.raises(Refused) as refused:
+        client.submit([(9, Transfer("alice", "bob", 1))])
+    assert refused.value.code == ErrorCode.SHUTTING_DOWN
+    real.close()
+
+
+def test_a_write_that_fails_before_the_goodbye_is_read_says_why() -> None:
+    # The write fails first; the goodbye the server sends then is still read and reported.
+    goodbye = GoodbyeServer(1 << 30)
+    client = Client.connect(goodbye.address, credentials("admin"))
+    real = client._sock
+    client._sock = BrokenWrites(real, lambda: None)  # type: ignore[assignment]
+    with pytest.raises(ConnectionClosed) as closed:
+        client.submit([(9, Transfer("alice", "bob", 1))])
+    assert "not sent completely" in closed.value.reason and "shutting_down" in closed.value.reason
+    assert client.closed is not None and "shutting_down" in client.closed
+    real.close()
+
+
+def connection_error(code: int, message: bytes) -> bytes:
+    """A connection-level ERROR frame (request id 0), which a client never sends."""
+    body = struct.pack("<HH", code, len(message)) + message
+    head = MAGIC + struct.pack("<BBHQI", PROTOCOL_VERSION, Op.ERROR, 0, 0, len(body))
+    return head + struct.pack("<I", crc32c(body, crc32c(head))) + body
+
+
+def wait_until(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 5
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
 
 
 def test_shutdown_answers_what_it_read_and_refuses_the_rest(server: Ledgerd, admin: Client) -> None:

@@ -30,6 +30,8 @@ TIMEOUT_MS_MAX = 3_600_000
 #: How often the reader thread looks at the deadlines while waiting for bytes.
 POLL_INTERVAL_S = 0.05
 READ_CHUNK_LEN_BYTES = 64 * 1024
+# How long a failed write waits for the reader to take what the server sent before.
+UNSENT_DRAIN_S = 2.0
 
 Address = Union[Tuple[str, int], str]
 
@@ -184,14 +186,29 @@ class Client(ClientBase):
             try:
                 self._sock.sendall(frame)
             except OSError as error:
-                # Not written completely: it cannot have run; the stream is cut mid-frame.
-                reason = str(error) or type(error).__name__
-                with self._lock:
-                    self._futures.pop(request_id, None)
-                    completions = self._session.unsent(request_id, reason)
-                future.set_exception(ConnectionClosed(f"request {request_id} not sent completely: {reason}"))
-                self._finish(completions)
+                self._unsent(request_id, future, str(error) or type(error).__name__)
         return future
+
+    def _unsent(self, request_id: int, future: "concurrent.futures.Future[Any]", reason: str) -> None:
+        """A frame not written completely: it cannot have run, and the stream is cut
+        mid-frame. What the server sent before (a reply to this request, its
+        connection-level ``shutting_down``) is still read first: it says why."""
+        with self._lock:
+            self._session.forget(request_id)
+        try:
+            self._sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+        if threading.current_thread() is not self._reader:
+            self._reader.join(UNSENT_DRAIN_S)
+        with self._lock:
+            owned = self._futures.pop(request_id, None) is not None
+            closed = self._session.closed
+            completions = self._session.close(f"request {request_id} not sent completely: {reason}")
+        if owned and not future.done():
+            why = reason if closed is None else f"{reason}; {closed}"
+            future.set_exception(ConnectionClosed(f"request {request_id} not sent completely: {why}"))
+        self._finish(completions)
 
     def _read_loop(self) -> None:
         try:

@@ -167,11 +167,10 @@ class Session:
         self._in_flight[request_id] = InFlight(op, deadline, tx_ids, ping_payload)
         return request_id, frame
 
-    def unsent(self, request_id: int, reason: str) -> List[Completion]:
-        """A request whose frame was not completely written: it cannot have run; the
-        connection closes (the stream is cut mid-frame)."""
+    def forget(self, request_id: int) -> None:
+        """Drops a request that cannot have run (its frame was not written completely)
+        without closing: the caller still reads what the server sent before."""
         self._in_flight.pop(request_id, None)
-        return self.close(f"request {request_id} not sent completely: {reason}")
 
     # ---- replies ----
 
