@@ -51,6 +51,8 @@ pub struct Starter {
     genesis: Option<store::Genesis>,
     /// The confirmed position read at start ([`Starter::reconcile_local`]).
     position: Option<Head>,
+    /// The seqs cut off the local journal at start.
+    cut: Option<(u64, u64)>,
 }
 
 /// Checks the options, connects to etcd, and returns the durable stage to start the runtime
@@ -93,7 +95,7 @@ pub fn prepare(
     );
     let data_dir = data_dir.to_path_buf();
     let wiring = replica::Wiring { options, data_dir, store, role, metrics, control };
-    let starter = Starter { wiring, genesis, position: None };
+    let starter = Starter { wiring, genesis, position: None, cut: None };
     Ok((Box::new(stage), starter))
 }
 
@@ -139,21 +141,23 @@ impl Starter {
         };
         if local_seq < keep_seq {
             return Err(local(format!(
-                "the local journal ends at seq {local_seq}, before this node's confirmed position (seq {keep_seq}): \
-                 records were lost; a state transfer from a peer is not built yet, so start this node on an empty \
-                 data directory"
+                "the local journal ends at seq {local_seq}, before seq {keep_seq}, which it must hold (this node's \
+                 confirmed position, or the history before the log's first entry): records were lost; a state \
+                 transfer from a peer is not built yet, so start this node on an empty data directory"
             )));
         }
         if local_seq > keep_seq {
-            return Err(local(format!(
-                "the local journal holds seqs {}..={local_seq} after this node's confirmed position (seq {keep_seq}); \
-                 they may never have been acknowledged (a deposed primary's tail). Truncating them is not built yet: \
-                 start this node on an empty data directory",
-                keep_seq + 1
-            )));
+            cut_after(data_dir, keep_seq).map_err(local)?;
+            self.cut = Some((keep_seq + 1, local_seq));
         }
         self.position = position;
         Ok(position)
+    }
+
+    /// The records [`Starter::reconcile_local`] cut off the local journal, `(first, last)`
+    /// seq: never acknowledged by this node, or committed and read again from the log.
+    pub fn cut(&self) -> Option<(u64, u64)> {
+        self.cut
     }
 
     /// Sets the address clients are sent to when this node is the primary, unless the options
@@ -195,4 +199,24 @@ fn local_last_seq(data_dir: &std::path::Path) -> Result<u64, String> {
     }
     let last = journal::last_seq(&dir).map_err(|error| error.to_string())?;
     Ok(last.unwrap_or(0))
+}
+
+/// Cuts every record after `keep_seq` from the local journal in `data_dir`, snapshots after it
+/// first (REPLICATION.md, *Recovery decision table*): a crash in between leaves a journal
+/// longer than its newest snapshot, which recovery replays and the next start cuts again.
+fn cut_after(data_dir: &std::path::Path, keep_seq: u64) -> Result<(), String> {
+    let snapshots = journal::snapshot_dir(data_dir);
+    journal::snapshot::remove_after(&snapshots, keep_seq).map_err(|error| {
+        format!("remove the snapshots after seq {keep_seq} in {}: {error}", snapshots.display())
+    })?;
+    let dir = journal::journal_dir(data_dir);
+    journal::truncate_after(&dir, keep_seq).map_err(|error| match error {
+        journal::JournalError::TruncateArchived { .. } => format!(
+            "the local journal must be cut after seq {keep_seq}, which is older than its oldest segment \
+             ({error}); a state transfer from a peer is not built yet, so start this node on an empty data \
+             directory"
+        ),
+        error => format!("cut the local journal after seq {keep_seq}: {error}"),
+    })?;
+    Ok(())
 }

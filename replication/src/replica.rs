@@ -196,7 +196,7 @@ fn keep_lease(store: &Store, role: &Role, lease: &AtomicI64, ttl_s: i64, stop: &
         };
         let Some(why) = lost else { continue };
         if role.state() == RoleState::Primary {
-            role.stop(why);
+            role.depose(why);
             return;
         }
         // A standby's lease only carries its replica record (and a claim it may make): it
@@ -332,12 +332,13 @@ impl Follow {
             let local_seq = self.handle.durable_seq();
             let log_seq = self.chain.head().map_or(0, |head| head.last_seq);
             if self.chain.head().is_some() && local_seq > log_seq {
-                return Err(format!(
+                let why = format!(
                     "the local journal holds seqs {}..={local_seq} that the log does not (it ends at seq {log_seq}): \
-                     they were never acknowledged; truncating them is not built yet, so this node stops \
-                     (move its data directory aside to rejoin as a fresh standby)",
+                     they were never acknowledged; a restart cuts them and rejoins as a standby",
                     log_seq + 1
-                ));
+                );
+                self.wiring.role.depose(why.clone());
+                return Err(why);
             }
             self.report();
             return Ok(page.revision);

@@ -60,7 +60,7 @@ pub struct Role {
     primary_addr: Mutex<Option<String>>,
     /// The head of the last entry applied or appended (what the position file records).
     head: Mutex<Option<Head>>,
-    failure: OnceLock<String>,
+    failure: OnceLock<(String, bool)>,
 }
 
 impl Role {
@@ -96,7 +96,16 @@ impl Role {
 
     /// Why the node stopped, once it has.
     pub fn failure(&self) -> Option<&str> {
-        self.failure.get().map(String::as_str)
+        self.failure.get().map(|(why, _)| why.as_str())
+    }
+
+    /// Whether the node stopped in a way a restart on the same data directory repairs (it was
+    /// deposed: its lease was lost or an append fenced; or its journal holds records the log
+    /// does not): it then rejoins as a standby, the unacknowledged tail cut off at start. A
+    /// stop that is not (a divergent state, a broken chain, etcd refusing a request) needs a
+    /// person: restarting would only stop again.
+    pub fn rejoins(&self) -> bool {
+        self.failure.get().is_some_and(|(_, rejoins)| *rejoins)
     }
 
     pub(crate) fn set_standby(&self) {
@@ -137,9 +146,17 @@ impl Role {
         *self.head.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Stops the node for good with `why` (the first reason wins).
+    /// Stops the node for good with `why` (the first reason wins): a fault a restart does not
+    /// repair.
     pub(crate) fn stop(&self, why: String) {
-        let _ = self.failure.set(why);
+        let _ = self.failure.set((why, false));
+        self.state.store(3, Ordering::Release);
+    }
+
+    /// Stops the node for good with `why` (the first reason wins), in a way a restart repairs
+    /// ([`Role::rejoins`]).
+    pub(crate) fn depose(&self, why: String) {
+        let _ = self.failure.set((why, true));
         self.state.store(3, Ordering::Release);
     }
 }
@@ -157,10 +174,11 @@ mod tests {
         role.set_primary(3, "127.0.0.1:1");
         assert!(role.is_primary());
         assert_eq!((role.epoch(), role.primary_addr().as_deref()), (3, Some("127.0.0.1:1")));
-        role.stop("lease lost".into());
+        role.depose("lease lost".into());
         role.stop("second reason".into());
         assert_eq!(role.state(), RoleState::Stopped);
         assert_eq!(role.failure(), Some("lease lost"));
+        assert!(role.rejoins(), "the first reason decides");
         role.set_standby();
         assert_eq!(role.state(), RoleState::Stopped, "a stopped node stays stopped");
     }

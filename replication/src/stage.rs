@@ -115,7 +115,7 @@ impl Stage {
                 Ok(Appended::Refused { head: Some(found) }) if found == head => break,
                 Ok(Appended::Refused { head: found }) => {
                     let why = fenced(&prev, found.as_ref());
-                    self.role.stop(why.clone());
+                    self.role.depose(why.clone());
                     return Err(why);
                 }
                 Err(StoreError::Unknown(error)) => {
@@ -166,7 +166,7 @@ fn resolve(
             Ok(Some(head)) if head == *prev => return Ok(Resolved::NotCommitted),
             Ok(found) => {
                 let why = fenced(prev, found.as_ref());
-                role.stop(why.clone());
+                role.depose(why.clone());
                 return Err(why);
             }
             Err(StoreError::Unknown(error) | StoreError::Failed(error)) => last_error = error,

@@ -3,7 +3,9 @@
 //! Startup is recovery (newest valid snapshot + journal tail, verified) and prints what it
 //! recovered and where it listens. SIGTERM/SIGINT stop accepting, finish in-flight requests,
 //! flush the journal and exit 0. A journal failure is fatal: nothing more is acknowledged and
-//! the process exits non-zero with the reason.
+//! the process exits 70 with the reason. A replica (`--cluster`) that is deposed starts again
+//! in the same process, as a standby; one stopped by a fault a restart does not repair exits
+//! 75 (REPLICATION.md, *Rejoining*).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -315,8 +317,17 @@ fn settings(args: Args) -> Result<Settings> {
     Ok(settings)
 }
 
+/// How one start of the server ended.
+enum Served {
+    /// The process exits with this code.
+    Exit(ExitCode),
+    /// The replica was deposed (REPLICATION.md, *Rejoining*): start again on the same data
+    /// directory and addresses, as a standby.
+    Rejoin,
+}
+
 fn run() -> Result<ExitCode> {
-    let settings = settings(Args::parse())?;
+    let mut settings = settings(Args::parse())?;
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("create {}", settings.data_dir.display()))?;
     let (credentials, created) = Credentials::load_or_generate_admin(&settings.credentials)
@@ -330,7 +341,30 @@ fn run() -> Result<ExitCode> {
     if settings.sync_mode == SyncMode::None {
         println!("WARNING: --sync none releases replies before they are durable (benchmarks only)");
     }
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, stop.clone()).context("install signal handlers")?;
+    }
+    // Bounded by the process's life: each pass is one start; only a deposed replica passes
+    // again, after a pause that keeps a flapping group from spinning.
+    loop {
+        match serve(&mut settings, &credentials, &stop)? {
+            Served::Exit(code) => return Ok(code),
+            Served::Rejoin if stop.load(Ordering::Acquire) => return Ok(ExitCode::SUCCESS),
+            Served::Rejoin => {
+                println!("rejoining as a standby: recovery again on the same data directory");
+                std::thread::sleep(REJOIN_PAUSE);
+            }
+        }
+    }
+}
 
+/// The pause before a deposed replica starts again.
+const REJOIN_PAUSE: Duration = Duration::from_millis(200);
+
+/// One start: recovery, the listeners, the replica, until a stop. The addresses actually
+/// bound are written back to `settings`, so a rejoin listens where clients already look.
+fn serve(settings: &mut Settings, credentials: &Credentials, stop: &AtomicBool) -> Result<Served> {
     let mut options = RuntimeOptions {
         sync_mode: settings.sync_mode,
         batch_delay_us: settings.batch_delay_us,
@@ -361,6 +395,12 @@ fn run() -> Result<ExitCode> {
                     position.index, position.epoch, position.last_seq
                 );
             }
+            if let Some((first, last)) = starter.cut() {
+                println!(
+                    "replication: cut seqs {first}..={last} off the local journal (after the confirmed \
+                     position: never acknowledged here, or committed and read again from the log)"
+                );
+            }
             println!(
                 "replica {} of ledger {} (etcd {})",
                 cluster.node,
@@ -389,9 +429,13 @@ fn run() -> Result<ExitCode> {
         replica_role: starter.as_ref().map(replication::Starter::role),
         replication_metrics: starter.as_ref().map(replication::Starter::metrics),
     };
-    let server = Server::start(server_options, credentials, runtime.handle())
+    let server = Server::start(server_options, credentials.clone(), runtime.handle())
         .with_context(|| format!("listen on {}", settings.listen))?;
     println!("listening on {}", server.local_addr());
+    settings.listen = server.local_addr();
+    if let Some(addr) = server.metrics_addr() {
+        settings.metrics_listen = Some(addr);
+    }
     let replica = match starter {
         None => None,
         Some(mut starter) => {
@@ -419,10 +463,6 @@ fn run() -> Result<ExitCode> {
         processors.push(processor);
     }
 
-    let stop = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(signal, stop.clone()).context("install signal handlers")?;
-    }
     while !stop.load(Ordering::Acquire) {
         let failure = runtime.wait_for_failure(Duration::from_millis(100));
         let deposed = replica
@@ -430,19 +470,27 @@ fn run() -> Result<ExitCode> {
             .is_some_and(|replica| replica.role().state() == replication::RoleState::Stopped);
         if let Some(failure) = failure.filter(|_| !deposed) {
             eprintln!("ledgerd: FATAL: {failure}; nothing more is acknowledged, exiting");
-            return Ok(ExitCode::from(70));
+            return Ok(Served::Exit(ExitCode::from(70)));
         }
         let role = replica.as_ref().map(|replica| replica.role().clone());
         if let Some(role) = role.filter(|role| role.state() == replication::RoleState::Stopped) {
             let why = role.failure().unwrap_or("stopped").to_owned();
-            eprintln!(
-                "ledgerd: replication stopped: {why}; nothing more is acknowledged, exiting \
-                 (restart to rejoin as a standby)"
-            );
+            let rejoins = role.rejoins();
+            if rejoins {
+                eprintln!(
+                    "ledgerd: replication stopped: {why}; nothing more is acknowledged here; \
+                     starting again to rejoin as a standby"
+                );
+            } else {
+                eprintln!(
+                    "ledgerd: replication stopped: {why}; nothing more is acknowledged, exiting \
+                     (a restart does not repair this: see REPLICATION.md, Recovery decision table)"
+                );
+            }
             server.shutdown();
             drop(replica);
             let _ = runtime.shutdown();
-            return Ok(ExitCode::from(75));
+            return Ok(if rejoins { Served::Rejoin } else { Served::Exit(ExitCode::from(75)) });
         }
     }
     println!("stopping: no new connections, finishing in-flight requests");
@@ -455,7 +503,7 @@ fn run() -> Result<ExitCode> {
     }
     let shutdown = runtime.shutdown().context("stop the runtime")?;
     println!("stopped: {shutdown}");
-    Ok(ExitCode::SUCCESS)
+    Ok(Served::Exit(ExitCode::SUCCESS))
 }
 
 fn main() -> ExitCode {

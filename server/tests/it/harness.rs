@@ -124,6 +124,13 @@ impl Ledgerd {
         Ledgerd::spawn(dir, &[])
     }
 
+    /// Starts a new process on the same data directory with `extra` flags (after `kill9`).
+    pub fn restart_with(previous: Ledgerd, extra: &[&str]) -> Ledgerd {
+        let dir = previous.dir.clone();
+        drop(previous);
+        Ledgerd::spawn(dir, extra)
+    }
+
     /// Restarts the server that `sigterm` stopped.
     pub fn restart_stopped() -> Ledgerd {
         let dir = LAST_STOPPED.lock().expect("lock").take().expect("a stopped server");
