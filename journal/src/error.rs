@@ -101,6 +101,18 @@ pub enum JournalError {
         /// The first sequence number of the journal's oldest segment.
         first_seq: u64,
     },
+    /// A cut of a damaged journal ([`crate::truncate_damaged_after`]) after a seq that is not
+    /// intact: the records the caller wanted kept are damaged.
+    #[error(
+        "cannot truncate after seq {seq}: the journal's records are intact only up to seq \
+         {intact_last_seq} (its last segment is damaged after that)"
+    )]
+    TruncateDamaged {
+        /// The requested seq.
+        seq: u64,
+        /// The last intact record.
+        intact_last_seq: u64,
+    },
     /// [`crate::JournalOptions`] are out of range.
     #[error("invalid journal options: {0}")]
     InvalidOptions(&'static str),

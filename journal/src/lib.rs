@@ -57,8 +57,11 @@ pub use segment::{
     SPARE_FILE_NAME,
 };
 pub use storage::{FaultOp, FaultyStorage, FileStorage, MemoryStorage, Storage};
-pub use truncate::{truncate_after, truncate_after_in, TruncateReport};
-pub use validate::{last_seq, last_seq_in};
+pub use truncate::{
+    truncate_after, truncate_after_in, truncate_damaged_after, truncate_damaged_after_in,
+    TruncateReport,
+};
+pub use validate::{intact_tail, intact_tail_in, last_seq, last_seq_in, IntactTail, TailDamage};
 
 /// The journal's directory inside the data directory.
 pub const JOURNAL_DIR_NAME: &str = "journal";

@@ -39,7 +39,10 @@ use crate::format::{read_boundary, Boundary, SegmentHeader, Stop, SEGMENT_HEADER
 use crate::format::{RECORD_ALIGN_BYTES, SEGMENT_LEN_ALIGN_BYTES};
 use crate::segment;
 use crate::storage::{FileStorage, Storage};
-use crate::validate::{scan_segment_file, validate_in, ScannedSegment};
+use crate::validate::{
+    scan_segment_file, validate_in, validate_tolerating_tail_in, ScannedSegment,
+};
+use crate::TailDamage;
 
 /// Bytes zeroed (and synced) per step of a cut: one page, the unit a crash keeps or loses.
 const ZERO_STEP_BYTES: u64 = SEGMENT_LEN_ALIGN_BYTES;
@@ -98,23 +101,80 @@ pub fn truncate_after_in<S: Storage>(
     dir: &Path,
     seq: u64,
 ) -> Result<TruncateReport, JournalError> {
-    let _lock = match segment::lock_dir(storage, dir) {
+    truncate_in(storage, dir, seq, false)
+}
+
+/// [`truncate_damaged_after_in`] on real files.
+pub fn truncate_damaged_after(dir: &Path, seq: u64) -> Result<TruncateReport, JournalError> {
+    truncate_damaged_after_in(&FileStorage, dir, seq)
+}
+
+/// [`truncate_after_in`] for a journal whose last segment may be damaged at its end
+/// ([`crate::TailDamage`], FORMAT.md *Known limit*): the damage is zeroed with the records
+/// after `seq`, instead of refused. `seq` must be before the damage (records up to it intact:
+/// `TruncateDamaged` otherwise, changing nothing); damage anywhere else is refused as recovery
+/// refuses it. Only for a journal whose records after `seq` can be had again (a replica: from
+/// its replicated log); the crash argument is `truncate_after_in`'s: the zeroing runs back to
+/// front, so the damage goes first, and a crash leaves intact records up to some seq at or
+/// after `seq`, then zeros, or the damage still there for the next run.
+pub fn truncate_damaged_after_in<S: Storage>(
+    storage: &S,
+    dir: &Path,
+    seq: u64,
+) -> Result<TruncateReport, JournalError> {
+    truncate_in(storage, dir, seq, true)
+}
+
+/// Both truncations under the writer lock: validated with the recovery rules, damage of the
+/// last segment's records tolerated (after `seq`) only if `tolerate_damage`.
+fn truncate_in<S: Storage>(
+    storage: &S,
+    dir: &Path,
+    seq: u64,
+    tolerate_damage: bool,
+) -> Result<TruncateReport, JournalError> {
+    let lock = match segment::lock_dir(storage, dir) {
         Ok(lock) => lock,
         Err(JournalError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
             return Ok(TruncateReport::unchanged(0));
         }
         Err(error) => return Err(error),
     };
-    let mut segments = validate_in(storage, dir)?.segments;
+    let (segments, damage) = if tolerate_damage {
+        let (validated, damage) = validate_tolerating_tail_in(storage, dir)?;
+        (validated.segments, damage)
+    } else {
+        (validate_in(storage, dir)?.segments, None)
+    };
+    if let Some(damage) = &damage {
+        if seq >= damage.seq {
+            return Err(JournalError::TruncateDamaged { seq, intact_last_seq: damage.seq - 1 });
+        }
+    }
+    let report = cut_validated(storage, dir, segments, seq, damage.as_ref());
+    drop(lock);
+    report
+}
+
+/// The cut of `truncate_after_in` on validated `segments` (the writer lock held); `damage`, if
+/// any, is in the last one, after `seq`.
+fn cut_validated<S: Storage>(
+    storage: &S,
+    dir: &Path,
+    mut segments: Vec<ScannedSegment>,
+    seq: u64,
+    damage: Option<&TailDamage>,
+) -> Result<TruncateReport, JournalError> {
     let first_seq = segments.first().map_or(1, |first| first.info.first_seq);
     let last_seq_before = segments.last().map_or(1, |last| last.scan.next_seq) - 1;
     if seq < first_seq - 1 {
         return Err(JournalError::TruncateArchived { seq, first_seq });
     }
-    if last_seq_before <= seq {
+    if last_seq_before <= seq && damage.is_none() {
         return Ok(TruncateReport::unchanged(last_seq_before));
     }
-    // From here `seq < last_seq_before`, so `seq + 1` is a record of the journal.
+    // From here `seq < last_seq_before`, so `seq + 1` is a record of the journal, or `seq + 1`
+    // is where the damage starts (`seq == last_seq_before`).
     let cut_seq = seq + 1;
     // The segment holding `cut_seq`: the last one that starts at or before it.
     let holding = segments.iter().rposition(|s| s.info.first_seq <= cut_seq);
@@ -139,8 +199,10 @@ pub fn truncate_after_in<S: Storage>(
         report.removed_segments.push(path.clone());
     }
     let last = segments.last().expect("the oldest segment is always kept");
-    if last.scan.next_seq > cut_seq {
-        let offset = cut_segment(storage, last, cut_seq)?;
+    // The damage is in the journal's last segment: still here only if the cut is in it.
+    let damage = damage.filter(|damage| damage.path == last.info.path);
+    if last.scan.next_seq > cut_seq || damage.is_some() {
+        let offset = cut_segment(storage, last, cut_seq, damage.map(|damage| damage.data_end))?;
         report.zeroed_from = Some((last.info.path.clone(), offset));
     } else {
         assert_eq!(last.scan.next_seq, cut_seq, "the kept segments end at seq");
@@ -156,6 +218,7 @@ fn cut_segment<S: Storage>(
     storage: &S,
     segment: &ScannedSegment,
     cut_seq: u64,
+    damaged_end: Option<u64>,
 ) -> Result<u64, JournalError> {
     let path = &segment.info.path;
     let file = storage.open_write(path).map_err(JournalError::io(path))?;
@@ -168,11 +231,12 @@ fn cut_segment<S: Storage>(
             Stop::End => segment.scan.end_offset,
             Stop::Torn { record_end, .. } => record_end,
         };
+        let claimed_end = damaged_end.map_or(claimed_end, |end| end.max(claimed_end));
         (cut_offset, claimed_end.min(map.len() as u64))
     };
     assert!(cut_offset >= SEGMENT_HEADER_LEN_BYTES, "records follow the header");
     assert_eq!(cut_offset % RECORD_ALIGN_BYTES, 0, "records start aligned");
-    assert!(cut_offset < end, "the cut record's bytes are present");
+    assert!(damaged_end.is_some() || cut_offset < end, "the cut record's bytes are present");
     let zeros = [0u8; ZERO_STEP_BYTES as usize];
     let mut step_end = end;
     // Bounded: every step moves `step_end` down by at least one byte, towards `cut_offset`.

@@ -10,7 +10,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::error::JournalError;
+use crate::error::{Corruption, JournalError};
 use crate::format::{self, scan_segment, SegmentHeader, SegmentScan, Stop};
 use crate::segment::{self, list_segments_in, SegmentInfo};
 use crate::storage::{FileStorage, Storage};
@@ -101,6 +101,98 @@ pub fn last_seq_in<S: Storage>(storage: &S, dir: &Path) -> Result<Option<u64>, J
     let validated = validate_in(storage, dir)?;
     let (first_seq, next_seq) = (validated.first_seq(), validated.next_seq());
     Ok((next_seq > first_seq).then(|| next_seq - 1))
+}
+
+/// Damage at the end of a journal's last segment: a bad record, or zeros, followed by non-zero
+/// bytes (FORMAT.md, *Known limit*: a power loss during a flush can persist a later page but not
+/// an earlier one). Recovery refuses it; a replica, whose log holds every acknowledged record,
+/// cuts it off instead ([`crate::truncate_damaged_after`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TailDamage {
+    /// The last segment.
+    pub path: PathBuf,
+    /// Where the run of valid records stops.
+    pub offset: u64,
+    /// The first seq that is not intact (records before it are).
+    pub seq: u64,
+    /// What recovery refuses there.
+    pub reason: Corruption,
+    /// The end of the last non-zero byte of the segment (what a repair zeroes up to).
+    pub data_end: u64,
+}
+
+/// The intact records of a journal whose last segment may be damaged at its end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IntactTail {
+    /// The last intact record's seq (`None`: no record).
+    pub last_seq: Option<u64>,
+    /// The damage after it, if any.
+    pub damage: Option<TailDamage>,
+}
+
+/// [`intact_tail_in`] on real files.
+pub fn intact_tail(dir: &Path) -> Result<IntactTail, JournalError> {
+    intact_tail_in(&FileStorage, dir)
+}
+
+/// Like [`last_seq_in`], but damage of the **last** segment's records ([`TailDamage`]) is
+/// reported instead of refused, with the last intact seq before it. Everything else recovery
+/// refuses (a damaged header, a gap between segments, damage in a sealed segment) is refused.
+pub fn intact_tail_in<S: Storage>(storage: &S, dir: &Path) -> Result<IntactTail, JournalError> {
+    match storage.list_dir(dir) {
+        Ok(_) => {}
+        Err(error) if error.kind() == io::ErrorKind::NotFound => {
+            return Ok(IntactTail { last_seq: None, damage: None })
+        }
+        Err(source) => return Err(JournalError::Io { path: dir.to_path_buf(), source }),
+    }
+    let (validated, damage) = validate_tolerating_tail_in(storage, dir)?;
+    let (first_seq, next_seq) = (validated.first_seq(), validated.next_seq());
+    Ok(IntactTail { last_seq: (next_seq > first_seq).then(|| next_seq - 1), damage })
+}
+
+/// [`validate_in`], except that damage of the last segment's records is returned beside the
+/// segments, the damaged one scanned up to its last intact record (as if it ended there).
+pub(crate) fn validate_tolerating_tail_in<S: Storage>(
+    storage: &S,
+    dir: &Path,
+) -> Result<(Validated, Option<TailDamage>), JournalError> {
+    let infos = list_segments_in(storage, dir)?;
+    let count = infos.len();
+    let mut segments: Vec<ScannedSegment> = Vec::with_capacity(count);
+    let mut damage = None;
+    for (index, info) in infos.into_iter().enumerate() {
+        let expected_first_seq = segments.last().map(|previous| previous.scan.next_seq);
+        if index + 1 < count {
+            let scanned = scan_segment_file(storage, info, expected_first_seq, false)?;
+            assert!(scanned.scan.stop == Stop::End, "a sealed segment ends cleanly or is refused");
+            segments.push(scanned);
+            continue;
+        }
+        let path = info.path.clone();
+        let map = storage.map_read(&path).map_err(JournalError::io(&path))?;
+        let header = segment::check_header(&path, &map, info.first_seq, expected_first_seq)?;
+        let scan = match scan_segment(&map, header, true) {
+            Ok(scan) => scan,
+            Err(bad) => {
+                // Damage is non-zero bytes at or after the stop; never less than the stop.
+                let data_end = map.iter().rposition(|&byte| byte != 0).map_or(0, |at| at + 1);
+                let data_end = (data_end as u64).max(bad.offset);
+                damage = Some(TailDamage {
+                    path: path.clone(),
+                    offset: bad.offset,
+                    seq: bad.seq,
+                    reason: bad.reason,
+                    data_end,
+                });
+                SegmentScan { next_seq: bad.seq, end_offset: bad.offset, stop: Stop::End }
+            }
+        };
+        segments.push(ScannedSegment { info, header, scan });
+    }
+    let validated = Validated { segments };
+    assert!(validated.next_seq() >= validated.first_seq(), "sequence numbers only grow");
+    Ok((validated, damage))
 }
 
 fn corrupt(path: &Path, bad: format::BadSpot) -> JournalError {

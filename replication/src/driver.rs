@@ -53,6 +53,16 @@ pub struct Starter {
     position: Option<Head>,
     /// The seqs cut off the local journal at start.
     cut: Option<(u64, u64)>,
+    /// The damage cut with them, described.
+    damage: Option<String>,
+    /// `(resumed at, position's)` last seqs when the position was moved back.
+    rewound: Option<(u64, u64)>,
+}
+
+/// The log's first entry, as reconciliation needs it.
+struct FirstEntry {
+    first_seq: u64,
+    head: Head,
 }
 
 /// Checks the options, connects to etcd, and returns the durable stage to start the runtime
@@ -95,7 +105,8 @@ pub fn prepare(
     );
     let data_dir = data_dir.to_path_buf();
     let wiring = replica::Wiring { options, data_dir, store, role, metrics, control };
-    let starter = Starter { wiring, genesis, position: None, cut: None };
+    let starter =
+        Starter { wiring, genesis, position: None, cut: None, damage: None, rewound: None };
     Ok((Box::new(stage), starter))
 }
 
@@ -115,43 +126,126 @@ impl Starter {
     /// can be kept, so that following resumes right after it.
     pub fn reconcile_local(&mut self) -> Result<Option<Head>, ReplicationError> {
         let local = |message: String| ReplicationError::Local(message);
-        let data_dir = &self.wiring.data_dir;
-        let position = position::read(data_dir).map_err(|error| local(error.to_string()))?;
-        let local_seq = local_last_seq(data_dir).map_err(local)?;
-        let keep_seq = match position {
-            Some(position) => position.last_seq,
-            None if local_seq == 0 => 0,
-            None => {
-                // No position yet: only a ledger that starts the log (or history before the
-                // log's first entry) may have records.
-                let first =
-                    self.wiring.store.entries(1, 1).map_err(|error| ReplicationError::Etcd {
-                        endpoints: self.wiring.options.endpoints.join(","),
-                        message: error.message().to_owned(),
-                    })?;
-                match first.entries.first() {
-                    None => local_seq,
-                    Some((_, value)) => {
-                        let entry = Entry::decode(value)
-                            .map_err(|error| local(format!("log entry 1: {error}")))?;
-                        entry.first_seq - 1
-                    }
-                }
+        let data_dir = self.wiring.data_dir.clone();
+        let position = position::read(&data_dir).map_err(|error| local(error.to_string()))?;
+        let tail = local_tail(&data_dir).map_err(local)?;
+        let local_seq = tail.last_seq.unwrap_or(0);
+        let damage = tail.damage.as_ref().map(|damage| {
+            format!(
+                "{} is damaged from offset {} (seq {}: {})",
+                damage.path.display(),
+                damage.offset,
+                damage.seq,
+                damage.reason
+            )
+        });
+        // The log can give back what is cut only if this node follows a log (a position, or
+        // a log that has begun); a journal damaged before either is recovery's to refuse.
+        let (keep_seq, position) = match position {
+            Some(position) if local_seq >= position.last_seq => (position.last_seq, Some(position)),
+            Some(position) => {
+                // Records the position vouched for are lost or damaged: keep what is intact up
+                // to the last entry boundary in it, and read the rest again from the log.
+                let Some(head) = self.entry_ending_by(local_seq, position.index)? else {
+                    return Err(local(format!(
+                        "the local journal's intact records end at seq {local_seq}, before the oldest entry \
+                         the log still holds; a state transfer from a peer is not built yet, so start this \
+                         node on an empty data directory{}",
+                        damage.as_deref().map(|why| format!(" ({why})")).unwrap_or_default()
+                    )));
+                };
+                position::write(&data_dir, &head).map_err(|error| local(error.to_string()))?;
+                self.rewound = Some((head.last_seq, position.last_seq));
+                (head.last_seq, Some(head))
             }
+            None if local_seq == 0 && damage.is_none() => (0, None),
+            None => match self.first_entry()? {
+                None if damage.is_some() => {
+                    return Err(local(format!(
+                        "the local journal is damaged and the group's log has not begun, so nothing can be \
+                         read again from it: {}",
+                        damage.unwrap_or_default()
+                    )))
+                }
+                None => (local_seq, None),
+                Some(first) => (first.first_seq - 1, None),
+            },
         };
         if local_seq < keep_seq {
             return Err(local(format!(
-                "the local journal ends at seq {local_seq}, before seq {keep_seq}, which it must hold (this node's \
-                 confirmed position, or the history before the log's first entry): records were lost; a state \
-                 transfer from a peer is not built yet, so start this node on an empty data directory"
+                "the local journal ends at seq {local_seq}, before seq {keep_seq}, which it must hold (the history \
+                 before the log's first entry): a state transfer from a peer is not built yet, so start this \
+                 node on an empty data directory"
             )));
         }
-        if local_seq > keep_seq {
-            cut_after(data_dir, keep_seq).map_err(local)?;
+        if local_seq > keep_seq || damage.is_some() {
+            cut_after(&data_dir, keep_seq).map_err(local)?;
             self.cut = Some((keep_seq + 1, local_seq));
+            self.damage = damage;
         }
         self.position = position;
         Ok(position)
+    }
+
+    /// The log's first entry (`None` before the log begins), decoded.
+    fn first_entry(&self) -> Result<Option<FirstEntry>, ReplicationError> {
+        let page = self.wiring.store.entries(1, 1).map_err(|error| self.etcd_error(&error))?;
+        let Some((index, value)) = page.entries.first() else { return Ok(None) };
+        let entry = Entry::decode(value)
+            .map_err(|error| ReplicationError::Local(format!("log entry {index}: {error}")))?;
+        Ok(Some(FirstEntry { first_seq: entry.first_seq, head: entry.head() }))
+    }
+
+    /// The head of the newest log entry at or before `max_index` that ends at or before
+    /// `seq`: where a journal whose intact records end at `seq` resumes following. `None`
+    /// when the oldest entry the log holds ends after `seq`. A binary search: entries' last
+    /// seqs grow with their index.
+    fn entry_ending_by(&self, seq: u64, max_index: u64) -> Result<Option<Head>, ReplicationError> {
+        let Some(first) = self.first_entry()? else { return Ok(None) };
+        if first.head.last_seq > seq {
+            return Ok(None);
+        }
+        let (mut found, mut high) = (first.head, max_index);
+        // Bounded: the range `found.index + 1 ..= high` halves every pass.
+        while found.index < high {
+            let probe = found.index + (high - found.index).div_ceil(2);
+            let page =
+                self.wiring.store.entries(probe, 1).map_err(|error| self.etcd_error(&error))?;
+            let head = match page.entries.first() {
+                Some((index, value)) if *index == probe => Entry::decode(value)
+                    .map_err(|error| ReplicationError::Local(format!("log entry {index}: {error}")))?
+                    .head(),
+                _ => {
+                    return Err(ReplicationError::Local(format!(
+                        "log entry {probe} is missing, below entry {max_index} this node's position names"
+                    )))
+                }
+            };
+            if head.last_seq <= seq {
+                found = head;
+            } else {
+                high = probe - 1;
+            }
+        }
+        Ok(Some(found))
+    }
+
+    fn etcd_error(&self, error: &store::StoreError) -> ReplicationError {
+        ReplicationError::Etcd {
+            endpoints: self.wiring.options.endpoints.join(","),
+            message: error.message().to_owned(),
+        }
+    }
+
+    /// When the position vouched for records the journal no longer holds intact: `(resumed
+    /// at, position's)` last seqs; following resumed from the entry ending at the first.
+    pub fn rewound(&self) -> Option<(u64, u64)> {
+        self.rewound
+    }
+
+    /// The damage cut off the local journal's last segment at start, described.
+    pub fn damage(&self) -> Option<&str> {
+        self.damage.as_deref()
     }
 
     /// The records [`Starter::reconcile_local`] cut off the local journal, `(first, last)`
@@ -190,15 +284,12 @@ impl Starter {
     }
 }
 
-/// The last seq of the journal in `data_dir` (0 when empty or absent), validated like recovery
-/// without replaying, locking or repairing anything (`journal::last_seq`).
-fn local_last_seq(data_dir: &std::path::Path) -> Result<u64, String> {
+/// The intact records of the journal in `data_dir` (none when absent), validated like
+/// recovery without replaying, locking or repairing anything, except that damage at the end of
+/// the last segment is reported rather than refused (`journal::intact_tail`).
+fn local_tail(data_dir: &std::path::Path) -> Result<journal::IntactTail, String> {
     let dir = journal::journal_dir(data_dir);
-    if !dir.exists() {
-        return Ok(0);
-    }
-    let last = journal::last_seq(&dir).map_err(|error| error.to_string())?;
-    Ok(last.unwrap_or(0))
+    journal::intact_tail(&dir).map_err(|error| error.to_string())
 }
 
 /// Cuts every record after `keep_seq` from the local journal in `data_dir`, snapshots after it
@@ -210,7 +301,7 @@ fn cut_after(data_dir: &std::path::Path, keep_seq: u64) -> Result<(), String> {
         format!("remove the snapshots after seq {keep_seq} in {}: {error}", snapshots.display())
     })?;
     let dir = journal::journal_dir(data_dir);
-    journal::truncate_after(&dir, keep_seq).map_err(|error| match error {
+    journal::truncate_damaged_after(&dir, keep_seq).map_err(|error| match error {
         journal::JournalError::TruncateArchived { .. } => format!(
             "the local journal must be cut after seq {keep_seq}, which is older than its oldest segment \
              ({error}); a state transfer from a peer is not built yet, so start this node on an empty data \

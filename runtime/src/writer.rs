@@ -979,6 +979,7 @@ fn append_stop(error: JournalError, completed_len: usize) -> AppendStop {
         | JournalError::SeqUnavailable { .. }
         | JournalError::NotDurable { .. }
         | JournalError::TruncateArchived { .. }
+        | JournalError::TruncateDamaged { .. }
         | JournalError::InvalidOptions(_)
         | JournalError::SnapshotTooLong { .. } => {
             AppendStop::Fatal(format!("unexpected journal error on append: {error}"))

@@ -231,23 +231,26 @@ fn a_torn_last_record_is_treated_as_recovery_treats_it() {
     assert_eq!((recovery.next_seq, recovery.torn_tail), (RECORDS - 2, None));
 }
 
-#[test]
-fn a_corrupt_middle_record_is_refused_and_nothing_changes() {
-    let built = build();
+/// Flips a bit inside a record of the second (sealed) segment; returns that segment's path.
+fn damage_a_sealed_segment(built: &Built) -> PathBuf {
     let (middle_path, middle_bytes) = &built.files[1];
     let at = offset_of(middle_bytes, built.first_seqs[1], built.first_seqs[1] + 2)
         + RECORD_HEADER_LEN_BYTES;
     let file = built.disk.open_write(middle_path).expect("open");
     built.disk.write_at(&file, at, &[middle_bytes[at as usize] ^ 1]).expect("damage");
     built.disk.sync_file(&file).expect("sync");
-    let damaged: Vec<Option<Vec<u8>>> =
-        built.files.iter().map(|(path, _)| built.disk.read(path)).collect();
+    middle_path.clone()
+}
+
+#[test]
+fn a_corrupt_middle_record_is_refused_and_nothing_changes() {
+    let built = build();
+    let middle_path = &damage_a_sealed_segment(&built);
+    let damaged = disk_files(&built);
 
     let refused = truncate_after_in(&built.disk, dir(), 5);
     assert!(matches!(refused, Err(JournalError::Corrupt { ref path, .. }) if path == middle_path));
-    let after: Vec<Option<Vec<u8>>> =
-        built.files.iter().map(|(path, _)| built.disk.read(path)).collect();
-    assert_eq!(after, damaged, "a refusal changes nothing");
+    assert_eq!(disk_files(&built), damaged, "a refusal changes nothing");
     assert_eq!(list_segments_in(&built.disk, dir()).expect("list").len(), built.files.len());
 }
 
@@ -279,11 +282,7 @@ fn crash_at_every_step(seq: u64) -> usize {
         assert!((seq..=RECORDS).contains(&last), "{context}: last seq {last}");
         torn += usize::from(recovery.torn_tail.is_some());
         drop(journal);
-        let records: Vec<Vec<u8>> = JournalReader::open_in(built.disk.clone(), dir(), 1)
-            .expect("reader")
-            .map(|record| record.expect("record").payload)
-            .collect();
-        assert_eq!(records, built.payloads[..last as usize], "{context}");
+        assert_eq!(all_records(&built), built.payloads[..last as usize], "{context}");
 
         let again = truncate_after_in(&built.disk, dir(), seq).expect(&context);
         assert_eq!(again.last_seq_after, seq, "{context}");
@@ -330,4 +329,137 @@ fn on_real_files_with_the_snapshots() {
     assert_eq!(crate::last_seq(&journal_dir).expect("last seq"), Some(150));
     let (journal, recovery) = Journal::open(&journal_dir, options()).expect("open");
     assert_eq!((recovery.next_seq, journal.next_seq()), (151, 151));
+}
+
+/// `built` with the last segment damaged as a power loss mid-flush leaves it: 64 zero bytes
+/// over the record `RECORDS - 20` and what follows, later records intact. Returns that seq.
+fn lose_bytes_in_the_last_segment(built: &Built) -> u64 {
+    let (last_path, last_bytes) = built.files.last().expect("segments");
+    let last_first = *built.first_seqs.last().expect("segments");
+    let damaged_seq = RECORDS - 20;
+    assert!(damaged_seq > last_first, "the damage is inside the last segment");
+    let at = offset_of(last_bytes, last_first, damaged_seq);
+    let file = built.disk.open_write(last_path).expect("open");
+    built.disk.write_at(&file, at, &[0u8; 64]).expect("lose bytes");
+    built.disk.sync_file(&file).expect("sync");
+    damaged_seq
+}
+
+/// Every record of the journal, read from seq 1.
+fn all_records(built: &Built) -> Vec<Vec<u8>> {
+    JournalReader::open_in(built.disk.clone(), dir(), 1)
+        .expect("reader")
+        .map(|record| record.expect("record").payload)
+        .collect()
+}
+
+fn disk_files(built: &Built) -> Vec<Option<Vec<u8>>> {
+    built.files.iter().map(|(path, _)| built.disk.read(path)).collect()
+}
+
+#[test]
+fn a_damaged_last_segment_is_reported_and_cut_only_by_the_damage_tolerant_truncation() {
+    let built = build();
+    let damaged_seq = lose_bytes_in_the_last_segment(&built);
+    let (last_path, _) = built.files.last().expect("segments");
+    // Recovery and the strict functions refuse it.
+    assert!(matches!(last_seq_in(&built.disk, dir()), Err(JournalError::Corrupt { .. })));
+    assert!(Journal::open_in(built.disk.clone(), dir(), options()).is_err());
+    let before = disk_files(&built);
+    assert!(matches!(truncate_after_in(&built.disk, dir(), 5), Err(JournalError::Corrupt { .. })));
+    // The tolerant inspection says where the intact records end.
+    let tail = crate::intact_tail_in(&built.disk, dir()).expect("inspect");
+    assert_eq!(tail.last_seq, Some(damaged_seq - 1));
+    let damage = tail.damage.expect("damage reported");
+    assert_eq!((&damage.path, damage.seq), (last_path, damaged_seq));
+    assert!(damage.data_end > damage.offset + 64, "later records are still there");
+    // A cut that would keep damaged records is refused and changes nothing.
+    let refused = truncate_damaged_after_in(&built.disk, dir(), damaged_seq);
+    assert!(
+        matches!(refused, Err(JournalError::TruncateDamaged { seq, intact_last_seq })
+            if seq == damaged_seq && intact_last_seq == damaged_seq - 1),
+        "{refused:?}"
+    );
+    assert_eq!(disk_files(&built), before, "a refusal changes nothing");
+    // Cut right before the damage: the journal opens with every intact record.
+    let report = truncate_damaged_after_in(&built.disk, dir(), damaged_seq - 1).expect("cut");
+    assert_eq!((report.last_seq_before, report.last_seq_after), (damaged_seq - 1, damaged_seq - 1));
+    assert_eq!(report.zeroed_from.as_ref().map(|(path, _)| path), Some(last_path));
+    let now = built.disk.read(last_path).expect("kept");
+    assert!(now[damage.offset as usize..].iter().all(|&b| b == 0), "zero from the damage on");
+    let (journal, recovery) = Journal::open_in(built.disk.clone(), dir(), options()).expect("open");
+    assert_eq!((recovery.next_seq, recovery.torn_tail), (damaged_seq, None));
+    drop(journal);
+    assert_eq!(all_records(&built), built.payloads[..(damaged_seq - 1) as usize]);
+    // Without damage it is `truncate_after`.
+    let again = truncate_damaged_after_in(&built.disk, dir(), damaged_seq - 1).expect("no-op");
+    assert!(!again.changed());
+}
+
+#[test]
+fn a_damage_tolerant_cut_in_an_earlier_segment_removes_the_damaged_one() {
+    let built = build();
+    lose_bytes_in_the_last_segment(&built);
+    let seq = built.first_seqs[1] + 3;
+    let report = truncate_damaged_after_in(&built.disk, dir(), seq).expect("cut");
+    let (last_path, _) = built.files.last().expect("segments");
+    assert_eq!(report.removed_segments.first(), Some(last_path), "the damaged segment goes first");
+    let (_, recovery) = Journal::open_in(built.disk.clone(), dir(), options()).expect("open");
+    assert_eq!(recovery.next_seq, seq + 1);
+}
+
+#[test]
+fn damage_in_a_sealed_segment_is_refused_by_the_tolerant_functions_too() {
+    let built = build();
+    let middle_path = &damage_a_sealed_segment(&built);
+    let before = disk_files(&built);
+    let inspected = crate::intact_tail_in(&built.disk, dir());
+    assert!(
+        matches!(inspected, Err(JournalError::Corrupt { ref path, .. }) if path == middle_path)
+    );
+    let refused = truncate_damaged_after_in(&built.disk, dir(), 5);
+    assert!(matches!(refused, Err(JournalError::Corrupt { ref path, .. }) if path == middle_path));
+    assert_eq!(disk_files(&built), before, "a refusal changes nothing");
+}
+
+/// The damage-tolerant cut killed after every number of disk changes, then the power goes:
+/// the journal either still holds its damage (recovery refuses; the next run repairs it) or
+/// opens with its intact records up to some seq at or after the cut; a second run finishes.
+#[test]
+fn a_crash_at_every_step_of_a_damage_tolerant_cut_leaves_a_prefix_or_the_damage() {
+    let mut still_damaged = 0;
+    for changes in 0.. {
+        let built = build();
+        let damaged_seq = lose_bytes_in_the_last_segment(&built);
+        let seq = damaged_seq - 30;
+        let storage = FaultyStorage::new(built.disk.clone());
+        storage.stop_after(changes);
+        let result = truncate_damaged_after_in(&storage, dir(), seq);
+        built.disk.crash();
+        let context = format!("killed after {changes} changes");
+        match Journal::open_in(built.disk.clone(), dir(), options()) {
+            Ok((journal, recovery)) => {
+                let last = recovery.next_seq - 1;
+                assert!((seq..damaged_seq).contains(&last), "{context}: last seq {last}");
+                drop(journal);
+                assert_eq!(all_records(&built), built.payloads[..last as usize], "{context}");
+            }
+            Err(JournalError::Corrupt { .. }) => {
+                // The records up to the cut are intact whatever step the crash hit.
+                still_damaged += 1;
+                let tail = crate::intact_tail_in(&built.disk, dir()).expect(&context);
+                let intact = tail.last_seq.expect("records");
+                assert!(intact >= seq && tail.damage.is_some(), "{context}: intact to {intact}");
+            }
+            Err(error) => panic!("{context}: {error}"),
+        }
+        let again = truncate_damaged_after_in(&built.disk, dir(), seq).expect(&context);
+        assert_eq!(again.last_seq_after, seq, "{context}");
+        let (_, recovery) = Journal::open_in(built.disk.clone(), dir(), options()).expect("open");
+        assert_eq!(recovery.next_seq, seq + 1, "{context}");
+        if result.is_ok() {
+            assert!(changes >= 2 && still_damaged >= 1, "{context}: the damage went first");
+            return;
+        }
+    }
 }

@@ -395,6 +395,15 @@ fn serve(settings: &mut Settings, credentials: &Credentials, stop: &AtomicBool) 
                     position.index, position.epoch, position.last_seq
                 );
             }
+            if let Some(why) = starter.damage() {
+                println!("replication: the local journal was damaged: {why}; cut off, read again from the log");
+            }
+            if let Some((resumed, vouched)) = starter.rewound() {
+                println!(
+                    "replication: the local journal no longer holds seqs up to {vouched} intact (its \
+                     position); following again from seq {resumed}, the rest read again from the log"
+                );
+            }
             if let Some((first, last)) = starter.cut() {
                 println!(
                     "replication: cut seqs {first}..={last} off the local journal (after the confirmed \

@@ -541,3 +541,56 @@ fn failovers_by_kill_9_in_a_row_lose_nothing() {
     );
     drop(etcd);
 }
+
+/// The newest segment of the journal in `data_dir` and the end of its last non-zero byte.
+fn last_segment(data_dir: &std::path::Path) -> (std::path::PathBuf, Vec<u8>, usize) {
+    let mut segments: Vec<_> = std::fs::read_dir(data_dir.join("journal"))
+        .expect("journal dir")
+        .map(|entry| entry.expect("entry").path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "seg"))
+        .collect();
+    segments.sort();
+    let path = segments.pop().expect("a segment");
+    let bytes = std::fs::read(&path).expect("read the segment");
+    let data_end = bytes.iter().rposition(|&byte| byte != 0).map_or(0, |at| at + 1);
+    (path, bytes, data_end)
+}
+
+/// A standby stopped, its journal damaged on disk, started again: it repairs the journal from
+/// the log (records lost off the end: a tail zeroed; then a page lost in the middle, later
+/// pages intact, as a power loss mid-flush leaves it) and converges with the primary.
+#[test]
+fn a_standby_with_a_lost_or_damaged_journal_tail_repairs_it_from_the_log() {
+    let (_etcd_dir, etcd, a, b) = group();
+    let endpoints = etcd.endpoints().join(",");
+    let load = Load::start(&[a.addr, b.addr], 4);
+    let mut b = b;
+    for damage in ["lost tail", "lost page"] {
+        load.wait_for_more(400, Duration::from_secs(30));
+        let stopped = b.stop();
+        let (path, mut bytes, data_end) = last_segment(&stopped.data_dir());
+        let page = 4096;
+        let middle = (data_end / 2 / page * page).max(page);
+        assert!(middle + page < data_end, "{damage}: enough records ({data_end} bytes)");
+        match damage {
+            "lost tail" => bytes[middle..data_end].fill(0),
+            _ => bytes[middle..middle + page].fill(0),
+        }
+        std::fs::write(&path, &bytes).expect("damage the segment");
+        b = restart_node(stopped, &endpoints, "b");
+        wait_for_role(&b, "standby", 30);
+        let output = b.output();
+        assert!(output.contains("following again from seq"), "{damage}: not rewound:\n{output}");
+        if damage == "lost page" {
+            assert!(output.contains("the local journal was damaged"), "{damage}:\n{output}");
+        }
+        for line in output.lines().filter(|line| line.starts_with("replication: ")) {
+            eprintln!("{damage}: {line}");
+        }
+    }
+    load.wait_for_more(200, Duration::from_secs(30));
+    let acknowledged = load.finish();
+    verify(&[a.addr, b.addr], &acknowledged);
+    converge(vec![a, b]);
+    drop(etcd);
+}
