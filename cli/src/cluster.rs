@@ -44,8 +44,12 @@ fn to_text(group: &GroupStatus) -> String {
         None => out += ", no primary",
     }
     match group.head {
-        Some(head) => out += &format!(", log head entry {} (seq {})\n", head.index, head.last_seq),
-        None => out += ", empty log\n",
+        Some(head) => out += &format!(", log head entry {} (seq {})", head.index, head.last_seq),
+        None => out += ", empty log",
+    }
+    match group.oldest_index {
+        Some(oldest) => out += &format!(", oldest entry {oldest}\n"),
+        None => out += "\n",
     }
     out += &format!(
         "{:<16} {:<8} {:>10} {:>12} {:>10}  address\n",
@@ -62,6 +66,11 @@ fn to_text(group: &GroupStatus) -> String {
             replica.lag_records,
             record.addr
         );
+    }
+    if !group.floors.is_empty() {
+        let floors: Vec<String> =
+            group.floors.iter().map(|(node, index)| format!("{node} {index}")).collect();
+        out += &format!("trimming floors: {}\n", floors.join(", "));
     }
     for key in &group.unreadable {
         out += &format!("(unreadable replica record {key})\n");
@@ -107,6 +116,14 @@ fn to_json(group: &GroupStatus) -> String {
         .opt_str("primary_addr", group.leader.as_ref().map(|leader| leader.addr.as_str()))
         .opt_num("head_entry", group.head.map(|head| head.index))
         .opt_num("head_seq", group.head.map(|head| head.last_seq))
+        .opt_num("oldest_entry", group.oldest_index)
+        .objects(
+            "floors",
+            group
+                .floors
+                .iter()
+                .map(|(node, index)| JsonObject::new().str("node", node).num("entry", *index)),
+        )
         .objects("replicas", replicas)
         .strs("unreadable", group.unreadable.iter().map(String::as_str))
         .objects("etcd", members)

@@ -76,6 +76,12 @@ pub fn prepare(
     if options.endpoints.is_empty() {
         return Err(ReplicationError::Options("no etcd endpoint given".into()));
     }
+    if options.log_entries_max < 2 {
+        return Err(ReplicationError::Options(format!(
+            "log_entries_max {} is below 2 (the log keeps at least the head and the entry before it)",
+            options.log_entries_max
+        )));
+    }
     if !(1..=60).contains(&options.lease_ttl_s) {
         return Err(ReplicationError::Options(format!(
             "lease TTL {} s is outside 1..=60",
@@ -154,6 +160,11 @@ impl Starter {
                         damage.as_deref().map(|why| format!(" ({why})")).unwrap_or_default()
                     )));
                 };
+                // The floor down first, so no trim removes the entries about to be read again.
+                self.wiring
+                    .store
+                    .put_floor(&self.wiring.options.node, head.index)
+                    .map_err(|error| self.etcd_error(&error))?;
                 position::write(&data_dir, &head).map_err(|error| local(error.to_string()))?;
                 self.rewound = Some((head.last_seq, position.last_seq));
                 (head.last_seq, Some(head))

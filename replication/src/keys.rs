@@ -92,6 +92,20 @@ impl Keys {
         format!("{}replica/{node}", self.prefix).into_bytes()
     }
 
+    /// Replica `node`'s trimming floor (no lease: it outlives the node's restarts): the log
+    /// index the node follows from, `u64` little-endian.
+    pub fn floor(&self, node: &str) -> Vec<u8> {
+        format!("{}floor/{node}", self.prefix).into_bytes()
+    }
+
+    /// The range of every trimming floor: `[start, end)`.
+    pub fn floors(&self) -> (Vec<u8>, Vec<u8>) {
+        (
+            format!("{}floor/", self.prefix).into_bytes(),
+            format!("{}floor0", self.prefix).into_bytes(),
+        )
+    }
+
     /// The range of every replica record: `[start, end)`.
     pub fn replicas(&self) -> (Vec<u8>, Vec<u8>) {
         (

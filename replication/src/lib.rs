@@ -43,6 +43,6 @@ pub use entry::{
 };
 pub use metrics::ReplicationMetrics;
 #[cfg(feature = "driver")]
-pub use replica::{ClusterOptions, Replica};
+pub use replica::{ClusterOptions, Replica, LOG_ENTRIES_MAX_DEFAULT};
 pub use role::{Role, RoleState};
 pub use store::Genesis;

@@ -21,6 +21,9 @@ pub struct ReplicationMetrics {
     /// Appends at or below each bucket's bound (not cumulative; summed when rendered).
     append_buckets: [AtomicU64; APPEND_BUCKETS_US.len()],
     entries_applied: AtomicU64,
+    /// The oldest log index kept by this node's last trim (0: it never trimmed).
+    trimmed_below: AtomicU64,
+    trimmed_entries: AtomicU64,
 }
 
 impl ReplicationMetrics {
@@ -32,6 +35,11 @@ impl ReplicationMetrics {
         if let Some(bucket) = APPEND_BUCKETS_US.iter().position(|&bound| took_us <= bound) {
             self.append_buckets[bucket].fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    pub(crate) fn record_trim(&self, below_index: u64, entries: u64) {
+        self.trimmed_below.fetch_max(below_index, Ordering::Relaxed);
+        self.trimmed_entries.fetch_add(entries, Ordering::Relaxed);
     }
 
     pub(crate) fn record_applied(&self) {
@@ -85,6 +93,12 @@ impl ReplicationMetrics {
             "Times this node became the primary.",
             role.promotions(),
         );
+        gauge(
+            out,
+            "ledger_replication_trimmed_below_index",
+            "As primary: the log's entries below this index were deleted from etcd (0: none yet).",
+            self.trimmed_below.load(Ordering::Relaxed),
+        );
         let counter = |out: &mut String, name: &str, help: &str, value: u64| {
             let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n");
         };
@@ -93,6 +107,12 @@ impl ReplicationMetrics {
             "ledger_replication_entries_applied_total",
             "Log entries a standby applied.",
             self.entries_applied.load(Ordering::Relaxed),
+        );
+        counter(
+            out,
+            "ledger_replication_trimmed_entries_total",
+            "Log entries this node deleted from etcd as primary (an estimate: index ranges).",
+            self.trimmed_entries.load(Ordering::Relaxed),
         );
         counter(
             out,

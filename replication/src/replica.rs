@@ -30,8 +30,17 @@ const WATCH_POLL_MS: u64 = 100;
 const REPORT_INTERVAL: Duration = Duration::from_millis(500);
 /// TTLs without a successful renewal after which a node takes its lease as lost.
 const LEASE_SILENCE_TTLS: u32 = 3;
+/// How often a primary trims the log and compacts etcd's history (REPLICATION.md, *Trimming*).
+const TRIM_INTERVAL: Duration = Duration::from_secs(2);
+/// Entries kept below the lowest floor: a replica whose journal lost records its position
+/// vouched for (a lost tail, a lost page) rewinds into them instead of needing a re-seed.
+const TRIM_MARGIN_ENTRIES: u64 = 256;
 /// Pause after a failed etcd request before the next attempt.
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
+
+/// [`ClusterOptions::log_entries_max`] by default: with entries of at most 1 MiB, the log
+/// holds at most 1 GiB in etcd (half its default quota).
+pub const LOG_ENTRIES_MAX_DEFAULT: u64 = 1_024;
 
 /// How this node takes part in its replica group.
 #[derive(Debug, Clone)]
@@ -50,6 +59,9 @@ pub struct ClusterOptions {
     pub checkpoint_every_entries: u64,
     /// The deadline of one etcd request.
     pub request_timeout_ms: u64,
+    /// The most entries the log keeps behind its head: a replica further behind (down for
+    /// long) is passed by the trim and must be re-seeded (REPLICATION.md, *Trimming*).
+    pub log_entries_max: u64,
 }
 
 impl ClusterOptions {
@@ -68,6 +80,7 @@ impl ClusterOptions {
             lease_ttl_s: 2,
             checkpoint_every_entries: 256,
             request_timeout_ms: 2_000,
+            log_entries_max: LOG_ENTRIES_MAX_DEFAULT,
         }
     }
 }
@@ -113,6 +126,10 @@ impl Replica {
                 .spawn(move || keep_lease(&store, &role, &lease_id, ttl_s, &stop))
                 .map_err(|error| format!("spawn the lease thread: {error}"))?
         };
+        if let Some(position) = position {
+            // Where this node stands before it applies anything (an idle log moves nothing).
+            role.set_log_head(position);
+        }
         let follower = {
             let stop = stop.clone();
             let mut follow = Follow {
@@ -122,6 +139,10 @@ impl Replica {
                 genesis,
                 chain: position.map_or_else(Chain::genesis, Chain::after),
                 written_position: position,
+                written_floor: None,
+                last_trim: None,
+                compact_at: None,
+                trimmed_below: 0,
                 leader_present: true,
                 last_report: None,
             };
@@ -226,10 +247,19 @@ struct Follow {
     last_report: Option<Instant>,
     /// What the position file holds.
     written_position: Option<Head>,
+    /// The trimming floor this node last wrote to etcd.
+    written_floor: Option<u64>,
+    /// As primary: when it last trimmed, and the revision it read then (compacted next time).
+    last_trim: Option<Instant>,
+    compact_at: Option<i64>,
+    /// As primary: the entries below this index are deleted already.
+    trimmed_below: u64,
 }
 
 impl Follow {
     fn run(&mut self, stop: &AtomicBool) -> Result<(), String> {
+        // The floor first, so no trim passes what this node is about to read.
+        self.write_floor();
         let mut revision = self.catch_up(stop)?;
         self.wiring.role.set_standby();
         // Bounded per pass: one watch wait; the loop ends on stop, promotion or failure.
@@ -280,6 +310,7 @@ impl Follow {
                 if index < self.chain.next_index() {
                     return Ok(()); // applied already (a catch-up read overlapped the watch)
                 }
+                self.check_not_trimmed(index)?;
                 self.apply(index, &value)
             }
             Change::Leader(leader) => {
@@ -311,6 +342,9 @@ impl Follow {
                     continue;
                 }
             };
+            if let Some((index, _)) = page.entries.first() {
+                self.check_not_trimmed(*index)?;
+            }
             for (index, value) in &page.entries {
                 self.apply(*index, value)?;
             }
@@ -343,6 +377,21 @@ impl Follow {
             self.report();
             return Ok(page.revision);
         }
+    }
+
+    /// Refuses to go on when the next entry this node needs is gone: `index`, the first one
+    /// seen, is after it (the log was trimmed past this node while it was away).
+    fn check_not_trimmed(&self, index: u64) -> Result<(), String> {
+        let needed = self.chain.next_index();
+        if index <= needed {
+            return Ok(());
+        }
+        Err(format!(
+            "this node needs log entry {needed}, but the log's oldest entry is {index}: it was trimmed \
+             past this node (more than --log-entries-max behind, or a new node that joined after a trim); \
+             a state transfer is not built yet: re-seed this node from a copy of a stopped standby's data \
+             directory (README, Re-seeding a replica)"
+        ))
     }
 
     /// Verifies entry `index` against the chain and applies what it holds beyond the local
@@ -507,9 +556,53 @@ impl Follow {
         // Bounded per pass by the sleep; ends on stop or when the role stops.
         while !stop.load(Ordering::Acquire) && self.wiring.role.state() == RoleState::Primary {
             self.report();
+            if self.last_trim.is_none_or(|at| at.elapsed() >= TRIM_INTERVAL) {
+                self.last_trim = Some(Instant::now());
+                self.trim();
+            }
             std::thread::sleep(Duration::from_millis(WATCH_POLL_MS));
         }
         Ok(())
+    }
+
+    /// As primary (REPLICATION.md, *Trimming*): deletes the entries below every node's floor
+    /// (or below `log_entries_max` behind the head, whichever is higher; never the head), and
+    /// compacts etcd's history up to the revision read at the previous trim. Failures only
+    /// postpone it to the next interval.
+    fn trim(&mut self) {
+        let Some(head) = self.wiring.role.log_head() else { return };
+        let (floors, revision) = match self.wiring.store.floors() {
+            Ok(read) => read,
+            Err(_) => return,
+        };
+        let floor = floors.iter().map(|(_, index)| *index).min().unwrap_or(head.index);
+        let bound = head.index.saturating_sub(self.wiring.options.log_entries_max);
+        let below = floor.saturating_sub(TRIM_MARGIN_ENTRIES).max(bound).min(head.index);
+        if below > self.trimmed_below {
+            if below > floor {
+                let passed: Vec<String> = floors
+                    .iter()
+                    .filter(|(_, index)| *index < below)
+                    .map(|(node, index)| format!("{node} (at entry {index})"))
+                    .collect();
+                eprintln!(
+                    "ledgerd: trimming the log below entry {below} ({} entries behind the head, the most kept) \
+                     passes {}: they must be re-seeded to rejoin",
+                    self.wiring.options.log_entries_max,
+                    passed.join(", ")
+                );
+            }
+            if self.wiring.store.trim_below(below).is_err() {
+                return;
+            }
+            let entries = below - self.trimmed_below.max(1).min(below);
+            self.wiring.metrics.record_trim(below, entries);
+            self.trimmed_below = below;
+        }
+        if let Some(previous) = self.compact_at.replace(revision) {
+            // A revision compacted already (by another primary) is no failure.
+            let _ = self.wiring.store.compact(previous);
+        }
     }
 
     /// Checks that the entry the position file names is in the log as recorded (unless it
@@ -568,6 +661,19 @@ impl Follow {
         }
     }
 
+    /// Moves this node's trimming floor up to the entry its position file names (never past
+    /// it: a restart follows from there). A node without a position holds the floor at 1.
+    fn write_floor(&mut self) {
+        let floor = self.written_position.map_or(1, |head| head.index.max(1));
+        if self.written_floor.is_some_and(|written| written >= floor) {
+            return;
+        }
+        match self.wiring.store.put_floor(&self.wiring.options.node, floor) {
+            Ok(()) => self.written_floor = Some(floor),
+            Err(error) => eprintln!("ledgerd: trimming floor not written: {}", error.message()),
+        }
+    }
+
     /// Writes this replica's record (with its lease) and the position file every
     /// `REPORT_INTERVAL`.
     fn report(&mut self) {
@@ -576,6 +682,7 @@ impl Follow {
         }
         self.last_report = Some(Instant::now());
         self.write_position();
+        self.write_floor();
         let (index, seq) = self.wiring.role.log_position();
         let role = if self.wiring.role.is_primary() { 2 } else { 1 };
         let record = ReplicaRecord {

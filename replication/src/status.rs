@@ -1,5 +1,6 @@
 //! A replica group as etcd sees it, for `ledger cluster status`: the epoch, the primary, the
-//! log head, every live replica with how far behind the head it is, and each etcd member.
+//! log head and its oldest entry, every live replica with how far behind the head it is, each
+//! node's trimming floor, and each etcd member.
 //! Read-only: nothing is written.
 
 use crate::entry::Head;
@@ -35,6 +36,11 @@ pub struct GroupStatus {
     pub leader: Option<Leader>,
     /// The newest log entry.
     pub head: Option<Head>,
+    /// The oldest entry the log still holds (entries before it were trimmed).
+    pub oldest_index: Option<u64>,
+    /// Every node's trimming floor (REPLICATION.md, *Trimming*), by node id; nodes that are
+    /// down keep theirs.
+    pub floors: Vec<(String, u64)>,
     /// Live replicas, by node id.
     pub replicas: Vec<ReplicaStatus>,
     /// Replica records this build cannot read (their keys).
@@ -51,6 +57,8 @@ pub fn read(endpoints: &[String], ledger: &str, timeout_ms: u64) -> Result<Group
     let epoch = store.epoch().map_err(failed)?;
     let leader = store.leader().map_err(failed)?;
     let head = store.head().map_err(failed)?;
+    let oldest_index = store.oldest_index().map_err(failed)?;
+    let (floors, _) = store.floors().map_err(failed)?;
     let (mut records, unreadable) = store.replicas().map_err(failed)?;
     records.sort_by(|a, b| a.node.cmp(&b.node));
     let head_seq = head.map_or(0, |head| head.last_seq);
@@ -74,6 +82,8 @@ pub fn read(endpoints: &[String], ledger: &str, timeout_ms: u64) -> Result<Group
         epoch,
         leader,
         head,
+        oldest_index,
+        floors,
         replicas,
         unreadable,
         members,

@@ -453,6 +453,49 @@ impl Store {
         Ok((records, unreadable))
     }
 
+    /// Sets `node`'s trimming floor (REPLICATION.md, *Trimming*): the primary deletes no entry
+    /// at or after `index`.
+    pub(crate) fn put_floor(&self, node: &str, index: u64) -> Result<(), StoreError> {
+        self.client.put(&self.keys.floor(node), &index.to_le_bytes(), 0)?;
+        Ok(())
+    }
+
+    /// Every node's trimming floor, by node id, and the revision they were read at; a value
+    /// that is not 8 bytes is refused.
+    pub fn floors(&self) -> Result<(Vec<(String, u64)>, i64), StoreError> {
+        let (start, end) = self.keys.floors();
+        let result = self.client.range(&start, &end, 0)?;
+        let mut floors = Vec::with_capacity(result.kvs.len());
+        for kv in result.kvs {
+            let node = String::from_utf8_lossy(&kv.key[start.len()..]).into_owned();
+            let index: [u8; 8] = kv.value.as_slice().try_into().map_err(|_| {
+                StoreError::Failed(format!("the trimming floor of {node} is not 8 bytes"))
+            })?;
+            floors.push((node, u64::from_le_bytes(index)));
+        }
+        Ok((floors, result.header.revision))
+    }
+
+    /// The oldest entry's index the log still holds (`None`: no entry).
+    pub fn oldest_index(&self) -> Result<Option<u64>, StoreError> {
+        let (start, end) = self.keys.entries();
+        let result = self.client.range_with(Range::between(start, end).limit(1).keys_only())?;
+        Ok(result.kvs.first().and_then(|kv| self.keys.index_of(&kv.key)))
+    }
+
+    /// Deletes every entry before `index`; the revision of the deletion.
+    pub(crate) fn trim_below(&self, index: u64) -> Result<i64, StoreError> {
+        let (start, _) = self.keys.entries();
+        let (_, header) = self.client.delete_range(&start, &self.keys.entry(index))?;
+        Ok(header.revision)
+    }
+
+    /// Compacts etcd's history up to `revision` (older versions of every key go).
+    pub(crate) fn compact(&self, revision: i64) -> Result<(), StoreError> {
+        self.client.compact(revision, false)?;
+        Ok(())
+    }
+
     /// The highest epoch claimed (0: none yet).
     pub fn epoch(&self) -> Result<u64, StoreError> {
         match self.client.get(&self.keys.epoch())? {

@@ -84,6 +84,10 @@ struct Args {
     /// for this long is replaced. Default: 2
     #[arg(long)]
     lease_ttl_s: Option<i64>,
+    /// The most log entries etcd keeps behind the head (with --cluster): a replica further
+    /// behind must be re-seeded. Default: 1024 (entries are at most 1 MiB)
+    #[arg(long)]
+    log_entries_max: Option<u64>,
 }
 
 /// `NAME=ADDR` of `--channel`.
@@ -125,6 +129,7 @@ struct Cluster {
     node: String,
     advertise: Option<String>,
     lease_ttl_s: i64,
+    log_entries_max: u64,
 }
 
 /// The raw replica-group settings, from the config file and the flags.
@@ -135,6 +140,7 @@ struct ClusterArgs {
     node: Option<String>,
     advertise: Option<String>,
     lease_ttl_s: Option<i64>,
+    log_entries_max: Option<u64>,
 }
 
 impl ClusterArgs {
@@ -157,6 +163,7 @@ impl ClusterArgs {
             node,
             advertise: self.advertise,
             lease_ttl_s: self.lease_ttl_s.unwrap_or(2),
+            log_entries_max: self.log_entries_max.unwrap_or(replication::LOG_ENTRIES_MAX_DEFAULT),
         }))
     }
 }
@@ -259,6 +266,9 @@ fn settings(args: Args) -> Result<Settings> {
                 "node" => cluster.node = Some(value),
                 "advertise" => cluster.advertise = Some(value),
                 "lease_ttl_s" => cluster.lease_ttl_s = Some(value.parse().with_context(context)?),
+                "log_entries_max" => {
+                    cluster.log_entries_max = Some(value.parse().with_context(context)?)
+                }
                 _ => bail!("{}: unknown key {key:?}", path.display()),
             }
         }
@@ -307,6 +317,7 @@ fn settings(args: Args) -> Result<Settings> {
     cluster.node = args.node.or(cluster.node);
     cluster.advertise = args.advertise.or(cluster.advertise);
     cluster.lease_ttl_s = args.lease_ttl_s.or(cluster.lease_ttl_s);
+    cluster.log_entries_max = args.log_entries_max.or(cluster.log_entries_max);
     settings.cluster = cluster.resolve()?;
     if settings.cluster.is_some() && !settings.channels.is_empty() {
         bail!(
@@ -387,6 +398,7 @@ fn serve(settings: &mut Settings, credentials: &Credentials, stop: &AtomicBool) 
                 cluster.advertise.as_deref().unwrap_or_default(),
             );
             cluster_options.lease_ttl_s = cluster.lease_ttl_s;
+            cluster_options.log_entries_max = cluster.log_entries_max;
             let (stage, mut starter) = replication::prepare(cluster_options, &settings.data_dir)
                 .context("join the replica group")?;
             if let Some(position) = starter.reconcile_local().context("replication position")? {

@@ -366,6 +366,9 @@ fn a_standby_follows_refuses_and_takes_over_with_every_acknowledged_transaction(
     assert!(status.stdout.contains("\"primary\":\"b\""), "{}", status.stdout);
     assert!(status.stdout.contains("\"epoch\":2"), "{}", status.stdout);
     assert!(status.stdout.contains("\"node\":\"b\",\"role\":\"primary\""), "{}", status.stdout);
+    // The log's range and the floors: the dead node keeps its floor.
+    assert!(status.stdout.contains("\"oldest_entry\":1,"), "{}", status.stdout);
+    assert!(status.stdout.contains("{\"node\":\"a\",\"entry\":"), "{}", status.stdout);
     eprintln!(
         "failover: {} acknowledged, first write on the new primary {} ms after kill -9",
         acknowledged.len(),
@@ -530,15 +533,20 @@ fn failovers_by_kill_9_in_a_row_lose_nothing() {
     let acknowledged = load.finish();
     let addrs: Vec<_> = nodes.iter().map(|node| node.addr).collect();
     verify(&addrs, &acknowledged);
+    // The primaries trimmed the log meanwhile, never past a node that was restarting.
+    let oldest = oldest_log_index(&etcd.endpoints()).unwrap_or(0);
+    let head = nodes.iter().map(log_index).max().unwrap_or(0);
     converge(nodes);
     took_ms.sort_unstable();
     let p50 = took_ms.get(took_ms.len() / 2).copied().unwrap_or(0);
     let max = took_ms.last().copied().unwrap_or(0);
     eprintln!(
         "failover loop: {rounds} kill -9 failovers, {} acknowledged, none lost; kill -9 -> first acknowledged \
-         write p50 {p50} ms, max {max} ms; {cuts} restarts cut a tail off their journal (seed {seed})",
+         write p50 {p50} ms, max {max} ms; {cuts} restarts cut a tail off their journal; the log in etcd \
+         holds entries {oldest}..={head} (seed {seed})",
         acknowledged.len()
     );
+    assert!(oldest > 1 || head < 300, "no trim in a log of {head} entries");
     drop(etcd);
 }
 
@@ -569,12 +577,14 @@ fn a_standby_with_a_lost_or_damaged_journal_tail_repairs_it_from_the_log() {
         load.wait_for_more(400, Duration::from_secs(30));
         let stopped = b.stop();
         let (path, mut bytes, data_end) = last_segment(&stopped.data_dir());
+        // Near the end (the log keeps a margin of entries below the lowest floor to read
+        // again): the last two pages lost, or the page before them with the later ones kept.
         let page = 4096;
-        let middle = (data_end / 2 / page * page).max(page);
-        assert!(middle + page < data_end, "{damage}: enough records ({data_end} bytes)");
+        let near_end = (data_end / page).saturating_sub(2) * page;
+        assert!(near_end >= 2 * page, "{damage}: enough records ({data_end} bytes)");
         match damage {
-            "lost tail" => bytes[middle..data_end].fill(0),
-            _ => bytes[middle..middle + page].fill(0),
+            "lost tail" => bytes[near_end..data_end].fill(0),
+            _ => bytes[near_end - page..near_end].fill(0),
         }
         std::fs::write(&path, &bytes).expect("damage the segment");
         b = restart_node(stopped, &endpoints, "b");
@@ -593,4 +603,97 @@ fn a_standby_with_a_lost_or_damaged_journal_tail_repairs_it_from_the_log() {
     verify(&[a.addr, b.addr], &acknowledged);
     converge(vec![a, b]);
     drop(etcd);
+}
+
+/// The log's oldest entry index in etcd (`None`: no entry).
+fn oldest_log_index(endpoints: &[String]) -> Option<u64> {
+    let client = etcd::Client::connect(endpoints, 2_000, 2_000).expect("etcd");
+    let result = client.range_prefix(b"/ledger/test/log/", 1).expect("range");
+    let key = result.kvs.first()?.key.clone();
+    String::from_utf8(key).ok()?.rsplit('/').next()?.parse().ok()
+}
+
+/// Copies the directory tree at `from` to `to` (files and directories only).
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("create");
+    for entry in std::fs::read_dir(from).expect("read dir") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy");
+        }
+    }
+}
+
+/// The log is trimmed in etcd. A standby away while the log moved more than
+/// `--log-entries-max` ahead is passed by the trim: it stops with a fault that says to
+/// re-seed it (as does a new node that joins after the first entries are gone); re-seeded with
+/// a copy of a stopped standby's data directory, it follows again and converges.
+#[test]
+fn a_replica_passed_by_the_trim_says_so_and_rejoins_once_reseeded() {
+    let etcd_dir = tempfile::tempdir().expect("temp dir");
+    let etcd = etcd::local::LocalCluster::start(3, etcd_dir.path()).expect("start 3 etcd members");
+    let endpoints = etcd.endpoints().join(",");
+    let small = |node: &str| {
+        let mut args = node_args(&endpoints, node);
+        args.extend(["--log-entries-max".to_owned(), "32".to_owned()]);
+        args
+    };
+    let start = |node: &str| {
+        let args = small(node);
+        Ledgerd::start_fresh(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let a = start("a");
+    wait_for_role(&a, "primary", 20);
+    let b = start("b");
+    wait_for_role(&b, "standby", 20);
+    let c = start("c");
+    wait_for_role(&c, "standby", 20);
+    setup(&mut client(&a, "admin"));
+    let load = Load::start(&[a.addr], 4);
+    load.wait_for_more(100, Duration::from_secs(30));
+    let b = b.stop();
+    // Single-request writers make an entry of a few commands each: far more than 32 + the trim.
+    load.wait_for_more(600, Duration::from_secs(60));
+    let head_index = log_index(&a);
+    wait_until(Duration::from_secs(10), || {
+        oldest_log_index(&etcd.endpoints()).is_some_and(|oldest| oldest + 64 > head_index)
+    });
+    let args = small("b");
+    let mut b = Ledgerd::restart_with(b, &args.iter().map(String::as_str).collect::<Vec<_>>());
+    let status = b.wait_exit(Duration::from_secs(30));
+    assert_eq!(status.and_then(|s| s.code()), Some(75), "a passed standby stops:\n{}", b.output());
+    assert!(b.output().contains("re-seed"), "it says what to do:\n{}", b.output());
+    let mut late = start("d");
+    let status = late.wait_exit(Duration::from_secs(30));
+    assert_eq!(status.and_then(|s| s.code()), Some(75), "a new node stops:\n{}", late.output());
+    // Re-seed b: a copy of c's data directory taken while c is stopped (the load stopped
+    // too: under load the copy and both restarts must fit within --log-entries-max entries).
+    let acknowledged = load.finish();
+    let c = c.stop();
+    let b_data = b.data_dir();
+    std::fs::remove_dir_all(&b_data).expect("wipe b");
+    copy_dir(&c.data_dir(), &b_data);
+    let c = Ledgerd::restart_with(c, &args_of(&small("c")));
+    let b = Ledgerd::restart_with(b, &args_of(&small("b")));
+    wait_for_role(&b, "standby", 30);
+    wait_for_role(&c, "standby", 30);
+    verify(&[a.addr], &acknowledged);
+    converge(vec![a, b, c]);
+    drop(etcd);
+}
+
+fn args_of(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
+}
+
+fn log_index(node: &Ledgerd) -> u64 {
+    let metrics = node.try_metrics().unwrap_or_default();
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("ledger_replication_log_index "))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or(0)
 }
