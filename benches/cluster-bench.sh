@@ -91,14 +91,16 @@ start_node() {
 
 role_is() { curl -s "127.0.0.1:$1/metrics" | grep -q "ledger_replication_role{role=\"$2\"} 1"; }
 
-# bench NAME PORT SERVER_PID ARGS...: one ledger-bench run; prints its line and the CPU
+# bench NAME PORT|ADDRS SERVER_PID ARGS...: one ledger-bench run (ADDRS: host:port,... of a
+# group, ledger-bench finds the primary); prints its line and the CPU
 # seconds each watched process used meanwhile.
 bench() {
     local name=$1 port=$2 server=$3
     shift 3
     local watched=("$server" "${WATCH[@]}") before=() pid i
     for pid in "${watched[@]}"; do before+=("$(cpu_ticks "$pid")"); done
-    "$DIR/release/ledger-bench" --addr "127.0.0.1:$port" --credentials "$TMP/credentials" \
+    [[ $port == *:* ]] || port="127.0.0.1:$port"
+    "$DIR/release/ledger-bench" --addr "$port" --credentials "$TMP/credentials" \
         --workload uniform --duration "$SECONDS_PER_RUN" "$@" --server-pid "$server" --quiet \
         >"$TMP/out" 2>&1 || { cat "$TMP/out" >&2; exit 1; }
     local hz cpu=""
@@ -116,14 +118,18 @@ PRIMARY_PID=$NODE_PID PRIMARY_PORT=$NODE_PORT PRIMARY_METRICS=$NODE_METRICS
 until role_is "$PRIMARY_METRICS" primary; do kill -0 "$PRIMARY_PID" || exit 1; sleep 0.1; done
 WATCH=("${ETCD_PIDS[@]}")
 WATCH_NAMES="etcd1 etcd2 etcd3"
+GROUP_ADDRS=""
 for n in $(seq 1 "$STANDBYS"); do
     start_node "s$n" --cluster "$ENDPOINTS" --ledger bench --node "s$n"
     until role_is "$NODE_METRICS" standby; do kill -0 "$NODE_PID" || exit 1; sleep 0.1; done
     WATCH+=("$NODE_PID")
     WATCH_NAMES+=" standby$n"
+    GROUP_ADDRS+="127.0.0.1:$NODE_PORT,"
 done
-bench replicated-batched "$PRIMARY_PORT" "$PRIMARY_PID" --connections 4 --batch 1024 --in-flight 4
-bench replicated-single "$PRIMARY_PORT" "$PRIMARY_PID" --connections 32 --batch 1 --in-flight 1
+# The standbys first: ledger-bench follows their not_primary answers to the primary.
+GROUP_ADDRS+="127.0.0.1:$PRIMARY_PORT"
+bench replicated-batched "$GROUP_ADDRS" "$PRIMARY_PID" --connections 4 --batch 1024 --in-flight 4
+bench replicated-single "$GROUP_ADDRS" "$PRIMARY_PID" --connections 32 --batch 1 --in-flight 1
 for pid in "${PIDS[@]}"; do kill -9 "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
 PIDS=()
 

@@ -18,7 +18,8 @@ const BATCH_LEN_MAX: u32 = protocol::limits::BATCH_LEN_MAX;
 #[derive(Parser, Debug)]
 #[command(name = "ledger-bench", version, about = "Load and latency harness for the ledger")]
 pub(super) struct Args {
-    /// A running ledgerd (host:port). Exactly one of --addr and --embedded.
+    /// A running ledgerd (host:port), or a replica group's nodes (host:port,host:port,...):
+    /// the one that serves is found before the run. Exactly one of --addr and --embedded.
     #[arg(long, conflicts_with = "embedded", required_unless_present = "embedded")]
     pub(super) addr: Option<String>,
     /// Run the runtime and journal in this process, data in DIR (created if missing).

@@ -36,6 +36,60 @@ const WRITE_AHEAD_BYTES_MAX: usize = 256 * 1024;
 
 const _: () = assert!(READS_PER_WAKE_MAX >= 1);
 
+/// The node that serves among the comma-separated `addrs` (a replica group: the standbys
+/// answer `not_primary`, naming the primary when they know it), and a client connected to it.
+/// Resolved once, before the run: a failover during a run ends it with an error.
+fn primary_of(
+    addrs: &str,
+    credentials: &ClientCredentials,
+    options: ClientOptions,
+) -> Result<(SocketAddr, Client)> {
+    let resolve = |addr: &str| -> Result<SocketAddr> {
+        addr.to_socket_addrs()
+            .with_context(|| format!("resolve {addr}"))?
+            .next()
+            .with_context(|| format!("{addr} resolves to nothing"))
+    };
+    let mut candidates: Vec<String> =
+        addrs.split(',').map(str::trim).filter(|a| !a.is_empty()).map(String::from).collect();
+    ensure!(!candidates.is_empty(), "--addr names no address");
+    let mut refusals = Vec::new();
+    // Bounded: each address is tried once, and a hint adds at most one per refusal.
+    let mut tried = 0;
+    while tried < candidates.len() && tried < 16 {
+        let text = candidates[tried].clone();
+        tried += 1;
+        let addr = resolve(&text)?;
+        let mut client = match Client::connect(addr, credentials, options) {
+            Ok(client) => client,
+            Err(error) => {
+                refusals.push(format!("{text}: {error}"));
+                continue;
+            }
+        };
+        let probe = engine::AccountNo::new(b"ledger-bench-probe").expect("a valid account no");
+        match client.account(&probe) {
+            Ok(_) => return Ok((addr, client)),
+            Err(protocol::client::ClientError::Refused {
+                code: protocol::wire::ErrorCode::NotPrimary,
+                message,
+                ..
+            }) => {
+                if let Some(hint) =
+                    message.strip_prefix("primary=").filter(|hint| *hint != "unknown")
+                {
+                    if !candidates.iter().any(|known| known == hint) {
+                        candidates.push(hint.to_owned());
+                    }
+                }
+                refusals.push(format!("{text}: not the primary ({message})"));
+            }
+            Err(error) => refusals.push(format!("{text}: {error}")),
+        }
+    }
+    bail!("no node serves: {}", refusals.join("; "))
+}
+
 /// Runs the whole benchmark against the `ledgerd` at `addr`: setup, the timed run on
 /// `threads` worker threads (default 2, at most one per connection), verification.
 pub(super) fn run(
@@ -46,16 +100,10 @@ pub(super) fn run(
     setup_rng: &mut Rng,
     meter: &Meter<'_>,
 ) -> Result<(String, Measured)> {
-    let addr: SocketAddr = addr
-        .to_socket_addrs()
-        .with_context(|| format!("resolve {addr}"))?
-        .next()
-        .with_context(|| format!("{addr} resolves to nothing"))?;
     let credentials = ClientCredentials::from_env_or_default(credentials)
         .context("load the client credentials (--credentials, LEDGER_CREDENTIALS)")?;
     let options = ClientOptions { request_timeout_ms: 60_000, ..ClientOptions::default() };
-    let client = Client::connect(addr, &credentials, options)
-        .with_context(|| format!("connect to {addr}"))?;
+    let (addr, client) = primary_of(addr, &credentials, options)?;
     ensure!(
         client.session().role == Role::Admin,
         "opening accounts needs the admin role; {} has {:?}",
