@@ -24,6 +24,10 @@ pub struct ReplicationMetrics {
     /// The oldest log index kept by this node's last trim (0: it never trimmed).
     trimmed_below: AtomicU64,
     trimmed_entries: AtomicU64,
+    /// As standby, at its last report: records between the log head and what it applied, and
+    /// for how long it has been behind (0 when caught up).
+    lag_records: AtomicU64,
+    lag_ms: AtomicU64,
 }
 
 impl ReplicationMetrics {
@@ -40,6 +44,11 @@ impl ReplicationMetrics {
     pub(crate) fn record_trim(&self, below_index: u64, entries: u64) {
         self.trimmed_below.fetch_max(below_index, Ordering::Relaxed);
         self.trimmed_entries.fetch_add(entries, Ordering::Relaxed);
+    }
+
+    pub(crate) fn record_lag(&self, records: u64, behind_ms: u64) {
+        self.lag_records.store(records, Ordering::Relaxed);
+        self.lag_ms.store(behind_ms, Ordering::Relaxed);
     }
 
     pub(crate) fn record_applied(&self) {
@@ -92,6 +101,19 @@ impl ReplicationMetrics {
             "ledger_replication_promotions",
             "Times this node became the primary.",
             role.promotions(),
+        );
+        gauge(
+            out,
+            "ledger_replication_lag_records",
+            "As standby: records between the log head (read every 500 ms) and what it applied.",
+            self.lag_records.load(Ordering::Relaxed),
+        );
+        let lag_s = self.lag_ms.load(Ordering::Relaxed) as f64 / 1e3;
+        let _ = write!(
+            out,
+            "# HELP ledger_replication_lag_seconds As standby: how long it has been behind the log head \
+             (0 when caught up at its last report).\n# TYPE ledger_replication_lag_seconds gauge\n\
+             ledger_replication_lag_seconds {lag_s}\n"
         );
         gauge(
             out,

@@ -143,6 +143,7 @@ impl Replica {
                 last_trim: None,
                 compact_at: None,
                 trimmed_below: 0,
+                behind_since: None,
                 leader_present: true,
                 last_report: None,
             };
@@ -254,6 +255,8 @@ struct Follow {
     compact_at: Option<i64>,
     /// As primary: the entries below this index are deleted already.
     trimmed_below: u64,
+    /// As standby: since when it has been behind the log head (`None`: caught up).
+    behind_since: Option<Instant>,
 }
 
 impl Follow {
@@ -661,6 +664,27 @@ impl Follow {
         }
     }
 
+    /// As standby: how far behind the log head it is, in records and in time (since the first
+    /// report that found it behind). A primary is never behind its own log.
+    fn measure_lag(&mut self) {
+        if self.wiring.role.is_primary() {
+            self.behind_since = None;
+            self.wiring.metrics.record_lag(0, 0);
+            return;
+        }
+        let Ok(Some(head)) = self.wiring.store.head() else { return };
+        let (_, applied_seq) = self.wiring.role.log_position();
+        let records = head.last_seq.saturating_sub(applied_seq);
+        let behind_ms = if records == 0 {
+            self.behind_since = None;
+            0
+        } else {
+            let since = *self.behind_since.get_or_insert_with(Instant::now);
+            u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
+        };
+        self.wiring.metrics.record_lag(records, behind_ms);
+    }
+
     /// Moves this node's trimming floor up to the entry its position file names (never past
     /// it: a restart follows from there). A node without a position holds the floor at 1.
     fn write_floor(&mut self) {
@@ -683,6 +707,7 @@ impl Follow {
         self.last_report = Some(Instant::now());
         self.write_position();
         self.write_floor();
+        self.measure_lag();
         let (index, seq) = self.wiring.role.log_position();
         let role = if self.wiring.role.is_primary() { 2 } else { 1 };
         let record = ReplicaRecord {

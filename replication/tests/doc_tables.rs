@@ -85,3 +85,27 @@ fn the_head_table_is_the_encoder_s_layout() {
     assert_eq!(bytes[at("last_seq")], 13);
     assert_eq!(bytes[at("entry_hash")], 14);
 }
+
+/// The Metrics table lists exactly the metrics the node renders.
+#[test]
+fn the_metrics_table_is_what_is_rendered() {
+    let doc = include_str!("../REPLICATION.md");
+    let start = doc.find("## Metrics").expect("a Metrics section");
+    let documented: std::collections::BTreeSet<String> = doc[start..]
+        .lines()
+        .skip_while(|line| !line.starts_with("| metric"))
+        .skip(2)
+        .take_while(|line| line.starts_with('|'))
+        .filter_map(|line| line.split('`').nth(1))
+        .map(|name| name.split('{').next().unwrap_or(name).to_owned())
+        .collect();
+    let mut out = String::new();
+    replication::ReplicationMetrics::default().render(&replication::Role::default(), &mut out);
+    let rendered: std::collections::BTreeSet<String> = out
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE "))
+        .filter_map(|line| line.split_whitespace().next())
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(documented, rendered);
+}

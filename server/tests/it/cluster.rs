@@ -277,6 +277,20 @@ fn converge(nodes: Vec<Ledgerd>) {
     });
     let seqs: Vec<u64> = nodes.iter().map(log_seq).collect();
     assert!(caught_up, "the replicas did not reach the same log seq: {seqs:?}");
+    // Caught up, the standbys say so (their lag is measured every 500 ms).
+    for node in nodes.iter().filter(|node| role_of(node) == Some("standby")) {
+        let caught_up = (0..300).any(|_| {
+            std::thread::sleep(Duration::from_millis(10));
+            let metrics = node.try_metrics().unwrap_or_default();
+            metrics.contains("\nledger_replication_lag_records 0\n")
+                && metrics.contains("\nledger_replication_lag_seconds 0\n")
+        });
+        assert!(
+            caught_up,
+            "a standby still reports a lag:\n{}",
+            node.try_metrics().unwrap_or_default()
+        );
+    }
     let mut nodes = nodes;
     nodes.sort_by_key(|node| role_of(node) == Some("primary"));
     let stopped: Vec<String> = nodes
