@@ -319,12 +319,6 @@ fn settings(args: Args) -> Result<Settings> {
     cluster.lease_ttl_s = args.lease_ttl_s.or(cluster.lease_ttl_s);
     cluster.log_entries_max = args.log_entries_max.or(cluster.log_entries_max);
     settings.cluster = cluster.resolve()?;
-    if settings.cluster.is_some() && !settings.channels.is_empty() {
-        bail!(
-            "--channel with --cluster is not supported yet: a settlement processor must run on \
-             the primary only, which is not built; run settlement against a single node"
-        );
-    }
     Ok(settings)
 }
 
@@ -368,6 +362,22 @@ fn run() -> Result<ExitCode> {
             }
         }
     }
+}
+
+/// A settlement processor for every `--channel`, on the running runtime.
+fn start_processors(settings: &Settings, runtime: &Runtime) -> Result<Vec<settlement::Processor>> {
+    let mut processors = Vec::new();
+    for (name, addr) in &settings.channels {
+        let mut options = settlement::ChannelOptions::new(*name, *addr);
+        if let Some(window_ms) = settings.net_window_ms {
+            options.net_window_ms = window_ms;
+        }
+        let processor = settlement::spawn(&settings.data_dir, runtime.handle(), options)
+            .with_context(|| format!("start the settlement processor of channel {name}"))?;
+        println!("settling channel {name} through {addr}");
+        processors.push(processor);
+    }
+    Ok(processors)
 }
 
 /// The pause before a deposed replica starts again.
@@ -472,20 +482,21 @@ fn serve(settings: &mut Settings, credentials: &Credentials, stop: &AtomicBool) 
     if let Some(addr) = server.metrics_addr() {
         println!("metrics on http://{addr}/metrics");
     }
-    let mut processors = Vec::new();
-    for (name, addr) in &settings.channels {
-        let mut options = settlement::ChannelOptions::new(*name, *addr);
-        if let Some(window_ms) = settings.net_window_ms {
-            options.net_window_ms = window_ms;
-        }
-        let processor = settlement::spawn(&settings.data_dir, runtime.handle(), options)
-            .with_context(|| format!("start the settlement processor of channel {name}"))?;
-        println!("settling channel {name} through {addr}");
-        processors.push(processor);
+    // A single node settles from the start; a replica only once it is the primary (a standby
+    // refuses commands, and the bank must hear from one node): the processor recovers what
+    // is in flight from the journal, which holds everything the old primary journaled.
+    let mut processors = None;
+    if replica.is_none() {
+        processors = Some(start_processors(settings, &runtime)?);
     }
 
     while !stop.load(Ordering::Acquire) {
         let failure = runtime.wait_for_failure(Duration::from_millis(100));
+        let primary = replica.as_ref().is_some_and(|replica| replica.role().is_primary());
+        if processors.is_none() && primary && !settings.channels.is_empty() {
+            println!("this node is the primary: settlement starts");
+            processors = Some(start_processors(settings, &runtime)?);
+        }
         let deposed = replica
             .as_ref()
             .is_some_and(|replica| replica.role().state() == replication::RoleState::Stopped);
@@ -508,6 +519,9 @@ fn serve(settings: &mut Settings, credentials: &Credentials, stop: &AtomicBool) 
                      (a restart does not repair this: see REPLICATION.md, Recovery decision table)"
                 );
             }
+            for processor in processors.take().unwrap_or_default() {
+                processor.shutdown();
+            }
             server.shutdown();
             drop(replica);
             let _ = runtime.shutdown();
@@ -515,7 +529,7 @@ fn serve(settings: &mut Settings, credentials: &Credentials, stop: &AtomicBool) 
         }
     }
     println!("stopping: no new connections, finishing in-flight requests");
-    for processor in processors {
+    for processor in processors.unwrap_or_default() {
         processor.shutdown();
     }
     server.shutdown();

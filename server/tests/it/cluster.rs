@@ -711,3 +711,76 @@ fn log_index(node: &Ledgerd) -> u64 {
         .and_then(|value| value.trim().parse().ok())
         .unwrap_or(0)
 }
+
+/// The CLI against a group (`--addr A,B`, whichever serves), with `credentials`.
+fn group_cli(addrs: &str, credentials: &std::path::Path, args: &[&str]) -> cli::Rendered {
+    let credentials = credentials.to_string_lossy().into_owned();
+    let mut line = vec!["ledger", "--addr", addrs, "--credentials", &credentials];
+    line.extend_from_slice(args);
+    let env = cli::RunEnv {
+        now_ns: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| u64::try_from(since.as_nanos()).unwrap_or(u64::MAX)),
+        fresh_tx_id: Ok(TxId(u128::MAX - 7)),
+    };
+    cli::run(line, &env)
+}
+
+/// Settlement on a replica group: only the primary settles with the bank; after a kill -9 the
+/// new primary's processor takes over what was in flight (from the journal it followed) and
+/// settles what comes next.
+#[test]
+fn the_primary_settles_and_its_successor_takes_over() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the bank");
+    let bank_addr = listener.local_addr().expect("bank address");
+    let config = bank::sim::BankConfig { latency_ms: 5, ..bank::sim::BankConfig::default() };
+    let _bank = bank::server::spawn(listener, config).expect("bank");
+    let channel = format!("bank={bank_addr}");
+    let etcd_dir = tempfile::tempdir().expect("temp dir");
+    let etcd = etcd::local::LocalCluster::start(3, etcd_dir.path()).expect("start 3 etcd members");
+    let endpoints = etcd.endpoints().join(",");
+    let start = |node: &str| {
+        let mut args = node_args(&endpoints, node);
+        args.extend(["--channel".to_owned(), channel.clone()]);
+        Ledgerd::start_fresh(&args_of(&args))
+    };
+    let mut a = start("a");
+    wait_for_role(&a, "primary", 20);
+    let b = start("b");
+    wait_for_role(&b, "standby", 20);
+    wait_until(Duration::from_secs(5), || a.output().contains("settling channel bank"));
+    assert!(!b.output().contains("settling channel"), "a standby does not settle:\n{}", b.output());
+    let addrs = format!("{},{}", a.addr, b.addr);
+    let credentials = b.data_dir().join("credentials");
+    let run = |args: &[&str]| {
+        let out = group_cli(&addrs, &credentials, args);
+        assert_eq!(out.exit as i32, 0, "{args:?}: {}{}", out.stdout, out.stderr);
+        out.stdout
+    };
+    for (account, kind, tx_id) in [("alice", "user", "100"), ("bank", "system", "101")] {
+        let open = ["account", "open", account, "--user", "1", "--currency", "USD"];
+        run(&[&open[..], &["--kind", kind, "--tx-id", tx_id]].concat());
+    }
+    let settled = |tx_id: &str| {
+        let out = group_cli(&addrs, &credentials, &["tx", tx_id, "--json"]);
+        out.stdout.contains("\"state\":\"settled\"")
+    };
+    run(&["deposit", "alice", "100", "--channel", "bank", "--tx-id", "1"]);
+    wait_until(Duration::from_secs(20), || settled("1"));
+    // Deposits in flight at the kill: the successor finishes them and settles new ones.
+    for tx_id in 2..=6 {
+        run(&["deposit", "alice", "1", "--channel", "bank", "--tx-id", &tx_id.to_string()]);
+    }
+    a.kill9();
+    wait_for_role(&b, "primary", 15);
+    run(&["deposit", "alice", "2", "--channel", "bank", "--tx-id", "7"]);
+    for tx_id in 2..=7 {
+        let tx_id = tx_id.to_string();
+        wait_until(Duration::from_secs(30), || settled(&tx_id));
+    }
+    assert!(b.output().contains("this node is the primary: settlement starts"), "{}", b.output());
+    assert_eq!(b.output().matches("settling channel bank").count(), 1, "{}", b.output());
+    let balance = run(&["balance", "alice", "--json"]);
+    assert!(balance.contains("\"ledger\":\"107.00\""), "{balance}");
+    drop(etcd);
+}
