@@ -11,6 +11,7 @@
 
 #![warn(missing_docs)]
 
+pub mod fuzz;
 pub mod protocol;
 pub mod server;
 pub mod sim;

@@ -20,6 +20,7 @@ mod command;
 mod currency;
 mod cycle;
 mod engine;
+pub mod fuzz;
 mod hash;
 mod holds;
 mod ledger;

@@ -4,6 +4,7 @@
 mod bounds;
 mod clearing;
 mod compat;
+mod fuzz;
 mod plan;
 mod prop;
 mod retry;

@@ -33,6 +33,7 @@
 
 mod error;
 mod format;
+pub mod fuzz;
 mod journal;
 mod reader;
 mod segment;
