@@ -36,8 +36,8 @@ the server did not answer in time), re-sending exactly the same command with the
 is safe: the ledger executes a tx id at most once and answers a retry with the first outcome
 (reported as a duplicate).
 
-Credentials: --credentials FILE, else $LEDGER_CREDENTIALS, else ./data/credentials (the file
-ledgerd writes on its first start); the first admin entry is used, else the first entry.";
+Credentials: --credentials FILE, else $LEDGER_CREDENTIALS, else ./data/admin.credentials (the
+admin's file ledgerd writes on its first start); the first admin entry is used, else the first.";
 
 const AFTER_LONG_HELP: &str = "\
 Exit codes:
@@ -64,7 +64,7 @@ pub struct Cli {
     #[arg(long, global = true, help_heading = GLOBAL, value_name = "HOST:PORT[,...]", default_value = ADDR_DEFAULT)]
     pub addr: String,
 
-    /// Credentials file [default: $LEDGER_CREDENTIALS, else ./data/credentials].
+    /// Credentials file [default: $LEDGER_CREDENTIALS, else ./data/admin.credentials].
     #[arg(long, global = true, help_heading = GLOBAL, value_name = "FILE")]
     pub credentials: Option<PathBuf>,
 

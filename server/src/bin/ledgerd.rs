@@ -15,7 +15,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, ValueEnum};
 use journal::SyncMode;
-use protocol::auth::Credentials;
+use protocol::auth::{Credentials, Opened};
 use protocol::limits::BATCH_LEN_MAX;
 use runtime::{Runtime, RuntimeOptions};
 use server::{Server, ServerOptions, CONNECTION_IN_FLIGHT_DEFAULT};
@@ -319,13 +319,32 @@ fn run() -> Result<ExitCode> {
     let settings = settings(Args::parse())?;
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("create {}", settings.data_dir.display()))?;
-    let (credentials, created) = Credentials::load_or_generate_admin(&settings.credentials)
-        .with_context(|| format!("credentials {}", settings.credentials.display()))?;
-    if created {
-        println!("created admin credentials in {} (mode 0600)", settings.credentials.display());
-    } else {
-        let clients = credentials.entries().len();
-        println!("credentials: {} ({clients} clients)", settings.credentials.display());
+    let store = &settings.credentials;
+    let (credentials, opened) = Credentials::load_or_generate_admin(store)
+        .with_context(|| format!("credentials {}", store.display()))?;
+    let clients = credentials.entries().len();
+    match opened {
+        Opened::Loaded => println!("credentials: {} ({clients} clients)", store.display()),
+        Opened::Generated { admin_file } => println!(
+            "created admin credentials: the secret is in {} for the admin's clients (mode 0600), \
+             its hash in {}",
+            admin_file.display(),
+            store.display()
+        ),
+        Opened::Migrated { plaintext_entries, admin_file } => {
+            println!(
+                "credentials: {} ({clients} clients): replaced {plaintext_entries} plaintext \
+                 secrets by their HMAC-SHA256 hashes (rewritten atomically, mode 0600); clients \
+                 keep their secrets in their own files",
+                store.display()
+            );
+            if let Some(admin_file) = admin_file {
+                println!(
+                    "credentials: the first admin's secret is now in {} (mode 0600)",
+                    admin_file.display()
+                );
+            }
+        }
     }
     if settings.sync_mode == SyncMode::None {
         println!("WARNING: --sync none releases replies before they are durable (benchmarks only)");

@@ -290,7 +290,7 @@ fn a_standby_follows_refuses_and_takes_over_with_every_acknowledged_transaction(
     verify(&[a.addr, b.addr], &acknowledged);
     // The CLI: given both addresses (the dead one first), and the group's status from etcd.
     let env = cli::RunEnv { now_ns: 1, fresh_tx_id: Ok(TxId(u128::MAX - 1)) };
-    let credentials = b.data_dir().join("credentials").to_string_lossy().into_owned();
+    let credentials = b.data_dir().join("admin.credentials").to_string_lossy().into_owned();
     let addrs = format!("{},{}", a.addr, b.addr);
     let line = ["ledger", "--addr", &addrs, "--credentials", &credentials, "balance", "user-0"];
     let balance = cli::run(line, &env);
