@@ -85,6 +85,9 @@ pub const WRITE_STALL_MS: u32 = 10;
 /// Bytes the client asks the socket for per read.
 pub const READ_CHUNK_LEN_BYTES: u32 = 64 * 1024;
 
+/// Largest PEM file (certificates, a private key) a TLS setup reads.
+pub const TLS_FILE_LEN_BYTES_MAX: u64 = 1024 * 1024;
+
 /// Largest credentials file.
 pub const CREDENTIALS_FILE_LEN_BYTES_MAX: u64 = 1024 * 1024;
 /// Most entries in a credentials file.

@@ -18,7 +18,7 @@ use journal::SyncMode;
 use protocol::auth::{Credentials, Opened};
 use protocol::limits::BATCH_LEN_MAX;
 use runtime::{Runtime, RuntimeOptions};
-use server::{Server, ServerOptions, CONNECTION_IN_FLIGHT_DEFAULT};
+use server::{Server, ServerOptions, ServerTls, CONNECTION_IN_FLIGHT_DEFAULT};
 
 #[derive(Parser, Debug)]
 #[command(name = "ledgerd", version, about = "The T+0 ledger server")]
@@ -36,11 +36,25 @@ struct Args {
     #[arg(long, value_enum)]
     sync: Option<SyncArg>,
     /// A config file of `key = value` lines (data_dir, listen, metrics_listen, sync,
-    /// credentials, batch_delay_us, batch_len_max, pin_core, snapshot_every_records, tx_retained, channel
+    /// credentials, tls_cert, tls_key, tls_client_ca, insecure, batch_delay_us, batch_len_max, pin_core, snapshot_every_records, tx_retained, channel
     /// (repeatable), net_window_ms); flags win (channels add up).
     #[arg(long)]
     config: Option<PathBuf>,
-    /// The credentials file (default: DATA_DIR/credentials, created with an admin on first start).
+    /// Serve clients over TLS with this certificate chain (PEM, leaf first; with --tls-key).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Mutual TLS: require client certificates signed by a CA in FILE (PEM); a HELLO's client
+    /// id must equal its certificate's subject CN (with --tls-cert).
+    #[arg(long, value_name = "FILE")]
+    tls_client_ca: Option<PathBuf>,
+    /// Allow plaintext on a non-loopback --listen address (refused otherwise: use TLS).
+    #[arg(long)]
+    insecure: bool,
+    /// The credentials store (default: DATA_DIR/credentials, created with an admin on first
+    /// start; the admin's secret goes to admin.credentials next to it).
     #[arg(long)]
     credentials: Option<PathBuf>,
     /// Keep a group commit open this long for more commands (µs). Default 0.
@@ -106,6 +120,7 @@ struct Settings {
     metrics_listen: Option<SocketAddr>,
     sync_mode: SyncMode,
     credentials: PathBuf,
+    tls: TlsFiles,
     batch_delay_us: u32,
     batch_len_max: u32,
     pin_core: Option<usize>,
@@ -114,6 +129,52 @@ struct Settings {
     channels: Vec<(engine::AccountNo, SocketAddr)>,
     net_window_ms: Option<u64>,
     cluster: Option<Cluster>,
+}
+
+/// The TLS files and `insecure` (flags win over the config file).
+#[derive(Default)]
+struct TlsFiles {
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    client_ca: Option<PathBuf>,
+    insecure: bool,
+}
+
+impl TlsFiles {
+    /// The listener's TLS configuration, or `None`; refuses plaintext on a non-loopback
+    /// address unless `insecure`.
+    fn resolve(&self, listen: SocketAddr) -> Result<Option<ServerTls>> {
+        match (&self.cert, &self.key) {
+            (Some(cert), Some(key)) => {
+                let tls = ServerTls::from_files(cert, key, self.client_ca.as_deref())
+                    .context("TLS setup")?;
+                Ok(Some(tls))
+            }
+            (None, None) => {
+                if self.client_ca.is_some() {
+                    bail!("tls_client_ca needs tls_cert and tls_key");
+                }
+                if !listen.ip().is_loopback() && !self.insecure {
+                    bail!(
+                        "refusing to serve plaintext on {listen}, which is not a loopback \
+                         address: give --tls-cert and --tls-key, or --insecure to accept that \
+                         secrets and money cross the network in the clear"
+                    );
+                }
+                Ok(None)
+            }
+            (Some(_), None) | (None, Some(_)) => bail!("tls_cert and tls_key go together"),
+        }
+    }
+}
+
+/// `true` or `false` in the config file.
+fn boolean(value: &str) -> Result<bool> {
+    match value {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => bail!("{value:?} is not true or false"),
+    }
 }
 
 /// The replica-group settings (`--cluster` and what goes with it).
@@ -204,6 +265,7 @@ fn settings(args: Args) -> Result<Settings> {
         metrics_listen: Some("127.0.0.1:7071".parse().expect("a valid default address")),
         sync_mode: SyncMode::Fsync,
         credentials: PathBuf::new(),
+        tls: TlsFiles::default(),
         batch_delay_us: 0,
         batch_len_max: RuntimeOptions::default().submission_len_max,
         pin_core: Some(1),
@@ -234,6 +296,10 @@ fn settings(args: Args) -> Result<Settings> {
                     }
                 }
                 "credentials" => credentials = Some(PathBuf::from(&value)),
+                "tls_cert" => settings.tls.cert = Some(PathBuf::from(&value)),
+                "tls_key" => settings.tls.key = Some(PathBuf::from(&value)),
+                "tls_client_ca" => settings.tls.client_ca = Some(PathBuf::from(&value)),
+                "insecure" => settings.tls.insecure = boolean(&value).with_context(context)?,
                 "batch_delay_us" => {
                     settings.batch_delay_us = value.parse().with_context(context)?;
                 }
@@ -284,6 +350,10 @@ fn settings(args: Args) -> Result<Settings> {
     if let Some(path) = args.credentials {
         credentials = Some(path);
     }
+    settings.tls.cert = args.tls_cert.or(settings.tls.cert.take());
+    settings.tls.key = args.tls_key.or(settings.tls.key.take());
+    settings.tls.client_ca = args.tls_client_ca.or(settings.tls.client_ca.take());
+    settings.tls.insecure |= args.insecure;
     if let Some(delay) = args.batch_delay_us {
         settings.batch_delay_us = delay;
     }
@@ -317,6 +387,8 @@ fn settings(args: Args) -> Result<Settings> {
 
 fn run() -> Result<ExitCode> {
     let settings = settings(Args::parse())?;
+    // Before anything is created or recovered: a refused listener changes nothing.
+    let tls = settings.tls.resolve(settings.listen)?;
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("create {}", settings.data_dir.display()))?;
     let store = &settings.credentials;
@@ -407,9 +479,20 @@ fn run() -> Result<ExitCode> {
         write_timeout_ms: 10_000,
         replica_role: starter.as_ref().map(replication::Starter::role),
         replication_metrics: starter.as_ref().map(replication::Starter::metrics),
+        tls,
     };
+    let tls_note = server_options.tls.as_ref().map(|tls| {
+        if tls.verifies_clients() {
+            "TLS, with client certificates required (mutual TLS)"
+        } else {
+            "TLS"
+        }
+    });
     let server = Server::start(server_options, credentials, runtime.handle())
         .with_context(|| format!("listen on {}", settings.listen))?;
+    if let Some(note) = tls_note {
+        println!("clients speak {note}; metrics stay plain HTTP");
+    }
     println!("listening on {}", server.local_addr());
     let replica = match starter {
         None => None,

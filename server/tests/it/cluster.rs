@@ -117,6 +117,7 @@ fn writer(
                         connect_timeout_ms: 500,
                         request_timeout_ms: 2_000,
                         in_flight_max: 4,
+                        tls: None,
                     };
                     Client::connect(*addr, &credentials, options).ok()
                 });

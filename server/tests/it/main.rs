@@ -3,6 +3,7 @@
 
 mod cluster;
 mod harness;
+mod tls;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
