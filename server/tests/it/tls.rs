@@ -315,3 +315,28 @@ fn plaintext_on_a_non_loopback_address_needs_insecure() {
     let listening = listening.expect("ledgerd started");
     assert!(listening.starts_with("listening on 0.0.0.0:"), "{listening}");
 }
+
+#[test]
+fn many_small_pipelined_requests_over_tls_all_come_back() {
+    let pki = Pki::new("test CA");
+    let server = start(&pki, false);
+    let mut admin = connect(&server, "admin", pki.options(None)).expect("TLS connect");
+    setup_accounts(&mut admin);
+    admin.submit(vec![(TxId(1), deposit("alice", "1000"))]).expect("deposit");
+    // New connections, each with a burst of single-transfer requests sent before reading any
+    // reply: every round must end with every reply.
+    for round in 0..20u128 {
+        let options = ClientOptions { in_flight_max: 1_024, ..pki.options(None) };
+        let mut writer = connect(&server, "writer", options).expect("TLS connect");
+        for n in 0..500u128 {
+            let tx_id = TxId(10_000 + round * 1_000 + n);
+            writer.send_submit(&[(tx_id, transfer("alice", "bob", "0.01"))]).expect("send");
+        }
+        for _ in 0..500 {
+            let (id, reply) =
+                writer.recv().unwrap_or_else(|error| panic!("round {round}: {error}"));
+            assert!(matches!(reply, Reply::Submitted(_)), "{id}: {reply:?}");
+        }
+        writer.close();
+    }
+}
