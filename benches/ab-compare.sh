@@ -52,7 +52,7 @@ run_ledger() {
         [ $waited -lt 600 ] || { echo "ledgerd did not listen within 60 s" >&2; exit 1; }
         sleep 0.1
     done
-    "$dir/release/ledger-bench" --addr "127.0.0.1:$port" --credentials "$data/credentials" \
+    "$dir/release/ledger-bench" --addr "127.0.0.1:$port" --credentials "$data/admin.credentials" \
         --workload uniform --duration "$SECONDS_PER_RUN" "$@" --server-pid "$LEDGERD_PID" --quiet \
         >"$TMP/out" 2>&1 || { cat "$TMP/out" >&2; exit 1; }
     kill -TERM "$LEDGERD_PID"

@@ -86,7 +86,9 @@ start_node() {
     NODE_PID=$!
     PIDS+=($NODE_PID)
     wait_for "$data.log" '^listening on' "$NODE_PID"
+    # The first node's store (hashes) goes to the others; its admin file is the bench's.
     [ -f "$TMP/credentials" ] || cp "$data/credentials" "$TMP/credentials"
+    [ -f "$TMP/admin.credentials" ] || cp "$data/admin.credentials" "$TMP/admin.credentials"
 }
 
 role_is() { curl -s "127.0.0.1:$1/metrics" | grep -q "ledger_replication_role{role=\"$2\"} 1"; }
@@ -100,7 +102,7 @@ bench() {
     local watched=("$server" "${WATCH[@]}") before=() pid i
     for pid in "${watched[@]}"; do before+=("$(cpu_ticks "$pid")"); done
     [[ $port == *:* ]] || port="127.0.0.1:$port"
-    "$DIR/release/ledger-bench" --addr "$port" --credentials "$TMP/credentials" \
+    "$DIR/release/ledger-bench" --addr "$port" --credentials "$TMP/admin.credentials" \
         --workload uniform --duration "$SECONDS_PER_RUN" "$@" --server-pid "$server" --quiet \
         >"$TMP/out" 2>&1 || { cat "$TMP/out" >&2; exit 1; }
     local hz cpu=""

@@ -348,7 +348,7 @@ run_ledger() {
     log "ledger $workload $config: ledger-bench $* for $SECONDS_PER_RUN s (load $load)"
     local accounts=$ACCOUNTS
     [ "$workload" != pingpong ] || accounts=2
-    "$LEDGER_BENCH" --addr "127.0.0.1:$LEDGER_PORT" --credentials "$data/credentials" \
+    "$LEDGER_BENCH" --addr "127.0.0.1:$LEDGER_PORT" --credentials "$data/admin.credentials" \
         --workload "$workload" --accounts "$accounts" --duration "$SECONDS_PER_RUN" "$@" \
         --hist-out "$OUT_DIR/ledger-$config-$workload.hgrm" --server-pid "$LEDGERD_PID" --quiet \
         >"$TMP/bench-$workload-$config.out" 2>&1 || { cat "$TMP/bench-$workload-$config.out" >&2; stop_ledgerd; return 1; }

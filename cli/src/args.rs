@@ -36,8 +36,8 @@ the server did not answer in time), re-sending exactly the same command with the
 is safe: the ledger executes a tx id at most once and answers a retry with the first outcome
 (reported as a duplicate).
 
-Credentials: --credentials FILE, else $LEDGER_CREDENTIALS, else ./data/credentials (the file
-ledgerd writes on its first start); the first admin entry is used, else the first entry.";
+Credentials: --credentials FILE, else $LEDGER_CREDENTIALS, else ./data/admin.credentials (the
+admin's file ledgerd writes on its first start); the first admin entry is used, else the first.";
 
 const AFTER_LONG_HELP: &str = "\
 Exit codes:
@@ -64,9 +64,26 @@ pub struct Cli {
     #[arg(long, global = true, help_heading = GLOBAL, value_name = "HOST:PORT[,...]", default_value = ADDR_DEFAULT)]
     pub addr: String,
 
-    /// Credentials file [default: $LEDGER_CREDENTIALS, else ./data/credentials].
+    /// Credentials file [default: $LEDGER_CREDENTIALS, else ./data/admin.credentials].
     #[arg(long, global = true, help_heading = GLOBAL, value_name = "FILE")]
     pub credentials: Option<PathBuf>,
+
+    /// Speak TLS to ledgerd, trusting only the CA certificate(s) in FILE (PEM).
+    #[arg(long, global = true, help_heading = GLOBAL, value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+
+    /// With --tls-ca: present this client certificate (PEM chain) for mutual TLS.
+    #[arg(long, global = true, help_heading = GLOBAL, value_name = "FILE", requires_all = ["tls_ca", "tls_client_key"])]
+    pub tls_client_cert: Option<PathBuf>,
+
+    /// With --tls-client-cert: its private key (PEM).
+    #[arg(long, global = true, help_heading = GLOBAL, value_name = "FILE", requires = "tls_client_cert")]
+    pub tls_client_key: Option<PathBuf>,
+
+    /// With --tls-ca: the name the server's certificate must carry [default: the IP address
+    /// connected to].
+    #[arg(long, global = true, help_heading = GLOBAL, value_name = "NAME", requires = "tls_ca")]
+    pub tls_server_name: Option<String>,
 
     /// Print one JSON object instead of text (see cli/CLI.md for the fields).
     #[arg(long, global = true, help_heading = GLOBAL)]

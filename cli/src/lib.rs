@@ -27,6 +27,7 @@ use engine::{AccountNo, AccountView, ResultCode, TxId};
 use protocol::auth::ClientCredentials;
 use protocol::client::{ClientError, ClientOptions};
 use protocol::group::GroupClient;
+use protocol::tls::ClientTls;
 use protocol::wire::ErrorCode;
 
 pub use args::{Cli, Plan, RunEnv, Submission};
@@ -90,9 +91,28 @@ pub fn execute(cli: &Cli, plan: &Plan) -> Report {
             return Report::Error { kind: ErrorKind::Auth, message, code: None, submission };
         }
     };
+    let tls = match &cli.tls_ca {
+        None => None,
+        Some(ca) => {
+            let client_cert = cli.tls_client_cert.as_deref().zip(cli.tls_client_key.as_deref());
+            match ClientTls::from_files(ca, client_cert, cli.tls_server_name.as_deref()) {
+                Ok(tls) => Some(tls),
+                Err(error) => {
+                    let message = format!("tls: {error}");
+                    return Report::Error {
+                        kind: ErrorKind::Connection,
+                        message,
+                        code: None,
+                        submission,
+                    };
+                }
+            }
+        }
+    };
     let options = ClientOptions {
         connect_timeout_ms: cli.timeout_ms,
         request_timeout_ms: cli.timeout_ms,
+        tls,
         ..ClientOptions::default()
     };
     // Several addresses: the nodes of a replica group; requests go to its primary.
@@ -286,6 +306,7 @@ fn client_error(error: ClientError, submission: Option<Submission>) -> Report {
         ClientError::InvalidOptions(_)
         | ClientError::Connect { .. }
         | ClientError::Handshake { .. }
+        | ClientError::Tls { .. }
         | ClientError::NoAnswer { .. }
         | ClientError::Closed { .. }
         | ClientError::BatchLen { .. }

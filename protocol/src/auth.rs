@@ -1,6 +1,8 @@
 //! Who may connect and what they may do: [`Role`]s, [`Secret`]s (never printed, compared in
-//! constant time), the server's credentials file ([`Credentials`]) and a client's own entry
-//! ([`ClientCredentials`]). The file format is specified in PROTOCOL.md ("Credentials file").
+//! constant time), the server's credential store ([`Credentials`]: keyed hashes of the
+//! secrets, [`SecretHash`], never the secrets) and a client's own entry
+//! ([`ClientCredentials`], from its own file, which holds its secret). The file formats are
+//! specified in PROTOCOL.md ("Credentials files").
 
 use std::fmt;
 use std::io::{Read, Write};
@@ -11,13 +13,14 @@ use engine::TxKind;
 use crate::limits::{
     CLIENT_ID_LEN_BYTES_MAX, CLIENT_ID_LEN_BYTES_MIN, CREDENTIALS_ENTRIES_MAX,
     CREDENTIALS_FILE_LEN_BYTES_MAX, GENERATED_SECRET_RANDOM_BYTES, SECRET_LEN_BYTES_MAX,
-    SECRET_LEN_BYTES_MIN,
+    SECRET_LEN_BYTES_MIN, SECRET_MAC_LEN_BYTES, SECRET_SALT_LEN_BYTES,
 };
 
 /// The environment variable naming the credentials file.
 pub const CREDENTIALS_ENV: &str = "LEDGER_CREDENTIALS";
-/// The credentials file used when neither a flag nor [`CREDENTIALS_ENV`] names one.
-pub const CREDENTIALS_PATH_DEFAULT: &str = "./data/credentials";
+/// The client credentials file used when neither a flag nor [`CREDENTIALS_ENV`] names one:
+/// the admin's file a zero-configuration `ledgerd` writes.
+pub const CREDENTIALS_PATH_DEFAULT: &str = "./data/admin.credentials";
 
 /// What a client may do. Sent as one byte in HELLO_OK.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
@@ -228,7 +231,20 @@ pub enum CredentialsError {
         /// The requested client id.
         client_id: String,
     },
-    /// `generate_admin` never overwrites a file.
+    /// A client read a server's store: it holds the secret's hash, not the secret.
+    #[error(
+        "{}: client `{client_id}` has only a hash here (this is a server's credentials store); \
+         a client needs its own file with the secret (ledgerd writes the admin's to {ADMIN_FILE_NAME} \
+         next to its store)",
+        path.display()
+    )]
+    HashOnly {
+        /// The file.
+        path: PathBuf,
+        /// The entry's client id.
+        client_id: String,
+    },
+    /// A new file is never written over an existing one.
     #[error("{}: already exists", path.display())]
     Exists {
         /// The file.
@@ -248,29 +264,194 @@ pub enum CredentialsError {
     },
 }
 
-/// One line of the credentials file.
+/// The scheme name of a hashed entry, the third field of its line.
+pub const HASH_SCHEME: &str = "hmac-sha256";
+
+/// The keyed hash the server's store keeps instead of a secret: HMAC-SHA256 of the secret,
+/// keyed with a random per-entry salt. Secrets are high-entropy random tokens (32 random bytes
+/// when generated), so a fast keyed hash cannot be brute-forced from the store, and it costs
+/// the network thread about a microsecond per HELLO where a slow password KDF would stall it
+/// (PROTOCOL.md, "Credentials files"). `Debug` shows `SecretHash(..)`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretHash {
+    salt: [u8; SECRET_SALT_LEN_BYTES as usize],
+    mac: [u8; SECRET_MAC_LEN_BYTES as usize],
+}
+
+impl SecretHash {
+    /// The hash of `secret` under a fresh random salt.
+    pub fn new(secret: &Secret) -> Result<SecretHash, CredentialsError> {
+        let mut salt = [0u8; SECRET_SALT_LEN_BYTES as usize];
+        getrandom::fill(&mut salt)
+            .map_err(|error| CredentialsError::Random { reason: error.to_string() })?;
+        Ok(SecretHash::with_salt(secret, salt))
+    }
+
+    /// The hash of `secret` under `salt`.
+    pub fn with_salt(secret: &Secret, salt: [u8; SECRET_SALT_LEN_BYTES as usize]) -> SecretHash {
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &salt);
+        let tag = ring::hmac::sign(&key, secret.expose());
+        let mut mac = [0u8; SECRET_MAC_LEN_BYTES as usize];
+        mac.copy_from_slice(tag.as_ref());
+        SecretHash { salt, mac }
+    }
+
+    /// Whether `secret` hashes to this, compared in constant time (`ring::hmac::verify`).
+    pub fn verify(&self, secret: &Secret) -> bool {
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &self.salt);
+        ring::hmac::verify(&key, secret.expose(), &self.mac).is_ok()
+    }
+
+    /// The line's fields after the role: `hmac-sha256 SALT_HEX MAC_HEX`.
+    fn render_into(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(HASH_SCHEME.as_bytes());
+        out.push(b' ');
+        push_hex(&self.salt, out);
+        out.push(b' ');
+        push_hex(&self.mac, out);
+    }
+
+    fn parse(salt_hex: &[u8], mac_hex: &[u8]) -> Option<SecretHash> {
+        Some(SecretHash { salt: parse_hex(salt_hex)?, mac: parse_hex(mac_hex)? })
+    }
+}
+
+impl fmt::Debug for SecretHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretHash(..)")
+    }
+}
+
+/// One entry of the server's credential store.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CredentialEntry {
     /// The client's id.
     pub client_id: String,
     /// What it may do.
     pub role: Role,
-    /// Its secret.
-    pub secret: Secret,
+    /// Its secret's keyed hash.
+    pub hash: SecretHash,
 }
 
-/// The server's credential store: every client allowed to connect, its role and secret.
+/// What a line of a credentials file holds after the client id and the role.
+enum Key {
+    /// `SECRET`: a client's own file (or a server store not yet migrated).
+    Secret(Secret),
+    /// `hmac-sha256 SALT MAC`: a server's store.
+    Hash(SecretHash),
+}
+
+/// One parsed line of a credentials file.
+struct Line {
+    client_id: String,
+    role: Role,
+    key: Key,
+}
+
+/// Parses the lines of a credentials file in either form (PROTOCOL.md, "Credentials files").
+fn parse_lines(text: &[u8], path: &Path) -> Result<Vec<Line>, CredentialsError> {
+    let mut lines: Vec<Line> = Vec::new();
+    for (index, raw_line) in text.split(|&b| b == b'\n').enumerate() {
+        let line = u32::try_from(index + 1).unwrap_or(u32::MAX);
+        let parse_error = |reason| CredentialsError::Parse { path: path.into(), line, reason };
+        let content = raw_line.trim_ascii();
+        if content.is_empty() || content.starts_with(b"#") {
+            continue;
+        }
+        let mut fields = content.split(|b| b.is_ascii_whitespace()).filter(|f| !f.is_empty());
+        let fields: [Option<&[u8]>; 6] = std::array::from_fn(|_| fields.next());
+        let (client_id, role, key) = match fields {
+            [Some(client_id), Some(role), Some(secret), None, None, None] => {
+                if !is_valid_secret(secret) {
+                    return Err(parse_error("secret must be 16..=128 printable ASCII, no space"));
+                }
+                (client_id, role, Key::Secret(Secret(secret.to_vec())))
+            }
+            [Some(client_id), Some(role), Some(scheme), Some(salt), Some(mac), None]
+                if scheme == HASH_SCHEME.as_bytes() =>
+            {
+                let Some(hash) = SecretHash::parse(salt, mac) else {
+                    return Err(parse_error(
+                        "hash must be hmac-sha256, 32 hex digits of salt, 64 hex digits of mac",
+                    ));
+                };
+                (client_id, role, Key::Hash(hash))
+            }
+            _ => {
+                return Err(parse_error(
+                    "expected CLIENT_ID ROLE SECRET or CLIENT_ID ROLE hmac-sha256 SALT MAC",
+                ))
+            }
+        };
+        if !is_valid_client_id(client_id) {
+            return Err(parse_error("client id must be 1..=64 of A-Z a-z 0-9 . _ -"));
+        }
+        let Some(role) = Role::from_name(role) else {
+            return Err(parse_error("role must be read, transact or admin"));
+        };
+        if lines.iter().any(|entry| entry.client_id.as_bytes() == client_id) {
+            return Err(parse_error("client id already listed on an earlier line"));
+        }
+        if lines.len() >= CREDENTIALS_ENTRIES_MAX as usize {
+            return Err(CredentialsError::TooManyEntries {
+                path: path.into(),
+                entries_max: CREDENTIALS_ENTRIES_MAX,
+            });
+        }
+        let client_id = String::from_utf8_lossy(client_id).into_owned();
+        lines.push(Line { client_id, role, key });
+    }
+    if lines.is_empty() {
+        return Err(CredentialsError::NoEntries { path: path.into() });
+    }
+    Ok(lines)
+}
+
+/// The server's credential store: every client allowed to connect, its role and its secret's
+/// keyed hash (never the secret itself).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Credentials {
     entries: Vec<CredentialEntry>,
+    /// Entries that were read as plaintext secrets (hashed on parsing).
+    plaintext_entries: u32,
 }
 
-/// A secret the comparison runs against when the client id is unknown, so that an unknown id
+/// How [`Credentials::load_or_generate_admin`] found the store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Opened {
+    /// It held hashes only.
+    Loaded,
+    /// It held `plaintext_entries` secrets in plaintext: it was rewritten with their hashes.
+    /// `admin_file` is the admin's client file written first, when there was none, so that the
+    /// first admin's secret is not lost with the plaintext.
+    Migrated {
+        /// Entries whose secret was replaced by its hash.
+        plaintext_entries: u32,
+        /// The client file written with the first admin entry's secret, if any was written.
+        admin_file: Option<PathBuf>,
+    },
+    /// It did not exist: a new admin was generated, its hash written to the store and its
+    /// secret to `admin_file`.
+    Generated {
+        /// The admin's client file (`CLIENT_ID ROLE SECRET`, mode 0600).
+        admin_file: PathBuf,
+    },
+}
+
+/// A hash the verification runs against when the client id is unknown, so that an unknown id
 /// and a wrong secret take the same time.
-const DUMMY_SECRET: &[u8; SECRET_LEN_BYTES_MAX as usize] = &[b'x'; SECRET_LEN_BYTES_MAX as usize];
+const DUMMY_HASH: SecretHash = SecretHash {
+    salt: [0x5a; SECRET_SALT_LEN_BYTES as usize],
+    mac: [0; SECRET_MAC_LEN_BYTES as usize],
+};
+
+/// The name of the admin's client file `ledgerd` writes next to its store.
+pub const ADMIN_FILE_NAME: &str = "admin.credentials";
 
 impl Credentials {
-    /// Reads and validates a credentials file. Refuses files that group or others may access.
+    /// Reads and validates a credentials store (hashed entries, or plaintext ones, which are
+    /// hashed in memory; the file is not changed). Refuses files that group or others may
+    /// access.
     pub fn load(path: &Path) -> Result<Credentials, CredentialsError> {
         let mut text = read_private_file(path)?;
         let parsed = Credentials::parse(&text, path);
@@ -278,88 +459,99 @@ impl Credentials {
         parsed
     }
 
-    /// Parses the text of a credentials file (`path` only names it in errors).
+    /// Parses the text of a credentials store (`path` only names it in errors). Plaintext
+    /// secrets are hashed under fresh salts.
     pub fn parse(text: &[u8], path: &Path) -> Result<Credentials, CredentialsError> {
-        let mut entries: Vec<CredentialEntry> = Vec::new();
-        for (index, raw_line) in text.split(|&b| b == b'\n').enumerate() {
-            let line = u32::try_from(index + 1).unwrap_or(u32::MAX);
-            let parse_error = |reason| CredentialsError::Parse { path: path.into(), line, reason };
-            let content = raw_line.trim_ascii();
-            if content.is_empty() || content.starts_with(b"#") {
-                continue;
-            }
-            let mut fields = content.split(|b| b.is_ascii_whitespace()).filter(|f| !f.is_empty());
-            let (Some(client_id), Some(role), Some(secret), None) =
-                (fields.next(), fields.next(), fields.next(), fields.next())
-            else {
-                return Err(parse_error("expected three fields: CLIENT_ID ROLE SECRET"));
+        let mut entries = Vec::new();
+        let mut plaintext_entries = 0;
+        for Line { client_id, role, key } in parse_lines(text, path)? {
+            let hash = match key {
+                Key::Secret(secret) => {
+                    plaintext_entries += 1;
+                    SecretHash::new(&secret)?
+                }
+                Key::Hash(hash) => hash,
             };
-            if !is_valid_client_id(client_id) {
-                return Err(parse_error("client id must be 1..=64 of A-Z a-z 0-9 . _ -"));
-            }
-            let Some(role) = Role::from_name(role) else {
-                return Err(parse_error("role must be read, transact or admin"));
-            };
-            if !is_valid_secret(secret) {
-                return Err(parse_error("secret must be 16..=128 printable ASCII, no space"));
-            }
-            if entries.iter().any(|entry| entry.client_id.as_bytes() == client_id) {
-                return Err(parse_error("client id already listed on an earlier line"));
-            }
-            if entries.len() >= CREDENTIALS_ENTRIES_MAX as usize {
-                return Err(CredentialsError::TooManyEntries {
-                    path: path.into(),
-                    entries_max: CREDENTIALS_ENTRIES_MAX,
-                });
-            }
-            entries.push(CredentialEntry {
-                client_id: String::from_utf8_lossy(client_id).into_owned(),
-                role,
-                secret: Secret(secret.to_vec()),
-            });
+            entries.push(CredentialEntry { client_id, role, hash });
         }
-        if entries.is_empty() {
-            return Err(CredentialsError::NoEntries { path: path.into() });
-        }
-        Ok(Credentials { entries })
+        Ok(Credentials { entries, plaintext_entries })
     }
 
-    /// Creates a new credentials file at `path` (never overwriting one) with one client,
-    /// `admin`, role `admin`, and a fresh random secret; mode 0600. Creates missing parent
-    /// directories.
-    pub fn generate_admin(path: &Path) -> Result<Credentials, CredentialsError> {
-        let credentials = Credentials {
-            entries: vec![CredentialEntry {
-                client_id: "admin".into(),
-                role: Role::Admin,
-                secret: Secret::generate()?,
-            }],
+    /// A store of one client, `admin`, role `admin`, with a fresh random secret, and that
+    /// secret as the admin's [`ClientCredentials`].
+    pub fn generate_admin() -> Result<(Credentials, ClientCredentials), CredentialsError> {
+        let secret = Secret::generate()?;
+        let entry = CredentialEntry {
+            client_id: "admin".into(),
+            role: Role::Admin,
+            hash: SecretHash::new(&secret)?,
         };
-        let mut text = credentials.render();
-        let written = write_new_private_file(path, &text);
-        text.fill(0);
-        written.map(|()| credentials)
+        let client = ClientCredentials { client_id: entry.client_id.clone(), secret };
+        Ok((Credentials { entries: vec![entry], plaintext_entries: 0 }, client))
     }
 
-    /// [`Credentials::load`], or [`Credentials::generate_admin`] when the file does not exist
-    /// (`true`: it was generated).
-    pub fn load_or_generate_admin(path: &Path) -> Result<(Credentials, bool), CredentialsError> {
-        match Credentials::load(path) {
+    /// Opens the server's store at `path`: loads it; rewrites it with hashes when it held
+    /// plaintext secrets (atomically: a new file, fsynced, renamed over the old one, the
+    /// directory fsynced; mode 0600); or, when it does not exist, creates it with a new admin
+    /// whose secret goes to `admin.credentials` next to it ([`Opened`] says which). Creates
+    /// missing parent directories. Never overwrites an admin client file.
+    pub fn load_or_generate_admin(path: &Path) -> Result<(Credentials, Opened), CredentialsError> {
+        let admin_file = admin_file_for(path);
+        let mut text = match read_private_file(path) {
+            Ok(text) => text,
             Err(CredentialsError::Io { source, .. })
                 if source.kind() == std::io::ErrorKind::NotFound =>
             {
-                Ok((Credentials::generate_admin(path)?, true))
+                let (credentials, admin) = Credentials::generate_admin()?;
+                write_client_file(&admin_file, &admin, Role::Admin)?;
+                if let Err(error) = write_new_private_file(path, &credentials.render()) {
+                    let _ = std::fs::remove_file(&admin_file);
+                    return Err(error);
+                }
+                return Ok((credentials, Opened::Generated { admin_file }));
             }
-            other => other.map(|credentials| (credentials, false)),
+            Err(error) => return Err(error),
+        };
+        let parsed = Credentials::migrate(&text, path, &admin_file);
+        text.fill(0);
+        parsed
+    }
+
+    /// Parses a store's `text`; if it holds plaintext secrets, writes the first admin's to
+    /// `admin_file` (unless that exists) and rewrites the store with hashes.
+    fn migrate(
+        text: &[u8],
+        path: &Path,
+        admin_file: &Path,
+    ) -> Result<(Credentials, Opened), CredentialsError> {
+        let lines = parse_lines(text, path)?;
+        let credentials = Credentials::parse(text, path)?;
+        if credentials.plaintext_entries == 0 {
+            return Ok((credentials, Opened::Loaded));
         }
+        let first_admin = lines.iter().find(|line| line.role == Role::Admin);
+        let mut written = None;
+        if let Some(Line { client_id, role, key: Key::Secret(secret) }) = first_admin {
+            if !admin_file.exists() {
+                let admin =
+                    ClientCredentials { client_id: client_id.clone(), secret: secret.clone() };
+                write_client_file(admin_file, &admin, *role)?;
+                written = Some(admin_file.to_path_buf());
+            }
+        }
+        replace_private_file(path, &credentials.render())?;
+        let opened = Opened::Migrated {
+            plaintext_entries: credentials.plaintext_entries,
+            admin_file: written,
+        };
+        Ok((Credentials { plaintext_entries: 0, ..credentials }, opened))
     }
 
     /// The role of `client_id` if `secret` is its secret. Takes the same time whether the id
-    /// is unknown or the secret wrong.
+    /// is unknown or the secret wrong (one HMAC and a constant-time comparison either way).
     pub fn authenticate(&self, client_id: &str, secret: &Secret) -> Option<Role> {
         let entry = self.entries.iter().find(|entry| entry.client_id == client_id);
-        let expected = entry.map_or(&DUMMY_SECRET[..], |entry| entry.secret.expose());
-        let matches = constant_time_eq(secret.expose(), expected);
+        let matches = entry.map_or(&DUMMY_HASH, |entry| &entry.hash).verify(secret);
         match entry {
             Some(entry) if matches => Some(entry.role),
             Some(_) | None => None,
@@ -371,21 +563,75 @@ impl Credentials {
         &self.entries
     }
 
-    /// The file text for these entries (with a comment header). Contains the secrets.
+    /// The store's text for these entries (with a comment header): hashes, no secret.
     pub fn render(&self) -> Vec<u8> {
-        let mut text = b"# ledger credentials: one client per line, CLIENT_ID ROLE SECRET\n\
-                         # ROLE is read, transact or admin. Keep this file private (mode 0600).\n"
+        let mut text = b"# ledger credentials store: one client per line, CLIENT_ID ROLE hmac-sha256 SALT MAC\n\
+                         # ROLE is read, transact or admin. Secrets are not kept here, only their keyed hashes.\n"
             .to_vec();
         for entry in &self.entries {
             text.extend_from_slice(entry.client_id.as_bytes());
             text.push(b' ');
             text.extend_from_slice(entry.role.name().as_bytes());
             text.push(b' ');
-            text.extend_from_slice(entry.secret.expose());
+            entry.hash.render_into(&mut text);
             text.push(b'\n');
         }
         text
     }
+}
+
+/// Where `ledgerd` writes the admin's client file for the store at `store`: next to it.
+pub fn admin_file_for(store: &Path) -> PathBuf {
+    let admin = store.with_file_name(ADMIN_FILE_NAME);
+    if admin == store {
+        store.with_file_name(format!("{ADMIN_FILE_NAME}.client"))
+    } else {
+        admin
+    }
+}
+
+/// Writes a new client file (`CLIENT_ID ROLE SECRET`, mode 0600) for `client`.
+fn write_client_file(
+    path: &Path,
+    client: &ClientCredentials,
+    role: Role,
+) -> Result<(), CredentialsError> {
+    let mut text = b"# ledger client credentials: CLIENT_ID ROLE SECRET. Keep this file private (mode 0600).\n"
+        .to_vec();
+    text.extend_from_slice(client.client_id.as_bytes());
+    text.push(b' ');
+    text.extend_from_slice(role.name().as_bytes());
+    text.push(b' ');
+    text.extend_from_slice(client.secret.expose());
+    text.push(b'\n');
+    let written = write_new_private_file(path, &text);
+    text.fill(0);
+    written
+}
+
+fn push_hex(bytes: &[u8], out: &mut Vec<u8>) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for &byte in bytes {
+        out.push(HEX[(byte >> 4) as usize]);
+        out.push(HEX[(byte & 0x0f) as usize]);
+    }
+}
+
+/// Lower-case hex digits, exactly `2 * N` of them.
+fn parse_hex<const N: usize>(text: &[u8]) -> Option<[u8; N]> {
+    if text.len() != 2 * N {
+        return None;
+    }
+    let digit = |b: u8| match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        _ => None,
+    };
+    let mut bytes = [0u8; N];
+    for (byte, pair) in bytes.iter_mut().zip(text.chunks_exact(2)) {
+        *byte = (digit(pair[0])? << 4) | digit(pair[1])?;
+    }
+    Some(bytes)
 }
 
 /// The identity a client presents in HELLO.
@@ -412,26 +658,36 @@ impl ClientCredentials {
         path: &Path,
         client_id: Option<&str>,
     ) -> Result<ClientCredentials, CredentialsError> {
-        let credentials = Credentials::load(path)?;
-        let entries = credentials.entries();
-        let entry = match client_id {
+        let mut text = read_private_file(path)?;
+        let lines = parse_lines(&text, path);
+        text.fill(0);
+        let lines = lines?;
+        let line = match client_id {
             Some(wanted) => {
-                entries.iter().find(|entry| entry.client_id == wanted).ok_or_else(|| {
+                lines.iter().find(|line| line.client_id == wanted).ok_or_else(|| {
                     CredentialsError::UnknownClient { path: path.into(), client_id: wanted.into() }
                 })?
             }
-            None => entries
+            None => lines
                 .iter()
-                .find(|entry| entry.role == Role::Admin)
-                .or(entries.first())
+                .find(|line| line.role == Role::Admin)
+                .or(lines.first())
                 .ok_or_else(|| CredentialsError::NoEntries { path: path.into() })?,
         };
-        Ok(ClientCredentials { client_id: entry.client_id.clone(), secret: entry.secret.clone() })
+        match &line.key {
+            Key::Secret(secret) => {
+                Ok(ClientCredentials { client_id: line.client_id.clone(), secret: secret.clone() })
+            }
+            Key::Hash(_) => Err(CredentialsError::HashOnly {
+                path: path.into(),
+                client_id: line.client_id.clone(),
+            }),
+        }
     }
 
     /// Where the CLI, the bench and applications read credentials: `path_flag` (`--credentials
     /// FILE`) if given, else `$LEDGER_CREDENTIALS` if set and not empty, else
-    /// `./data/credentials`.
+    /// `./data/admin.credentials`.
     pub fn resolve_path(path_flag: Option<&Path>) -> PathBuf {
         if let Some(path) = path_flag {
             return path.into();
@@ -521,6 +777,27 @@ fn write_new_private_file(path: &Path, text: &[u8]) -> Result<(), CredentialsErr
         return Err(io_error(source));
     }
     Ok(())
+}
+
+/// Replaces `path` with `text` atomically: `PATH.tmp` (mode 0600) written and fsynced, renamed
+/// over `path`, the directory fsynced. A crash leaves the old file or the whole new one.
+fn replace_private_file(path: &Path, text: &[u8]) -> Result<(), CredentialsError> {
+    let io_error = |source| CredentialsError::Io { path: path.into(), source };
+    let mut tmp_name = path.as_os_str().to_owned();
+    tmp_name.push(".tmp");
+    let tmp = PathBuf::from(tmp_name);
+    match std::fs::remove_file(&tmp) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(io_error(error)),
+        Ok(()) | Err(_) => {}
+    }
+    write_new_private_file(&tmp, text)?;
+    if let Err(error) = std::fs::rename(&tmp, path) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(io_error(error));
+    }
+    let parent = path.parent().filter(|parent| !parent.as_os_str().is_empty());
+    let dir = std::fs::File::open(parent.unwrap_or(Path::new("."))).map_err(io_error)?;
+    dir.sync_all().map_err(io_error)
 }
 
 #[cfg(test)]

@@ -45,13 +45,14 @@ use crate::limits::{
     CONNECT_TIMEOUT_MS_DEFAULT, IN_FLIGHT_DEFAULT, IN_FLIGHT_MAX, REQUEST_TIMEOUT_MS_DEFAULT,
     TIMEOUT_MS_MAX, WRITE_STALL_MS,
 };
+use crate::tls::{ClientTls, Stream};
 use crate::wire::{
     encode_frame, encode_submit, EncodeError, ErrorCode, ErrorReply, ExposureReply, Frame,
     FrameBuffer, Hello, Message, Op, RequestId, WireOutcome,
 };
 
 /// How a [`Client`] connects and waits.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClientOptions {
     /// Deadline for the TCP connection and the handshake together.
     pub connect_timeout_ms: u32,
@@ -59,6 +60,8 @@ pub struct ClientOptions {
     pub request_timeout_ms: u32,
     /// Most requests in flight on the connection (the server's HELLO_OK may lower it).
     pub in_flight_max: u32,
+    /// Speak TLS, verifying the server against this configuration's CA (`None`: plain TCP).
+    pub tls: Option<ClientTls>,
 }
 
 impl Default for ClientOptions {
@@ -67,6 +70,7 @@ impl Default for ClientOptions {
             connect_timeout_ms: CONNECT_TIMEOUT_MS_DEFAULT,
             request_timeout_ms: REQUEST_TIMEOUT_MS_DEFAULT,
             in_flight_max: IN_FLIGHT_DEFAULT,
+            tls: None,
         }
     }
 }
@@ -116,6 +120,16 @@ pub enum ClientError {
     /// reply).
     #[error("handshake with {addr} failed: {reason}")]
     Handshake {
+        /// The server's address.
+        addr: SocketAddr,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The TLS handshake failed: the server's certificate is not from the trusted CA or not
+    /// for this server's name, the server does not speak TLS, or it refused the client's
+    /// certificate.
+    #[error("TLS with {addr} failed: {reason}")]
+    Tls {
         /// The server's address.
         addr: SocketAddr,
         /// What went wrong.
@@ -200,6 +214,7 @@ impl ClientError {
             ClientError::InvalidOptions(_)
             | ClientError::Connect { .. }
             | ClientError::Handshake { .. }
+            | ClientError::Tls { .. }
             | ClientError::AuthFailed { .. }
             | ClientError::Closed { .. }
             | ClientError::BatchLen { .. }
@@ -221,7 +236,7 @@ struct InFlight {
 
 /// One authenticated connection to a ledger server. Not thread-safe: one per thread.
 pub struct Client {
-    stream: TcpStream,
+    stream: Stream,
     peer: SocketAddr,
     options: ClientOptions,
     session: Session,
@@ -259,6 +274,8 @@ impl Client {
             .set_nodelay(true)
             .and_then(|()| stream.set_write_timeout(Some(millis(WRITE_STALL_MS))));
         setup.map_err(|error| handshake_error(format!("socket setup: {error}")))?;
+        let stream = Stream::new(stream, peer, options.tls.as_ref(), deadline)
+            .map_err(|reason| ClientError::Tls { addr: peer, reason })?;
         let mut client = Client {
             stream,
             peer,
@@ -637,13 +654,22 @@ impl Client {
             match self.buffer.next_frame() {
                 Ok(Some(frame)) => return Ok(Some(frame)),
                 Ok(None) => {}
-                Err(error) => return Err(format!("the server sent an invalid frame: {error}")),
+                Err(error) => {
+                    // A TLS alert record (content type 21, version 3.x): a TLS server.
+                    let hint = if self.buffer.buffered_starts_with(&[0x15, 0x03]) {
+                        " (it looks like a TLS alert: the server expects TLS; give the client its CA)"
+                    } else {
+                        ""
+                    };
+                    return Err(format!("the server sent an invalid frame: {error}{hint}"));
+                }
             }
             let now = Instant::now();
             if now >= deadline {
                 return Ok(None);
             }
             self.stream
+                .tcp()
                 .set_read_timeout(Some(deadline - now))
                 .map_err(|error| format!("socket setup: {error}"))?;
             match self.buffer.read_from(&mut self.stream) {
@@ -660,10 +686,19 @@ impl Client {
     /// each other never deadlock.
     fn write_out(&mut self, deadline: Instant) -> Result<(), String> {
         let mut written = 0;
-        while written < self.write_buf.len() {
-            match self.stream.write(&self.write_buf[written..]) {
+        // Bounded by the deadline: each pass writes bytes or waits on the socket's timeout.
+        loop {
+            let step = if written < self.write_buf.len() {
+                self.stream.write(&self.write_buf[written..]).inspect(|len| written += len)
+            } else if self.stream.has_pending_output() {
+                // TLS: the records of what was written, until the socket took them all.
+                self.stream.write_pending().map(|()| 1)
+            } else {
+                return Ok(());
+            };
+            match step {
                 Ok(0) => return Err("the server closed the connection".into()),
-                Ok(len) => written += len,
+                Ok(_) => {}
                 Err(error) if error.kind() == ErrorKind::Interrupted => {}
                 Err(error) if is_retry(&error) => {
                     if Instant::now() >= deadline {
@@ -675,12 +710,14 @@ impl Client {
                 Err(error) => return Err(format!("write: {error}")),
             }
         }
-        Ok(())
     }
 
     /// Reads whatever has arrived without blocking, and dispatches the complete frames.
     fn read_available(&mut self) -> Result<(), String> {
-        self.stream.set_nonblocking(true).map_err(|error| format!("socket setup: {error}"))?;
+        self.stream
+            .tcp()
+            .set_nonblocking(true)
+            .map_err(|error| format!("socket setup: {error}"))?;
         let result = loop {
             match self.buffer.read_from(&mut self.stream) {
                 Ok(0) => break Err("the server closed the connection".into()),
@@ -694,14 +731,14 @@ impl Client {
                 Err(error) => break Err(format!("read: {error}")),
             }
         };
-        let restored = self.stream.set_nonblocking(false);
+        let restored = self.stream.tcp().set_nonblocking(false);
         result?;
         restored.map_err(|error| format!("socket setup: {error}"))
     }
 
     fn break_connection(&mut self, reason: String) {
         if self.broken.is_none() {
-            let _ = self.stream.shutdown(Shutdown::Both);
+            let _ = self.stream.tcp().shutdown(Shutdown::Both);
             self.broken = Some(reason);
         }
     }

@@ -167,7 +167,7 @@ impl GroupClient {
                 let remaining_ms = deadline.saturating_duration_since(Instant::now()).as_millis();
                 let connect_timeout_ms =
                     (self.options.connect_timeout_ms as u128).min(remaining_ms.max(1)) as u32;
-                let options = ClientOptions { connect_timeout_ms, ..self.options };
+                let options = ClientOptions { connect_timeout_ms, ..self.options.clone() };
                 match Client::connect(self.addrs[0].as_str(), &self.credentials, options) {
                     Ok(client) => {
                         self.connection = Some(client);

@@ -7,6 +7,7 @@
 //!   [`ClientCredentials`].
 //! - [`client`]: [`Client`], one authenticated connection with pipelining, per-request
 //!   deadlines and the `OutcomeUnknown` retry contract.
+//! - [`tls`]: TLS with rustls: PEM loading, the client's [`tls::ClientTls`] and stream.
 //! - [`limits`]: every limit, checked against each other at compile time.
 //!
 //! Nothing here opens a listener or parses a command line: the server (`server`, binary `ledgerd`)
@@ -21,6 +22,7 @@ pub mod auth;
 pub mod client;
 pub mod group;
 pub mod limits;
+pub mod tls;
 pub mod wire;
 
 pub use auth::{ClientCredentials, Credentials, CredentialsError, Role, Secret};

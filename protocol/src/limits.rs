@@ -58,6 +58,11 @@ pub const SECRET_LEN_BYTES_MAX: u8 = 128;
 /// Random bytes in a generated secret (written as twice as many lower-case hex digits).
 pub const GENERATED_SECRET_RANDOM_BYTES: u8 = 32;
 
+/// Random salt (the HMAC key) of one hashed secret in the server's credentials store.
+pub const SECRET_SALT_LEN_BYTES: u8 = 16;
+/// HMAC-SHA256 output kept per hashed secret.
+pub const SECRET_MAC_LEN_BYTES: u8 = 32;
+
 /// Longest message of an ERROR reply, in bytes of UTF-8.
 pub const ERROR_MESSAGE_LEN_BYTES_MAX: u16 = 1_024;
 /// Largest `scale` of an `Amount` on the wire (what `rust_decimal` can carry).
@@ -79,6 +84,9 @@ pub const TIMEOUT_MS_MAX: u32 = 3_600_000;
 pub const WRITE_STALL_MS: u32 = 10;
 /// Bytes the client asks the socket for per read.
 pub const READ_CHUNK_LEN_BYTES: u32 = 64 * 1024;
+
+/// Largest PEM file (certificates, a private key) a TLS setup reads.
+pub const TLS_FILE_LEN_BYTES_MAX: u64 = 1024 * 1024;
 
 /// Largest credentials file.
 pub const CREDENTIALS_FILE_LEN_BYTES_MAX: u64 = 1024 * 1024;

@@ -33,6 +33,7 @@ use protocol::wire::{
 
 use super::doorbell::ConnectionNotify;
 use super::metrics::Metrics;
+use super::tls::{ServerTls, TlsSession};
 
 /// Bytes queued for the socket beyond which a connection takes no more replies and reads no
 /// more requests (until the client reads). One reply may take it past this, by at most one
@@ -51,6 +52,10 @@ const DISCARD_CHUNK_LEN_BYTES: usize = 4_096;
 const SHUTDOWN_MESSAGE: &str =
     "the server is stopping: every request on this connection without a reply was not executed";
 
+/// The ERROR a plaintext client gets from a TLS listener.
+const PLAINTEXT_TO_TLS_MESSAGE: &str =
+    "this server speaks TLS: connect with TLS (ledger --tls-ca FILE; PROTOCOL.md, TLS)";
+
 /// What a connection needs from the server.
 pub(crate) struct Context {
     pub credentials: Arc<Credentials>,
@@ -61,6 +66,8 @@ pub(crate) struct Context {
     pub write_timeout: Duration,
     /// The node's role in its replica group (`None`: a single node, always serving).
     pub replica_role: Option<Arc<replication::Role>>,
+    /// TLS on every connection (`None`: plain TCP).
+    pub tls: Option<ServerTls>,
 }
 
 /// A request for the runtime. One refused by a full input ring is kept and tried again until
@@ -86,6 +93,9 @@ pub(crate) enum After {
 /// One client connection.
 pub(crate) struct Connection {
     stream: TcpStream,
+    /// The TLS session over `stream` (`None`: plain TCP, whose bytes go straight between the
+    /// socket and the buffers, without a copy).
+    tls: Option<Box<TlsSession>>,
     producer: Producer,
     replies: Replies,
     /// How the runtime tells the event loop that replies are waiting.
@@ -126,12 +136,14 @@ pub(crate) struct Connection {
 impl Connection {
     pub(crate) fn new(
         stream: TcpStream,
+        tls: Option<Box<TlsSession>>,
         producer: Producer,
         replies: Replies,
         notify: Arc<ConnectionNotify>,
     ) -> Connection {
         Connection {
             stream,
+            tls,
             producer,
             replies,
             notify,
@@ -231,10 +243,8 @@ impl Connection {
         if self.stalled.is_some() && !self.closing {
             return After::Stalled;
         }
-        let finished = self.read_done
-            && self.in_flight == 0
-            && !self.frames_pending
-            && self.out_written == self.out.len();
+        let finished =
+            self.read_done && self.in_flight == 0 && !self.frames_pending && self.output_done();
         if finished && self.stopping && !self.closing {
             // Every request read is answered: say so, then close like after any closing ERROR.
             self.error(
@@ -249,10 +259,21 @@ impl Connection {
             }
         }
         if self.closing {
-            if self.out_written < self.out.len() {
-                return After::Waiting;
+            if let Some(tls) = self.tls.as_deref_mut() {
+                tls.queue_close();
+            }
+            if !self.flush(now) {
+                return if self.broken { After::Done } else { After::Waiting };
             }
             return self.linger(now);
+        }
+        if self.tls.as_deref().is_some_and(TlsSession::wants_write) {
+            // What reading produced (handshake messages, alerts): the socket's next writable
+            // edge, or the next turn, writes the rest.
+            self.flush(now);
+            if self.broken {
+                return After::Done;
+            }
         }
         if finished {
             return After::Done;
@@ -348,13 +369,35 @@ impl Connection {
                 return;
             }
             *reads_left -= 1;
-            match self.frames.read_from(&mut ReadHalf(&self.stream)) {
+            let read = match self.tls.as_deref_mut() {
+                None => self.frames.read_from(&mut ReadHalf(&self.stream)),
+                Some(tls) => self.frames.read_from(&mut TlsReadHalf(tls, &self.stream)),
+            };
+            match read {
                 Ok(0) => self.read_done = true,
                 // A short read emptied the socket: more bytes come with a new readiness edge.
-                Ok(read) if read < READ_CHUNK_LEN_BYTES as usize => self.readable = false,
+                // (Not so with TLS: rustls may hold records or plaintext the socket no longer
+                // has, so a TLS connection reads until the socket says `WouldBlock`.)
+                Ok(read) if read < READ_CHUNK_LEN_BYTES as usize && self.tls.is_none() => {
+                    self.readable = false
+                }
                 Ok(_) => {}
                 Err(error) if error.kind() == ErrorKind::WouldBlock => self.readable = false,
                 Err(error) if error.kind() == ErrorKind::Interrupted => {}
+                // A plaintext client on a TLS listener: told so in plaintext (what it can
+                // read), then closed like after any closing ERROR.
+                Err(_) if self.tls.as_deref().is_some_and(TlsSession::plaintext_peer) => {
+                    self.tls = None;
+                    let (code, message) = (ErrorCode::MalformedFrame, PLAINTEXT_TO_TLS_MESSAGE);
+                    self.error(RequestId::CONNECTION, code, message, true, &context.metrics);
+                    return;
+                }
+                // A failed TLS session: its alert goes out, then the connection closes.
+                Err(_) if self.tls.as_deref().is_some_and(TlsSession::failed) => {
+                    self.closing = true;
+                    self.read_done = true;
+                    return;
+                }
                 // A reset: as after the end of the stream, answer what was read (the writes
                 // will fail and close the connection).
                 Err(_) => self.read_done = true,
@@ -365,27 +408,15 @@ impl Connection {
     /// Writes queued bytes until none is left or the socket is full. Returns whether all were
     /// written.
     fn flush(&mut self, now: Instant) -> bool {
-        let mut progress = false;
-        // Bounded: every pass writes at least one byte, or ends.
-        while self.out_written < self.out.len() {
-            match (&self.stream).write(&self.out[self.out_written..]) {
-                Ok(0) => {
-                    self.broken = true;
-                    return false;
-                }
-                Ok(written) => {
-                    self.out_written += written;
-                    progress = true;
-                }
-                Err(error) if error.kind() == ErrorKind::WouldBlock => break,
-                Err(error) if error.kind() == ErrorKind::Interrupted => {}
-                Err(_) => {
-                    self.broken = true;
-                    return false;
-                }
-            }
-        }
-        if self.out_written == self.out.len() {
+        let written = match self.tls.as_deref_mut() {
+            None => write_plain(&self.stream, &self.out, &mut self.out_written),
+            Some(tls) => tls.write(&self.stream, &self.out, &mut self.out_written),
+        };
+        let Ok(progress) = written else {
+            self.broken = true;
+            return false;
+        };
+        if self.output_done() {
             self.out.clear();
             self.out_written = 0;
             self.write_blocked_since = None;
@@ -399,6 +430,12 @@ impl Connection {
             self.write_blocked_since = Some(now);
         }
         false
+    }
+
+    /// Whether every queued byte reached the socket (with TLS, every record too).
+    fn output_done(&self) -> bool {
+        self.out_written == self.out.len()
+            && !self.tls.as_deref().is_some_and(TlsSession::wants_write)
     }
 
     /// Queues an ERROR; with `closes`, the connection then closes (after writing it).
@@ -451,6 +488,21 @@ impl Connection {
         }
         match frame.message {
             Message::Hello(hello) => {
+                let verifies_clients =
+                    context.tls.as_ref().is_some_and(ServerTls::verifies_clients);
+                if verifies_clients {
+                    let name = self.tls.as_deref().and_then(TlsSession::client_common_name);
+                    if name.as_deref() != Some(hello.client_id.as_str()) {
+                        let message = "the client certificate's subject CN is not this client id";
+                        return self.error(
+                            request_id,
+                            ErrorCode::AuthFailed,
+                            message,
+                            true,
+                            metrics,
+                        );
+                    }
+                }
                 match context.credentials.authenticate(&hello.client_id, &hello.secret) {
                     Some(granted) => {
                         self.role = Some(granted);
@@ -549,6 +601,36 @@ impl Connection {
         if let Some(request) = self.stalled.take() {
             self.submit(request, &context.metrics);
         }
+    }
+}
+
+/// Writes `out[*out_written..]` to the plain socket until all is written or it is full.
+/// `Ok(progress)`: whether it took bytes; `Err`: the connection is broken.
+fn write_plain(stream: &TcpStream, out: &[u8], out_written: &mut usize) -> Result<bool, ()> {
+    let mut progress = false;
+    // Bounded: every pass writes at least one byte, or ends.
+    while *out_written < out.len() {
+        let mut socket = stream;
+        match socket.write(&out[*out_written..]) {
+            Ok(0) => return Err(()),
+            Ok(written) => {
+                *out_written += written;
+                progress = true;
+            }
+            Err(error) if error.kind() == ErrorKind::WouldBlock => break,
+            Err(error) if error.kind() == ErrorKind::Interrupted => {}
+            Err(_) => return Err(()),
+        }
+    }
+    Ok(progress)
+}
+
+/// The TLS session's plaintext side for [`FrameBuffer::read_from`].
+struct TlsReadHalf<'a>(&'a mut TlsSession, &'a TcpStream);
+
+impl Read for TlsReadHalf<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.0.read(self.1, buf)
     }
 }
 

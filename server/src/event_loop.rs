@@ -243,6 +243,10 @@ impl EventLoop {
         let metrics = &self.context.metrics;
         if self.open >= CONNECTIONS_MAX as usize {
             metrics.connections_refused.fetch_add(1, Ordering::Relaxed);
+            if self.context.tls.is_some() {
+                // A TLS client could not read a plain frame: it sees the connection close.
+                return;
+            }
             let mut frame = Vec::new();
             encode_error(
                 RequestId::CONNECTION,
@@ -254,12 +258,19 @@ impl EventLoop {
             let _ = (&stream).write(&frame);
             return;
         }
+        let tls = match &self.context.tls {
+            None => None,
+            Some(tls) => match tls.session() {
+                Some(session) => Some(Box::new(session)),
+                None => return,
+            },
+        };
         let _ = stream.set_nodelay(true);
         let key = self.free.pop().unwrap_or(self.connections.len());
         let notify = Arc::new(ConnectionNotify::new(key, self.doorbell.clone()));
         let (producer, replies) =
             self.handle.producer_notifying(self.context.in_flight_max, notify.clone());
-        let mut connection = Connection::new(stream, producer, replies, notify);
+        let mut connection = Connection::new(stream, tls, producer, replies, notify);
         let interest = Interest::READABLE | Interest::WRITABLE;
         let token = Token(FIRST_CONNECTION + key);
         if self.poll.registry().register(connection.stream_mut(), token, interest).is_err() {

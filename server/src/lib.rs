@@ -21,6 +21,7 @@ mod event_loop;
 pub mod metrics;
 #[cfg(test)]
 mod tests;
+pub mod tls;
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -37,6 +38,7 @@ use event_loop::{EventLoop, DOORBELL, LISTENER};
 pub use metrics::Metrics;
 use protocol::auth::Credentials;
 use protocol::limits::{BATCH_LEN_MAX, IN_FLIGHT_MAX};
+pub use tls::ServerTls;
 
 /// Most connections served at once; more are refused with `busy`.
 pub const CONNECTIONS_MAX: u32 = 4_096;
@@ -62,6 +64,8 @@ pub struct ServerOptions {
     pub replica_role: Option<Arc<replication::Role>>,
     /// Replication's counters, for the metrics endpoint (with `replica_role`).
     pub replication_metrics: Option<Arc<replication::ReplicationMetrics>>,
+    /// TLS on the client listener (`None`: plain TCP). The metrics endpoint stays plain HTTP.
+    pub tls: Option<ServerTls>,
 }
 
 /// A running server.
@@ -115,6 +119,7 @@ impl Server {
             in_flight_max: options.in_flight_max.clamp(1, IN_FLIGHT_MAX),
             write_timeout: Duration::from_millis(options.write_timeout_ms),
             replica_role: options.replica_role.clone(),
+            tls: options.tls.clone(),
         };
         let event_loop =
             EventLoop::new(poll, listener, handle, context, doorbell.clone(), stop.clone());

@@ -37,8 +37,12 @@ fn deposit(account: &str) -> CommandBody {
 fn connect(addr: SocketAddr) -> Client {
     let secret = Secret::new(SECRET.as_bytes()).expect("valid secret");
     let credentials = ClientCredentials::new("writer", secret).expect("credentials");
-    let options =
-        ClientOptions { connect_timeout_ms: 10_000, request_timeout_ms: 30_000, in_flight_max: 64 };
+    let options = ClientOptions {
+        connect_timeout_ms: 10_000,
+        request_timeout_ms: 30_000,
+        in_flight_max: 64,
+        tls: None,
+    };
     Client::connect(addr, &credentials, options).expect("connect")
 }
 
@@ -65,6 +69,7 @@ fn a_full_input_ring_holds_requests_back_without_refusing_any() {
         write_timeout_ms: 10_000,
         replica_role: None,
         replication_metrics: None,
+        tls: None,
     };
     let server = Server::start(server_options, credentials, runtime.handle()).expect("server");
     let setup = vec![

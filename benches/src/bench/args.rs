@@ -25,7 +25,7 @@ pub(super) struct Args {
     /// Run the runtime and journal in this process, data in DIR (created if missing).
     #[arg(long, value_name = "DIR")]
     pub(super) embedded: Option<PathBuf>,
-    /// Credentials file for --addr (default: $LEDGER_CREDENTIALS, else ./data/credentials);
+    /// Credentials file for --addr (default: $LEDGER_CREDENTIALS, else ./data/admin.credentials);
     /// an admin is needed to open the accounts.
     #[arg(long, value_name = "FILE")]
     pub(super) credentials: Option<PathBuf>,

@@ -60,7 +60,7 @@ fn primary_of(
         let text = candidates[tried].clone();
         tried += 1;
         let addr = resolve(&text)?;
-        let mut client = match Client::connect(addr, credentials, options) {
+        let mut client = match Client::connect(addr, credentials, options.clone()) {
             Ok(client) => client,
             Err(error) => {
                 refusals.push(format!("{text}: {error}"));

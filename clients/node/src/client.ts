@@ -24,7 +24,7 @@ export interface Options {
   requestTimeoutMs?: number;
   /** Most requests in flight (the server's HELLO_OK may lower it); more wait. Default 1 024. */
   inFlightMax?: number;
-  /** TLS options (for a TLS endpoint in front of the server); absent: plain TCP, as ledgerd. */
+  /** TLS options, for `ledgerd --tls-cert ...` (PROTOCOL.md, "TLS"); absent: plain TCP. */
   tls?: tls.ConnectionOptions;
 }
 
@@ -162,8 +162,11 @@ export class Client {
 function open(address: { host: string; port: number }, tlsOptions: tls.ConnectionOptions | undefined, timeoutMs: number): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
     const where = `${address.host}:${address.port}`;
+    // SNI carries host names only (RFC 6066): an IP address is verified against the
+    // certificate's IP addresses without one.
+    const servername = tlsOptions?.servername ?? (net.isIP(address.host) ? undefined : address.host);
     const socket = tlsOptions
-      ? tls.connect({ ...tlsOptions, host: address.host, port: address.port, servername: tlsOptions.servername ?? address.host })
+      ? tls.connect({ ...tlsOptions, host: address.host, port: address.port, ...(servername === undefined ? {} : { servername }) })
       : net.connect({ host: address.host, port: address.port });
     const timer = setTimeout(() => {
       socket.destroy();

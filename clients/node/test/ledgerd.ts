@@ -46,6 +46,8 @@ export class Ledgerd {
   process: ChildProcess | null = null;
   address = { host: "127.0.0.1", port: 0 };
   lines: string[] = [];
+  /** Flags after the test defaults (TLS, ...). */
+  extra: string[] = [];
 
   private constructor() {
     const dir = mkdtempSync(path.join(tmpdir(), "ledgerd-node-"));
@@ -56,14 +58,15 @@ export class Ledgerd {
     chmodSync(file, 0o600);
   }
 
-  static async start(): Promise<Ledgerd> {
+  static async start(extra: string[] = []): Promise<Ledgerd> {
     const server = new Ledgerd();
+    server.extra = extra;
     await server.spawn();
     return server;
   }
 
   async spawn(): Promise<void> {
-    const args = ["--data-dir", this.dataDir, "--listen", "127.0.0.1:0", "--metrics-listen", "off", "--pin-core", "none"];
+    const args = ["--data-dir", this.dataDir, "--listen", "127.0.0.1:0", "--metrics-listen", "off", "--pin-core", "none", ...this.extra];
     const child = spawn(ledgerdBinary(), args, { stdio: ["ignore", "pipe", "pipe"] });
     this.process = child;
     await new Promise<void>((resolve, reject) => {

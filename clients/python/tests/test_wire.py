@@ -194,3 +194,8 @@ def test_credentials_file_entry_choice(tmp_path: Path) -> None:
     assert load_credentials(path, "bench").secret == "bench-secret-0123456789"
     assert "secret" not in repr(load_credentials(path)).split("client_id")[0]
     assert "ops-secret" not in repr(load_credentials(path))
+    store = tmp_path / "store"
+    store.write_text("ops admin hmac-sha256 " + "0" * 32 + " " + "1" * 64 + "\n")
+    store.chmod(0o600)
+    with pytest.raises(InvalidRequest, match="a hash, not a secret"):
+        load_credentials(store)

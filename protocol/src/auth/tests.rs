@@ -12,6 +12,8 @@ use crate::wire::{ErrorCode, Message};
 const PROTOCOL_MD: &str = include_str!("../../PROTOCOL.md");
 const SECRET_A: &str = "aaaaaaaaaaaaaaaa-secret";
 const SECRET_B: &str = "bbbbbbbbbbbbbbbb-secret";
+const SALT: &str = "00112233445566778899aabbccddeeff";
+const MAC: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
 
 fn secret(text: &str) -> Secret {
     Secret::new(text.as_bytes()).expect("valid secret")
@@ -41,17 +43,31 @@ fn parses_entries_comments_blank_lines_and_crlf() {
         entries,
         [("admin", Role::Admin), ("bench", Role::Transact), ("auditor.1", Role::Read)]
     );
-    assert_eq!(credentials.entries()[1].secret, secret(SECRET_B));
-    let rendered = Credentials::parse(&credentials.render(), Path::new("x")).expect("valid");
-    assert_eq!(rendered, credentials);
+    assert!(credentials.entries()[1].hash.verify(&secret(SECRET_B)));
+    assert!(!credentials.entries()[1].hash.verify(&secret(SECRET_A)));
+    // The store's text holds the hashes, which read back as the same entries, and no secret.
+    let text = credentials.render();
+    let rendered = Credentials::parse(&text, Path::new("x")).expect("valid");
+    assert_eq!(rendered.entries(), credentials.entries());
+    let text = String::from_utf8(text).expect("ASCII");
+    assert!(!text.contains(SECRET_A) && !text.contains(SECRET_B), "{text}");
+    assert!(text.contains("\nbench transact hmac-sha256 "), "{text}");
 }
 
 #[test]
 fn refuses_bad_lines_with_their_number_and_without_their_content() {
     let cases = [
-        (format!("admin admin {SECRET_A} extra"), "creds:1: expected three fields"),
-        ("admin admin".to_string(), "creds:1: expected three fields"),
-        (format!("# ok\nad min admin {SECRET_A}"), "creds:2: expected three fields"),
+        (format!("admin admin {SECRET_A} extra"), "creds:1: expected CLIENT_ID ROLE SECRET or"),
+        ("admin admin".to_string(), "creds:1: expected CLIENT_ID ROLE SECRET or"),
+        (format!("# ok\nad min admin {SECRET_A}"), "creds:2: expected CLIENT_ID ROLE SECRET or"),
+        (format!("a admin hmac-sha256 {SALT} {MAC} x"), "creds:1: expected CLIENT_ID ROLE SECRET"),
+        (format!("a admin hmac-sha512 {SALT} {MAC}"), "creds:1: expected CLIENT_ID ROLE SECRET"),
+        (format!("a admin hmac-sha256 {SALT}0 {MAC}"), "creds:1: hash must be"),
+        (format!("a admin hmac-sha256 {SALT} {}", &MAC[1..]), "creds:1: hash must be"),
+        (format!("a admin hmac-sha256 {} {MAC}", SALT.to_uppercase()), "creds:1: hash must be"),
+        (format!("a admin hmac-sha256 {SALT} g{}", &MAC[1..]), "creds:1: hash must be"),
+        (format!("a! admin hmac-sha256 {SALT} {MAC}"), "creds:1: client id must be"),
+        (format!("a boss hmac-sha256 {SALT} {MAC}"), "creds:1: role must be"),
         (format!("adm!n admin {SECRET_A}"), "creds:1: client id must be"),
         (format!("{} admin {SECRET_A}", "a".repeat(65)), "creds:1: client id must be"),
         (format!("admin root {SECRET_A}"), "creds:1: role must be"),
@@ -71,40 +87,115 @@ fn refuses_bad_lines_with_their_number_and_without_their_content() {
     assert_eq!(check(&many).expect_err("too many"), "creds: more than 1024 entries");
 }
 
-#[test]
-fn the_example_in_protocol_md_parses() {
-    let start = PROTOCOL_MD.find("# ledger credentials:").expect("PROTOCOL.md shows a file");
+/// The fenced block of PROTOCOL.md that starts with `first_line`.
+fn protocol_md_block(first_line: &str) -> &'static str {
+    let start = PROTOCOL_MD.find(first_line).expect("PROTOCOL.md shows the file");
     let end = start + PROTOCOL_MD[start..].find("```").expect("the block ends");
-    let credentials = check(&PROTOCOL_MD[start..end]).expect("the documented example is valid");
-    assert_eq!(credentials.entries().len(), 3);
-    // The generated header is the one documented.
-    let rendered = Credentials { entries: Vec::new() }.render();
-    assert!(PROTOCOL_MD[start..end].starts_with(std::str::from_utf8(&rendered).expect("ASCII")));
+    &PROTOCOL_MD[start..end]
 }
 
 #[test]
-fn generate_admin_writes_a_private_file_once() {
+fn the_examples_in_protocol_md_parse() {
+    let store = protocol_md_block("# ledger credentials store:");
+    let credentials = check(store).expect("the documented store is valid");
+    assert_eq!(credentials.entries().len(), 3);
+    assert_eq!(credentials.plaintext_entries, 0, "the documented store holds hashes only");
+    // The documented admin secret is the one the store's first entry was made from.
+    let client = protocol_md_block("# ledger client credentials:");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("admin.credentials");
+    std::fs::write(&path, client).expect("write");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let admin = ClientCredentials::from_file(&path, None).expect("the documented client file");
+    assert_eq!(credentials.authenticate(admin.client_id(), admin.secret()), Some(Role::Admin));
+    // The generated headers are the ones documented.
+    let rendered = Credentials { entries: Vec::new(), plaintext_entries: 0 }.render();
+    assert!(store.starts_with(std::str::from_utf8(&rendered).expect("ASCII")));
+    let written = dir.path().join("written");
+    write_client_file(&written, &admin, Role::Admin).expect("writes");
+    let written = std::fs::read_to_string(&written).expect("reads");
+    assert!(client.starts_with(written.lines().next().expect("a header")));
+}
+
+#[test]
+fn a_missing_store_is_generated_with_the_admin_secret_beside_it() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("data").join("credentials");
-    let generated = Credentials::generate_admin(&path).expect("generates");
-    let mode = std::fs::metadata(&path).expect("exists").permissions().mode() & 0o777;
-    assert_eq!(mode, 0o600);
+    let (generated, opened) = Credentials::load_or_generate_admin(&path).expect("generates");
+    let admin_file = dir.path().join("data").join(ADMIN_FILE_NAME);
+    assert_eq!(opened, Opened::Generated { admin_file: admin_file.clone() });
+    for file in [&path, &admin_file] {
+        let mode = std::fs::metadata(file).expect("exists").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", file.display());
+    }
     let entry = &generated.entries()[0];
     assert_eq!((entry.client_id.as_str(), entry.role), ("admin", Role::Admin));
-    let secret_text = entry.secret.expose();
+    let admin = ClientCredentials::from_file(&admin_file, None).expect("the admin's file");
+    let secret_text = admin.secret().expose();
     assert_eq!(secret_text.len(), 2 * GENERATED_SECRET_RANDOM_BYTES as usize);
     assert!(secret_text.iter().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+    assert_eq!(generated.authenticate("admin", admin.secret()), Some(Role::Admin));
+    let store = std::fs::read(&path).expect("reads");
+    assert!(!store.windows(secret_text.len()).any(|w| w == secret_text), "no secret in the store");
     assert_eq!(Credentials::load(&path).expect("loads"), generated);
 
-    assert!(matches!(Credentials::generate_admin(&path), Err(CredentialsError::Exists { .. })));
-    assert_eq!(Credentials::load(&path).expect("unchanged"), generated);
-    let (loaded, created) = Credentials::load_or_generate_admin(&path).expect("loads");
-    assert_eq!((loaded, created), (generated.clone(), false));
+    let (loaded, opened) = Credentials::load_or_generate_admin(&path).expect("loads");
+    assert_eq!((loaded, opened), (generated.clone(), Opened::Loaded));
+    // The store is not a client's file.
+    let error = ClientCredentials::from_file(&path, None).expect_err("hashes only");
+    assert!(matches!(error, CredentialsError::HashOnly { .. }), "{error}");
+    assert!(error.to_string().contains("admin.credentials"), "{error}");
 
-    let other = dir.path().join("other");
-    let (fresh, created) = Credentials::load_or_generate_admin(&other).expect("generates");
-    assert!(created);
-    assert_ne!(fresh.entries()[0].secret, generated.entries()[0].secret, "secrets are random");
+    // A store gone while the admin's file stays: refused, the admin's file is kept.
+    std::fs::remove_file(&path).expect("remove");
+    let error = Credentials::load_or_generate_admin(&path).expect_err("admin file exists");
+    assert!(matches!(error, CredentialsError::Exists { .. }), "{error}");
+    assert!(!path.exists());
+    let kept = ClientCredentials::from_file(&admin_file, None).expect("kept");
+    assert_eq!(kept.secret(), admin.secret());
+
+    let other = dir.path().join("other").join("credentials");
+    let (fresh, _) = Credentials::load_or_generate_admin(&other).expect("generates");
+    assert!(!fresh.entries()[0].hash.verify(admin.secret()), "secrets are random");
+}
+
+#[test]
+fn a_plaintext_store_is_migrated_in_place() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("credentials");
+    let text = format!("bench transact {SECRET_B}\nops admin {SECRET_A}\nroot admin {SECRET_B}\n");
+    std::fs::write(&path, &text).expect("write");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let (migrated, opened) = Credentials::load_or_generate_admin(&path).expect("migrates");
+    let admin_file = dir.path().join(ADMIN_FILE_NAME);
+    let expected = Opened::Migrated { plaintext_entries: 3, admin_file: Some(admin_file.clone()) };
+    assert_eq!(opened, expected);
+    let store = std::fs::read_to_string(&path).expect("reads");
+    assert!(!store.contains(SECRET_A) && !store.contains(SECRET_B), "{store}");
+    assert_eq!(std::fs::metadata(&path).expect("exists").permissions().mode() & 0o777, 0o600);
+    assert!(!dir.path().join("credentials.tmp").exists());
+    let expected = [
+        ("bench", SECRET_B, Role::Transact),
+        ("ops", SECRET_A, Role::Admin),
+        ("root", SECRET_B, Role::Admin),
+    ];
+    for (id, secret_text, role) in expected {
+        assert_eq!(migrated.authenticate(id, &secret(secret_text)), Some(role));
+    }
+    // The first admin's secret was kept for its client, as a fresh start does.
+    let admin = ClientCredentials::from_file(&admin_file, None).expect("the admin's file");
+    assert_eq!((admin.client_id(), admin.secret()), ("ops", &secret(SECRET_A)));
+    // Loading again changes nothing.
+    let (again, opened) = Credentials::load_or_generate_admin(&path).expect("loads");
+    assert_eq!((again, opened), (migrated, Opened::Loaded));
+    assert_eq!(std::fs::read_to_string(&path).expect("reads"), store);
+
+    // An existing admin file is never overwritten.
+    std::fs::write(&path, format!("ops admin {SECRET_B}\n")).expect("write");
+    let (_, opened) = Credentials::load_or_generate_admin(&path).expect("migrates");
+    assert_eq!(opened, Opened::Migrated { plaintext_entries: 1, admin_file: None });
+    let admin = ClientCredentials::from_file(&admin_file, None).expect("the admin's file");
+    assert_eq!(admin.secret(), &secret(SECRET_A));
 }
 
 #[test]
@@ -155,10 +246,15 @@ fn secrets_never_show_in_debug_output() {
     let client = ClientCredentials::new("admin", secret(SECRET_A)).expect("valid");
     let hello =
         Message::Hello(crate::wire::Hello { client_id: "admin".into(), secret: secret(SECRET_A) });
-    for debug in [format!("{credentials:?}"), format!("{client:?}"), format!("{hello:?}")] {
+    for debug in [format!("{client:?}"), format!("{hello:?}")] {
         assert!(!debug.contains(SECRET_A), "{debug}");
         assert!(debug.contains("Secret(..)"), "{debug}");
     }
+    let hashed = format!("{credentials:?}");
+    assert!(hashed.contains("SecretHash(..)"), "{hashed}");
+    let rendered = String::from_utf8(credentials.render()).expect("ASCII");
+    let mac = rendered.lines().last().expect("an entry").rsplit(' ').next().expect("mac");
+    assert!(!hashed.contains(mac), "{hashed}");
     assert!(Secret::new(b"too short").is_err());
     assert!(ClientCredentials::new("bad id", secret(SECRET_A)).is_err());
 }
@@ -200,7 +296,7 @@ fn client_picks_the_first_admin_or_else_the_first_entry() {
     std::env::set_var(CREDENTIALS_ENV, "");
     assert_eq!(ClientCredentials::resolve_path(None), PathBuf::from(CREDENTIALS_PATH_DEFAULT));
     std::env::remove_var(CREDENTIALS_ENV);
-    assert_eq!(ClientCredentials::resolve_path(None), PathBuf::from("./data/credentials"));
+    assert_eq!(ClientCredentials::resolve_path(None), PathBuf::from("./data/admin.credentials"));
 }
 
 #[test]

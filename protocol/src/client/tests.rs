@@ -530,7 +530,7 @@ fn a_full_pipeline_in_both_directions_does_not_deadlock() {
         answered
     });
     let mut client = connect(addr, ClientOptions { in_flight_max: FRAMES, ..options(20_000) });
-    shrink_buffers(&client.stream, 32 * 1024);
+    shrink_buffers(client.stream.tcp(), 32 * 1024);
     let batches: Vec<Vec<(TxId, CommandBody)>> = (0..FRAMES as u128)
         .map(|frame| (1..=COMMANDS).map(|i| transfer(frame * COMMANDS + i)).collect())
         .collect();

@@ -51,6 +51,12 @@ impl FrameBuffer {
         self.end - self.start
     }
 
+    /// Whether the buffered bytes start with `prefix` (to recognise what a peer speaks when its
+    /// bytes are not a frame; the bytes themselves are never shown).
+    pub fn buffered_starts_with(&self, prefix: &[u8]) -> bool {
+        self.bytes[self.start..self.end].starts_with(prefix)
+    }
+
     /// Appends bytes received by other means (a non-blocking socket, a test, the fuzzer).
     pub fn extend_from_slice(&mut self, bytes: &[u8]) {
         self.make_room(bytes.len());

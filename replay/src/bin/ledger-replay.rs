@@ -90,7 +90,7 @@ enum Cmd {
         /// the queries show up as mismatches.
         #[arg(long)]
         addr: Option<String>,
-        /// Credentials for `--addr` (default: $LEDGER_CREDENTIALS, else ./data/credentials).
+        /// Credentials for `--addr` (default: $LEDGER_CREDENTIALS, else ./data/admin.credentials).
         #[arg(long)]
         credentials: Option<PathBuf>,
     },

@@ -392,6 +392,7 @@ fn a_served_ledger_verifies_and_reconciles_against_the_running_server() {
         write_timeout_ms: 10_000,
         replica_role: None,
         replication_metrics: None,
+        tls: None,
     };
     let credentials = Credentials::load(&credentials_path).expect("credentials");
     let server = Server::start(server_options, credentials, runtime.handle()).expect("serve");

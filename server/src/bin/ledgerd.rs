@@ -17,10 +17,10 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, ValueEnum};
 use journal::SyncMode;
-use protocol::auth::Credentials;
+use protocol::auth::{Credentials, Opened};
 use protocol::limits::BATCH_LEN_MAX;
 use runtime::{Runtime, RuntimeOptions};
-use server::{Server, ServerOptions, CONNECTION_IN_FLIGHT_DEFAULT};
+use server::{Server, ServerOptions, ServerTls, CONNECTION_IN_FLIGHT_DEFAULT};
 
 #[derive(Parser, Debug)]
 #[command(name = "ledgerd", version, about = "The T+0 ledger server")]
@@ -38,11 +38,25 @@ struct Args {
     #[arg(long, value_enum)]
     sync: Option<SyncArg>,
     /// A config file of `key = value` lines (data_dir, listen, metrics_listen, sync,
-    /// credentials, batch_delay_us, batch_len_max, pin_core, snapshot_every_records, tx_retained, channel
+    /// credentials, tls_cert, tls_key, tls_client_ca, insecure, batch_delay_us, batch_len_max, pin_core, snapshot_every_records, tx_retained, channel
     /// (repeatable), net_window_ms); flags win (channels add up).
     #[arg(long)]
     config: Option<PathBuf>,
-    /// The credentials file (default: DATA_DIR/credentials, created with an admin on first start).
+    /// Serve clients over TLS with this certificate chain (PEM, leaf first; with --tls-key).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Mutual TLS: require client certificates signed by a CA in FILE (PEM); a HELLO's client
+    /// id must equal its certificate's subject CN (with --tls-cert).
+    #[arg(long, value_name = "FILE")]
+    tls_client_ca: Option<PathBuf>,
+    /// Allow plaintext on a non-loopback --listen address (refused otherwise: use TLS).
+    #[arg(long)]
+    insecure: bool,
+    /// The credentials store (default: DATA_DIR/credentials, created with an admin on first
+    /// start; the admin's secret goes to admin.credentials next to it).
     #[arg(long)]
     credentials: Option<PathBuf>,
     /// Keep a group commit open this long for more commands (µs). Default 0.
@@ -112,6 +126,7 @@ struct Settings {
     metrics_listen: Option<SocketAddr>,
     sync_mode: SyncMode,
     credentials: PathBuf,
+    tls: TlsFiles,
     batch_delay_us: u32,
     batch_len_max: u32,
     pin_core: Option<usize>,
@@ -120,6 +135,52 @@ struct Settings {
     channels: Vec<(engine::AccountNo, SocketAddr)>,
     net_window_ms: Option<u64>,
     cluster: Option<Cluster>,
+}
+
+/// The TLS files and `insecure` (flags win over the config file).
+#[derive(Default)]
+struct TlsFiles {
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    client_ca: Option<PathBuf>,
+    insecure: bool,
+}
+
+impl TlsFiles {
+    /// The listener's TLS configuration, or `None`; refuses plaintext on a non-loopback
+    /// address unless `insecure`.
+    fn resolve(&self, listen: SocketAddr) -> Result<Option<ServerTls>> {
+        match (&self.cert, &self.key) {
+            (Some(cert), Some(key)) => {
+                let tls = ServerTls::from_files(cert, key, self.client_ca.as_deref())
+                    .context("TLS setup")?;
+                Ok(Some(tls))
+            }
+            (None, None) => {
+                if self.client_ca.is_some() {
+                    bail!("tls_client_ca needs tls_cert and tls_key");
+                }
+                if !listen.ip().is_loopback() && !self.insecure {
+                    bail!(
+                        "refusing to serve plaintext on {listen}, which is not a loopback \
+                         address: give --tls-cert and --tls-key, or --insecure to accept that \
+                         secrets and money cross the network in the clear"
+                    );
+                }
+                Ok(None)
+            }
+            (Some(_), None) | (None, Some(_)) => bail!("tls_cert and tls_key go together"),
+        }
+    }
+}
+
+/// `true` or `false` in the config file.
+fn boolean(value: &str) -> Result<bool> {
+    match value {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => bail!("{value:?} is not true or false"),
+    }
 }
 
 /// The replica-group settings (`--cluster` and what goes with it).
@@ -213,6 +274,7 @@ fn settings(args: Args) -> Result<Settings> {
         metrics_listen: Some("127.0.0.1:7071".parse().expect("a valid default address")),
         sync_mode: SyncMode::Fsync,
         credentials: PathBuf::new(),
+        tls: TlsFiles::default(),
         batch_delay_us: 0,
         batch_len_max: RuntimeOptions::default().submission_len_max,
         pin_core: Some(1),
@@ -243,6 +305,10 @@ fn settings(args: Args) -> Result<Settings> {
                     }
                 }
                 "credentials" => credentials = Some(PathBuf::from(&value)),
+                "tls_cert" => settings.tls.cert = Some(PathBuf::from(&value)),
+                "tls_key" => settings.tls.key = Some(PathBuf::from(&value)),
+                "tls_client_ca" => settings.tls.client_ca = Some(PathBuf::from(&value)),
+                "insecure" => settings.tls.insecure = boolean(&value).with_context(context)?,
                 "batch_delay_us" => {
                     settings.batch_delay_us = value.parse().with_context(context)?;
                 }
@@ -296,6 +362,10 @@ fn settings(args: Args) -> Result<Settings> {
     if let Some(path) = args.credentials {
         credentials = Some(path);
     }
+    settings.tls.cert = args.tls_cert.or(settings.tls.cert.take());
+    settings.tls.key = args.tls_key.or(settings.tls.key.take());
+    settings.tls.client_ca = args.tls_client_ca.or(settings.tls.client_ca.take());
+    settings.tls.insecure |= args.insecure;
     if let Some(delay) = args.batch_delay_us {
         settings.batch_delay_us = delay;
     }
@@ -333,15 +403,36 @@ enum Served {
 
 fn run() -> Result<ExitCode> {
     let mut settings = settings(Args::parse())?;
+    // Before anything is created or recovered: a refused listener changes nothing.
+    let tls = settings.tls.resolve(settings.listen)?;
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("create {}", settings.data_dir.display()))?;
-    let (credentials, created) = Credentials::load_or_generate_admin(&settings.credentials)
-        .with_context(|| format!("credentials {}", settings.credentials.display()))?;
-    if created {
-        println!("created admin credentials in {} (mode 0600)", settings.credentials.display());
-    } else {
-        let clients = credentials.entries().len();
-        println!("credentials: {} ({clients} clients)", settings.credentials.display());
+    let store = &settings.credentials;
+    let (credentials, opened) = Credentials::load_or_generate_admin(store)
+        .with_context(|| format!("credentials {}", store.display()))?;
+    let clients = credentials.entries().len();
+    match opened {
+        Opened::Loaded => println!("credentials: {} ({clients} clients)", store.display()),
+        Opened::Generated { admin_file } => println!(
+            "created admin credentials: the secret is in {} for the admin's clients (mode 0600), \
+             its hash in {}",
+            admin_file.display(),
+            store.display()
+        ),
+        Opened::Migrated { plaintext_entries, admin_file } => {
+            println!(
+                "credentials: {} ({clients} clients): replaced {plaintext_entries} plaintext \
+                 secrets by their HMAC-SHA256 hashes (rewritten atomically, mode 0600); clients \
+                 keep their secrets in their own files",
+                store.display()
+            );
+            if let Some(admin_file) = admin_file {
+                println!(
+                    "credentials: the first admin's secret is now in {} (mode 0600)",
+                    admin_file.display()
+                );
+            }
+        }
     }
     if settings.sync_mode == SyncMode::None {
         println!("WARNING: --sync none releases replies before they are durable (benchmarks only)");
@@ -353,7 +444,7 @@ fn run() -> Result<ExitCode> {
     // Bounded by the process's life: each pass is one start; only a deposed replica passes
     // again, after a pause that keeps a flapping group from spinning.
     loop {
-        match serve(&mut settings, &credentials, &stop)? {
+        match serve(&mut settings, &credentials, tls.as_ref(), &stop)? {
             Served::Exit(code) => return Ok(code),
             Served::Rejoin if stop.load(Ordering::Acquire) => return Ok(ExitCode::SUCCESS),
             Served::Rejoin => {
@@ -385,7 +476,12 @@ const REJOIN_PAUSE: Duration = Duration::from_millis(200);
 
 /// One start: recovery, the listeners, the replica, until a stop. The addresses actually
 /// bound are written back to `settings`, so a rejoin listens where clients already look.
-fn serve(settings: &mut Settings, credentials: &Credentials, stop: &AtomicBool) -> Result<Served> {
+fn serve(
+    settings: &mut Settings,
+    credentials: &Credentials,
+    tls: Option<&ServerTls>,
+    stop: &AtomicBool,
+) -> Result<Served> {
     let mut options = RuntimeOptions {
         sync_mode: settings.sync_mode,
         batch_delay_us: settings.batch_delay_us,
@@ -459,9 +555,20 @@ fn serve(settings: &mut Settings, credentials: &Credentials, stop: &AtomicBool) 
         write_timeout_ms: 10_000,
         replica_role: starter.as_ref().map(replication::Starter::role),
         replication_metrics: starter.as_ref().map(replication::Starter::metrics),
+        tls: tls.cloned(),
     };
+    let tls_note = server_options.tls.as_ref().map(|tls| {
+        if tls.verifies_clients() {
+            "TLS, with client certificates required (mutual TLS)"
+        } else {
+            "TLS"
+        }
+    });
     let server = Server::start(server_options, credentials.clone(), runtime.handle())
         .with_context(|| format!("listen on {}", settings.listen))?;
+    if let Some(note) = tls_note {
+        println!("clients speak {note}; metrics stay plain HTTP");
+    }
     println!("listening on {}", server.local_addr());
     settings.listen = server.local_addr();
     if let Some(addr) = server.metrics_addr() {

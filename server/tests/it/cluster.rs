@@ -137,6 +137,7 @@ fn writer(
                         connect_timeout_ms: 500,
                         request_timeout_ms: 2_000,
                         in_flight_max: 4,
+                        tls: None,
                     };
                     Client::connect(*addr, &credentials, options).ok()
                 });
@@ -360,7 +361,7 @@ fn a_standby_follows_refuses_and_takes_over_with_every_acknowledged_transaction(
     verify(&[a.addr, b.addr], &acknowledged);
     // The CLI: given both addresses (the dead one first), and the group's status from etcd.
     let env = cli::RunEnv { now_ns: 1, fresh_tx_id: Ok(TxId(u128::MAX - 1)) };
-    let credentials = b.data_dir().join("credentials").to_string_lossy().into_owned();
+    let credentials = b.data_dir().join("admin.credentials").to_string_lossy().into_owned();
     let addrs = format!("{},{}", a.addr, b.addr);
     let line = ["ledger", "--addr", &addrs, "--credentials", &credentials, "balance", "user-0"];
     let balance = cli::run(line, &env);
@@ -751,7 +752,7 @@ fn the_primary_settles_and_its_successor_takes_over() {
     wait_until(Duration::from_secs(5), || a.output().contains("settling channel bank"));
     assert!(!b.output().contains("settling channel"), "a standby does not settle:\n{}", b.output());
     let addrs = format!("{},{}", a.addr, b.addr);
-    let credentials = b.data_dir().join("credentials");
+    let credentials = b.data_dir().join("admin.credentials");
     let run = |args: &[&str]| {
         let out = group_cli(&addrs, &credentials, args);
         assert_eq!(out.exit as i32, 0, "{args:?}: {}{}", out.stdout, out.stderr);

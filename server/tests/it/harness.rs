@@ -33,7 +33,12 @@ pub fn credentials(client_id: &str) -> (String, Secret) {
 }
 
 pub fn options() -> ClientOptions {
-    ClientOptions { connect_timeout_ms: 10_000, request_timeout_ms: 20_000, in_flight_max: 64 }
+    ClientOptions {
+        connect_timeout_ms: 10_000,
+        request_timeout_ms: 20_000,
+        in_flight_max: 64,
+        tls: None,
+    }
 }
 
 pub fn client(server: &Ledgerd, client_id: &str) -> Client {

@@ -3,6 +3,7 @@
 
 mod cluster;
 mod harness;
+mod tls;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -530,13 +531,22 @@ fn admin_of(server: &Ledgerd) -> Client {
 #[test]
 fn a_first_start_creates_admin_credentials() {
     let server = Ledgerd::start_fresh_without_credentials();
-    let path = server.data_dir().join("credentials");
-    let mode =
-        std::fs::metadata(&path).map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()));
-    assert_eq!(mode.expect("credentials file") & 0o777, 0o600);
+    let store = server.data_dir().join("credentials");
+    let admin_file = server.data_dir().join("admin.credentials");
+    for path in [&store, &admin_file] {
+        let mode = std::fs::metadata(path)
+            .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()));
+        assert_eq!(mode.expect("credentials file") & 0o777, 0o600, "{}", path.display());
+    }
     assert!(server.output().contains("created admin credentials"), "{}", server.output());
-    let credentials = protocol::auth::ClientCredentials::from_file(&path, None)
-        .expect("the generated file reads");
+    let credentials = protocol::auth::ClientCredentials::from_file(&admin_file, None)
+        .expect("the generated admin file reads");
+    // The store keeps the hash only, and nothing printed the secret.
+    let secret = std::str::from_utf8(credentials.secret().expose()).expect("ASCII").to_owned();
+    let store_text = std::fs::read_to_string(&store).expect("read the store");
+    assert!(!store_text.contains(&secret), "{store_text}");
+    assert!(store_text.contains("admin admin hmac-sha256 "), "{store_text}");
+    assert!(!server.output().contains(&secret), "{}", server.output());
     let mut admin =
         Client::connect(server.addr, &credentials, harness::options()).expect("connect");
     let currency =
@@ -544,10 +554,42 @@ fn a_first_start_creates_admin_credentials() {
     assert_eq!(one(&mut admin, 1, currency).0, ResultCode::Ok);
 }
 
+#[test]
+fn a_plaintext_store_is_hashed_at_start_and_no_secret_is_printed() {
+    let server = Ledgerd::start_fresh(&[]);
+    let store = std::fs::read_to_string(server.data_dir().join("credentials")).expect("read");
+    let secrets: Vec<String> = ["admin", "writer", "reader"]
+        .map(|id| String::from_utf8(credentials(id).1.expose().to_vec()).expect("ASCII"))
+        .into();
+    for secret in &secrets {
+        assert!(!store.contains(secret.as_str()), "{store}");
+    }
+    let hashed = store.lines().filter(|l| !l.starts_with('#') && l.contains(" hmac-sha256 "));
+    assert_eq!(hashed.count(), 3, "{store}");
+    assert!(server.output().contains("replaced 3 plaintext secrets"), "{}", server.output());
+    // Every client still authenticates with the secret it has (a wrong one is refused: see
+    // `malformed_input_gets_its_error_and_changes_nothing`), and the CLI with the admin's file
+    // the migration wrote.
+    for id in ["admin", "writer", "reader"] {
+        client(&server, id).ping().expect("ping");
+    }
+    let (exit, out, err) = cli(&server, &["balance", "nobody"]);
+    assert_eq!(exit, 1, "{out}{err}");
+    let first_output = server.output();
+    let restarted = Ledgerd::restart(server.stop());
+    let again = std::fs::read_to_string(restarted.data_dir().join("credentials")).expect("read");
+    assert_eq!(again, store, "a hashed store is left as it is");
+    client(&restarted, "admin").ping().expect("ping after a restart");
+    let output = format!("{first_output}\n{}", restarted.output());
+    for secret in &secrets {
+        assert!(!output.contains(secret.as_str()), "{output}");
+    }
+}
+
 /// Runs the `ledger` CLI (`cli::run`, what the `ledger` binary runs, in this process) against
 /// `server`; returns (exit code, stdout, stderr).
 fn cli(server: &Ledgerd, args: &[&str]) -> (i32, String, String) {
-    cli_with(server.addr, &server.data_dir().join("credentials"), args)
+    cli_with(server.addr, &server.data_dir().join("admin.credentials"), args)
 }
 
 fn cli_with(

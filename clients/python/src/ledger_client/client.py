@@ -40,8 +40,8 @@ Address = Union[Tuple[str, int], str]
 class Options:
     """How a client connects and waits (the Rust client's defaults and ranges).
 
-    ``ssl_context`` wraps the connection in TLS, for a TLS endpoint in front of the server
-    (``server_hostname`` defaults to the host); ``None`` speaks plain TCP, as ``ledgerd`` does."""
+    ``ssl_context`` wraps the connection in TLS, for ``ledgerd --tls-cert ...`` (PROTOCOL.md,
+    "TLS"; ``server_hostname`` defaults to the host); ``None`` speaks plain TCP."""
 
     connect_timeout_ms: int = CONNECT_TIMEOUT_MS_DEFAULT
     request_timeout_ms: int = REQUEST_TIMEOUT_MS_DEFAULT

@@ -1,9 +1,10 @@
-"""A client's own entry in a credentials file (PROTOCOL.md, "Credentials file").
+"""A client's own entry in its credentials file (PROTOCOL.md, "Credentials files").
 
 One client per line, ``CLIENT_ID ROLE SECRET``; blank lines and ``#`` comments are ignored.
-The file must not be readable by group or others. Which file: the ``path`` given, else the
-``LEDGER_CREDENTIALS`` environment variable when set and not empty, else
-``./data/credentials``. Which entry: the ``client_id`` given, else the first ``admin``
+A server's store (``CLIENT_ID ROLE hmac-sha256 SALT MAC``: hashes, no secret) is refused with a
+message saying so. The file must not be readable by group or others. Which file: the ``path``
+given, else the ``LEDGER_CREDENTIALS`` environment variable when set and not empty, else
+``./data/admin.credentials`` (the admin's file a first ``ledgerd`` start writes). Which entry: the ``client_id`` given, else the first ``admin``
 entry, else the first entry.
 """
 
@@ -36,7 +37,7 @@ def load_credentials(
 ) -> Credentials:
     """The entry this client uses, read from its credentials file (see the module's doc)."""
     if path is None:
-        path = os.environ.get("LEDGER_CREDENTIALS") or "data/credentials"
+        path = os.environ.get("LEDGER_CREDENTIALS") or "data/admin.credentials"
     file = Path(path)
     try:
         info = file.stat()
@@ -57,6 +58,12 @@ def load_credentials(
         if not line or line.startswith("#"):
             continue
         fields = line.split()
+        if len(fields) == 5 and fields[2] == "hmac-sha256":
+            raise InvalidRequest(
+                f"{file}:{number}: a hash, not a secret (this is a server's credentials store);"
+                " a client needs its own file with the secret (ledgerd writes the admin's to"
+                " admin.credentials next to its store)"
+            )
         if len(fields) != 3:
             raise InvalidRequest(f"{file}:{number}: expected CLIENT_ID ROLE SECRET")
         if fields[1] not in ROLES:
