@@ -158,6 +158,9 @@ pub enum Cmd {
     /// A replica group, as its etcd cluster sees it.
     #[command(subcommand)]
     Cluster(ClusterCmd),
+    /// The server's credential store (local files only; restart ledgerd to load a change).
+    #[command(subcommand)]
+    Credentials(CredentialsCmd),
     /// Show an account: balances, currency, kind, status and limits.
     Balance(BalanceArgs),
     /// Show an account's exposure: deposits made available but not yet settled by their
@@ -206,6 +209,41 @@ pub enum ClusterCmd {
     /// and each etcd member (reads etcd only; no ledgerd needs to be up). Exits 1 when the
     /// group has no primary.
     Status(ClusterStatusArgs),
+}
+
+/// `ledger credentials`.
+#[derive(Subcommand, Debug)]
+pub enum CredentialsCmd {
+    /// Adds a client: a new random secret in its own file (mode 0600), its hash in the store.
+    Add(CredentialsAddArgs),
+}
+
+/// A client's role, as the store names it.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RoleArg {
+    /// Queries only.
+    Read,
+    /// Money movements and queries.
+    Transact,
+    /// Everything.
+    Admin,
+}
+
+/// `ledger credentials add`.
+#[derive(Args, Debug)]
+pub struct CredentialsAddArgs {
+    /// The new client's id (1..=64 of A-Z a-z 0-9 . _ -).
+    #[arg(value_name = "CLIENT_ID")]
+    pub client_id: String,
+    /// What it may do.
+    #[arg(long, value_enum)]
+    pub role: RoleArg,
+    /// The server's store (ledgerd's DATA_DIR/credentials).
+    #[arg(long, value_name = "FILE", default_value = "data/credentials")]
+    pub store: PathBuf,
+    /// The client's new file, with its secret (default: CLIENT_ID.credentials here).
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
 }
 
 /// `ledger cluster status`.
@@ -705,6 +743,10 @@ fn planned(command: &Cmd, now_ns: u64) -> Result<Planned, (ErrorKind, String)> {
         }
         Cmd::Cluster(_) => {
             let message = "cluster status reads etcd and is run before planning";
+            return Err((ErrorKind::Usage, message.into()));
+        }
+        Cmd::Credentials(_) => {
+            let message = "credentials commands change local files and are run before planning";
             return Err((ErrorKind::Usage, message.into()));
         }
         Cmd::Fees(FeesCmd::Set(args)) => {

@@ -50,6 +50,9 @@ where
     if let args::Cmd::Cluster(args::ClusterCmd::Status(args)) = &cli.command {
         return cluster::run(&args.etcd, &args.ledger, cli.timeout_ms, cli.json);
     }
+    if let args::Cmd::Credentials(args::CredentialsCmd::Add(args)) = &cli.command {
+        return add_credentials(args, cli.json);
+    }
     if let args::Cmd::Reconcile(args) = &cli.command {
         return reconcile::run(&args.channel, &args.statement, args.business_date, &args.data_dir);
     }
@@ -58,6 +61,54 @@ where
         Err((kind, message)) => Report::error(kind, &message),
     };
     render(&report, cli.json)
+}
+
+/// `ledger credentials add`: exit 0 with the files named, 1 when refused (the client exists,
+/// a file exists), 2 never (clap handles usage), 3 when a file cannot be read or written.
+fn add_credentials(args: &args::CredentialsAddArgs, json: bool) -> Rendered {
+    use protocol::auth::{Credentials, CredentialsError, Role};
+    let role = match args.role {
+        args::RoleArg::Read => Role::Read,
+        args::RoleArg::Transact => Role::Transact,
+        args::RoleArg::Admin => Role::Admin,
+    };
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| std::path::PathBuf::from(format!("{}.credentials", args.client_id)));
+    let added = Credentials::add_client(&args.store, &args.client_id, role, &out);
+    let (exit, message) = match &added {
+        Ok(()) => (
+            Exit::Ok,
+            format!(
+                "added client {} ({}) to {}; its secret is in {} (mode 0600); restart ledgerd to admit it",
+                args.client_id,
+                role.name(),
+                args.store.display(),
+                out.display()
+            ),
+        ),
+        Err(error @ (CredentialsError::Io { .. } | CredentialsError::Random { .. })) => {
+            (Exit::Connection, format!("error: {error}"))
+        }
+        Err(error) => (Exit::Rejected, format!("error: {error}")),
+    };
+    if json {
+        let object = json::JsonObject::new().bool("ok", added.is_ok());
+        let object = match &added {
+            Ok(()) => object
+                .str("client_id", &args.client_id)
+                .str("role", role.name())
+                .str("store", &args.store.to_string_lossy())
+                .str("client_file", &out.to_string_lossy()),
+            Err(_) => object.str("error", &message),
+        };
+        return Rendered { stdout: object.finish() + "\n", stderr: String::new(), exit };
+    }
+    match added {
+        Ok(()) => Rendered { stdout: message + "\n", stderr: String::new(), exit },
+        Err(_) => Rendered { stdout: String::new(), stderr: message + "\n", exit },
+    }
 }
 
 /// Whether `--json` is among the arguments (before a `--`), for usage errors, which clap

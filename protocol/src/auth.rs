@@ -244,6 +244,14 @@ pub enum CredentialsError {
         /// The entry's client id.
         client_id: String,
     },
+    /// The store has an entry for this client already.
+    #[error("{}: client `{client_id}` has an entry already", path.display())]
+    Duplicate {
+        /// The store.
+        path: PathBuf,
+        /// The client id.
+        client_id: String,
+    },
     /// A new file is never written over an existing one.
     #[error("{}: already exists", path.display())]
     Exists {
@@ -587,6 +595,44 @@ pub fn admin_file_for(store: &Path) -> PathBuf {
         store.with_file_name(format!("{ADMIN_FILE_NAME}.client"))
     } else {
         admin
+    }
+}
+
+impl Credentials {
+    /// Adds client `client_id` with `role` to the server's store at `store`: a new random
+    /// secret is written to the new client file `client_file` (`CLIENT_ID ROLE SECRET`, mode
+    /// 0600, never over an existing file), then its hash is added to the store, rewritten
+    /// atomically (a plaintext store is hashed on the way). A client id the store has already
+    /// is refused, changing nothing; a store that cannot be rewritten leaves no client file.
+    /// `ledgerd` reads the store at start: restart it to admit the new client.
+    pub fn add_client(
+        store: &Path,
+        client_id: &str,
+        role: Role,
+        client_file: &Path,
+    ) -> Result<(), CredentialsError> {
+        let mut credentials = Credentials::load(store)?;
+        if credentials.entries.iter().any(|entry| entry.client_id == client_id) {
+            return Err(CredentialsError::Duplicate {
+                path: store.into(),
+                client_id: client_id.to_owned(),
+            });
+        }
+        if credentials.entries.len() >= CREDENTIALS_ENTRIES_MAX as usize {
+            return Err(CredentialsError::TooManyEntries {
+                path: store.into(),
+                entries_max: CREDENTIALS_ENTRIES_MAX,
+            });
+        }
+        let client = ClientCredentials::new(client_id, Secret::generate()?)?;
+        let hash = SecretHash::new(&client.secret)?;
+        write_client_file(client_file, &client, role)?;
+        credentials.entries.push(CredentialEntry { client_id: client_id.to_owned(), role, hash });
+        if let Err(error) = replace_private_file(store, &credentials.render()) {
+            let _ = std::fs::remove_file(client_file);
+            return Err(error);
+        }
+        Ok(())
     }
 }
 

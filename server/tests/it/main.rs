@@ -586,6 +586,48 @@ fn a_plaintext_store_is_hashed_at_start_and_no_secret_is_printed() {
     }
 }
 
+/// `ledger credentials add`: a new client's secret goes to its own file, only its hash to the
+/// store; after a restart it connects with its role; a second add of the same id, or over an
+/// existing file, is refused and changes nothing.
+#[test]
+fn a_client_added_with_the_cli_connects_after_a_restart_with_its_role() {
+    let server = Ledgerd::start_fresh(&[]);
+    open_with_the_cli(&server);
+    let stopped = server.stop();
+    let store = stopped.data_dir().join("credentials");
+    let teller_file = stopped.data_dir().join("teller.credentials");
+    let (store_arg, out_arg) = (store.to_string_lossy(), teller_file.to_string_lossy());
+    let env = cli::RunEnv { now_ns: 1, fresh_tx_id: Ok(TxId(1)) };
+    let add = ["ledger", "credentials", "add", "teller", "--role", "transact", "--store"];
+    let added = cli::run([&add[..], &[&store_arg, "--out", &out_arg]].concat(), &env);
+    assert_eq!(added.exit as i32, 0, "{}{}", added.stdout, added.stderr);
+    assert!(added.stdout.contains("restart ledgerd"), "{}", added.stdout);
+    let teller = protocol::auth::ClientCredentials::from_file(&teller_file, None).expect("reads");
+    let secret = String::from_utf8(teller.secret().expose().to_vec()).expect("ASCII");
+    let store_text = std::fs::read_to_string(&store).expect("read the store");
+    assert!(store_text.contains("teller transact hmac-sha256 "), "{store_text}");
+    assert!(!store_text.contains(&secret) && !added.stdout.contains(&secret));
+    // Again: the id exists (exit 1), nothing changes; over an existing file: refused too.
+    let again = cli::run([&add[..], &[&store_arg, "--out", "/tmp/unused-teller"]].concat(), &env);
+    assert_eq!(again.exit as i32, 1, "{}{}", again.stdout, again.stderr);
+    assert!(again.stderr.contains("has an entry already"), "{}", again.stderr);
+    let add_clerk = ["ledger", "credentials", "add", "clerk", "--role", "read", "--store"];
+    let over = cli::run([&add_clerk[..], &[&store_arg, "--out", &out_arg]].concat(), &env);
+    assert_eq!(over.exit as i32, 1, "{}{}", over.stdout, over.stderr);
+    assert_eq!(std::fs::read_to_string(&store).expect("read"), store_text, "nothing changed");
+
+    let server = Ledgerd::restart(stopped);
+    let teller_cli = |args: &[&str]| cli_with(server.addr, &teller_file, args);
+    let (code, out, err) = cli(&server, &["deposit", "alice", "10", "--tx-id", "1"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = teller_cli(&["transfer", "alice", "bob", "4", "--tx-id", "2"]);
+    assert_eq!(code, 0, "transact may move money: {out}{err}");
+    let (code, out, err) =
+        teller_cli(&["currency", "define", "XAG", "--scale", "3", "--tx-id", "3"]);
+    assert_ne!(code, 0, "but not define currencies: {out}{err}");
+    assert!(!server.output().contains(&secret), "{}", server.output());
+}
+
 /// Runs the `ledger` CLI (`cli::run`, what the `ledger` binary runs, in this process) against
 /// `server`; returns (exit code, stdout, stderr).
 fn cli(server: &Ledgerd, args: &[&str]) -> (i32, String, String) {
