@@ -4,7 +4,8 @@
 //! to a line that parses to the same value.
 
 use crate::protocol::{
-    format_id, parse_item, parse_reply, parse_request, parse_statement_line, Reply, Request,
+    parse_item, parse_reply, parse_request, parse_statement_line, Direction, NetInstruction,
+    NetItem, Reply, Request,
 };
 
 /// Runs the checks on every line of `data` (see the module docs).
@@ -12,17 +13,33 @@ pub fn parse_lines(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     for line in text.split('\n') {
         if let Ok((request, count)) = parse_request(line) {
-            if let Request::Net(_) = request {
-                assert!(count >= 1, "a net instruction has items");
-            } else {
-                let printed = request.to_string();
-                assert_eq!(parse_request(&printed), Ok((request, count)), "{printed:?}");
+            let printed = match &request {
+                // A net header prints its items after it: print it with `count` of them.
+                Request::Net(net) => {
+                    let mut full = net.clone();
+                    full.items = vec![sample_item(); count];
+                    Request::Net(full).to_string()
+                }
+                _ => request.to_string(),
+            };
+            let mut lines = printed.split('\n');
+            let header = lines.next().unwrap_or("");
+            assert_eq!(parse_request(header), Ok((request, count)), "{printed:?}");
+            for item in lines {
+                assert_eq!(parse_item(item), Ok(sample_item()), "{printed:?}");
             }
         }
         if let Ok(item) = parse_item(line) {
-            let printed =
-                format!("ITEM {} {} {}", format_id(item.id), item.direction.word(), item.amount);
-            assert_eq!(parse_item(&printed), Ok(item), "{printed:?}");
+            let net = NetInstruction {
+                id: 1,
+                direction: item.direction,
+                amount: item.amount.clone(),
+                currency: "USD".into(),
+                items: vec![item.clone()],
+            };
+            let printed = Request::Net(net).to_string();
+            let printed = printed.split('\n').nth(1).unwrap_or("");
+            assert_eq!(parse_item(printed), Ok(item), "{printed:?}");
         }
         if let Ok((reply, count)) = parse_reply(line) {
             let printed = match &reply {
@@ -33,16 +50,16 @@ pub fn parse_lines(data: &[u8]) {
             assert_eq!(parse_reply(&printed), Ok((reply, count)), "{printed:?}");
         }
         if let Ok(instruction) = parse_statement_line(line) {
-            let printed = format!(
-                "{},{},{},{}",
-                format_id(instruction.id),
-                instruction.amount,
-                instruction.currency,
-                instruction.direction.word()
-            );
-            assert_eq!(parse_statement_line(&printed), Ok(instruction), "{printed:?}");
+            let printed = Reply::Statement(vec![instruction.clone()]).to_string();
+            let printed = printed.lines().nth(1).unwrap_or("");
+            assert_eq!(parse_statement_line(printed), Ok(instruction), "{printed:?}");
         }
     }
+}
+
+/// An item line that parses, for printing net headers with their items.
+fn sample_item() -> NetItem {
+    NetItem { id: 7, direction: Direction::Deposit, amount: "1.50".into() }
 }
 
 #[cfg(test)]

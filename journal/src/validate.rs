@@ -47,22 +47,15 @@ impl Validated {
 /// segments, and every corrupt record; accepts a torn last record of the last segment (its
 /// scan's stop says so).
 pub(crate) fn validate_in<S: Storage>(storage: &S, dir: &Path) -> Result<Validated, JournalError> {
-    let infos = list_segments_in(storage, dir)?;
-    let count = infos.len();
-    let mut segments: Vec<ScannedSegment> = Vec::with_capacity(count);
-    for (index, info) in infos.into_iter().enumerate() {
-        let expected_first_seq = segments.last().map(|previous| previous.scan.next_seq);
-        let is_last = index + 1 == count;
-        let scanned = scan_segment_file(storage, info, expected_first_seq, is_last)?;
-        assert!(
-            is_last || scanned.scan.stop == Stop::End,
-            "a sealed segment either ends cleanly or is refused"
-        );
-        segments.push(scanned);
+    match validate_tolerating_tail_in(storage, dir)? {
+        (validated, None) => Ok(validated),
+        (_, Some(damage)) => Err(JournalError::Corrupt {
+            path: damage.path,
+            offset: damage.offset,
+            seq: damage.seq,
+            reason: damage.reason,
+        }),
     }
-    let validated = Validated { segments };
-    assert!(validated.next_seq() >= validated.first_seq(), "sequence numbers only grow");
-    Ok(validated)
 }
 
 /// Reads one segment with the recovery rules: its header (against its name and, unless it is the

@@ -133,7 +133,7 @@ impl ReplicationMetrics {
         counter(
             out,
             "ledger_replication_trimmed_entries_total",
-            "Log entries this node deleted from etcd as primary (an estimate: index ranges).",
+            "Log entries this node deleted from etcd as primary.",
             self.trimmed_entries.load(Ordering::Relaxed),
         );
         counter(

@@ -578,6 +578,13 @@ impl Follow {
             Ok(read) => read,
             Err(_) => return,
         };
+        if self.trimmed_below == 0 {
+            // A new primary: what earlier primaries trimmed is not this one's to count.
+            match self.wiring.store.oldest_index() {
+                Ok(oldest) => self.trimmed_below = oldest.unwrap_or(head.index).max(1),
+                Err(_) => return,
+            }
+        }
         let floor = floors.iter().map(|(_, index)| *index).min().unwrap_or(head.index);
         let bound = head.index.saturating_sub(self.wiring.options.log_entries_max);
         let below = floor.saturating_sub(TRIM_MARGIN_ENTRIES).max(bound).min(head.index);
@@ -598,8 +605,7 @@ impl Follow {
             if self.wiring.store.trim_below(below).is_err() {
                 return;
             }
-            let entries = below - self.trimmed_below.max(1).min(below);
-            self.wiring.metrics.record_trim(below, entries);
+            self.wiring.metrics.record_trim(below, below - self.trimmed_below);
             self.trimmed_below = below;
         }
         if let Some(previous) = self.compact_at.replace(revision) {

@@ -253,8 +253,8 @@ def test_kill_nine_leaves_outcomes_unknown_and_resending_resolves_them(server: L
         assert bob is not None and bob.available == Decimal(1_000 * (len(batches) - unsent))
 
 
-class SilentServer:
-    """A socket that answers HELLO and then nothing: deadlines must end the requests."""
+class FakeServer:
+    """One connection on 127.0.0.1: answers HELLO, then does what ``after_hello`` does."""
 
     def __init__(self) -> None:
         self.listener = socket.create_server(("127.0.0.1", 0))
@@ -266,6 +266,16 @@ class SilentServer:
         conn.recv(1024)
         body = bytes([2]) + (8192).to_bytes(4, "little") + (64).to_bytes(4, "little")
         conn.sendall(encode_frame(Op.HELLO_OK, HELLO_REQUEST_ID, body))
+        self.after_hello(conn)
+
+    def after_hello(self, conn: socket.socket) -> None:
+        raise NotImplementedError
+
+
+class SilentServer(FakeServer):
+    """A socket that answers HELLO and then nothing: deadlines must end the requests."""
+
+    def after_hello(self, conn: socket.socket) -> None:
         while conn.recv(65536):
             pass
 
@@ -288,21 +298,15 @@ def test_a_passed_deadline_closes_and_leaves_every_request_unknown() -> None:
     client.close()
 
 
-class GoodbyeServer:
+class GoodbyeServer(FakeServer):
     """Answers HELLO, then says the connection-level ``shutting_down`` once it has read
     ``goodbye_after_bytes`` more bytes (or at the client's EOF), and reads until that EOF."""
 
     def __init__(self, goodbye_after_bytes: int) -> None:
         self.goodbye_after_bytes = goodbye_after_bytes
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.address = f"127.0.0.1:{self.listener.getsockname()[1]}"
-        threading.Thread(target=self._serve, daemon=True).start()
+        super().__init__()
 
-    def _serve(self) -> None:
-        conn, _ = self.listener.accept()
-        conn.recv(1024)
-        body = bytes([2]) + (8192).to_bytes(4, "little") + (64).to_bytes(4, "little")
-        conn.sendall(encode_frame(Op.HELLO_OK, HELLO_REQUEST_ID, body))
+    def after_hello(self, conn: socket.socket) -> None:
         seen = 0
         goodbye = connection_error(ErrorCode.SHUTTING_DOWN, b"stop")
         said = False
