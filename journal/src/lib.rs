@@ -54,15 +54,17 @@ pub use format::{
 pub use journal::{FlushJob, Journal, JournalOptions, Recovery, RolloverStats, SyncMode, TornTail};
 pub use reader::{JournalReader, Record, RecordRef};
 pub use segment::{
-    list_segments, list_segments_in, segments_before, segments_before_in, SegmentInfo,
-    SPARE_FILE_NAME,
+    list_segments, list_segments_in, segment_file_name, segments_before, segments_before_in,
+    SegmentInfo, SPARE_FILE_NAME,
 };
 pub use storage::{FaultOp, FaultyStorage, FileStorage, MemoryStorage, Storage};
 pub use truncate::{
     truncate_after, truncate_after_in, truncate_damaged_after, truncate_damaged_after_in,
     TruncateReport,
 };
-pub use validate::{intact_tail, intact_tail_in, last_seq, last_seq_in, IntactTail, TailDamage};
+pub use validate::{
+    intact_tail, intact_tail_in, last_seq, last_seq_in, segment_data_end, IntactTail, TailDamage,
+};
 
 /// The journal's directory inside the data directory.
 pub const JOURNAL_DIR_NAME: &str = "journal";

@@ -41,7 +41,7 @@ pub struct SegmentInfo {
 }
 
 /// The file name of the segment whose first record is `first_seq`.
-pub(crate) fn segment_file_name(first_seq: u64) -> String {
+pub fn segment_file_name(first_seq: u64) -> String {
     format!("{first_seq:0NAME_DIGITS$}{SEGMENT_SUFFIX}")
 }
 

@@ -144,8 +144,8 @@ pub fn write_in<S: Storage>(
         });
     }
     storage.create_dir(dir).map_err(JournalError::io(dir))?;
-    let path = dir.join(format!("{NAME_PREFIX}{seq:0NAME_DIGITS$}{NAME_SUFFIX}"));
-    let temp_path = dir.join(format!("{NAME_PREFIX}{seq:0NAME_DIGITS$}{NAME_SUFFIX}{TEMP_SUFFIX}"));
+    let path = dir.join(file_name(seq));
+    let temp_path = dir.join(format!("{}{TEMP_SUFFIX}", file_name(seq)));
     let header = encode_header(seq, payload);
     let written = write_file(storage, &temp_path, &header, payload)
         .and_then(|()| storage.rename(&temp_path, &path));
@@ -323,6 +323,11 @@ fn write_file<S: Storage>(
     storage.write_at(&file, 0, header)?;
     storage.write_at(&file, header.len() as u64, payload)?;
     storage.sync_file(&file)
+}
+
+/// The file name of the snapshot as of record `seq`: `snap-<seq, 20 digits>.snap`.
+pub fn file_name(seq: u64) -> String {
+    format!("{NAME_PREFIX}{seq:0NAME_DIGITS$}{NAME_SUFFIX}")
 }
 
 /// `snap-<20 digits>.snap` → the sequence number.

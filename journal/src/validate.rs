@@ -119,6 +119,10 @@ pub struct TailDamage {
 pub struct IntactTail {
     /// The last intact record's seq (`None`: no record).
     pub last_seq: Option<u64>,
+    /// The seq the journal ends at: the last intact record's, or, with none, the one before
+    /// its oldest segment's first seq (a journal begun after a snapshot, by a state transfer,
+    /// ends there before its first append); 0 for no journal.
+    pub end_seq: u64,
     /// The damage after it, if any.
     pub damage: Option<TailDamage>,
 }
@@ -135,13 +139,28 @@ pub fn intact_tail_in<S: Storage>(storage: &S, dir: &Path) -> Result<IntactTail,
     match storage.list_dir(dir) {
         Ok(_) => {}
         Err(error) if error.kind() == io::ErrorKind::NotFound => {
-            return Ok(IntactTail { last_seq: None, damage: None })
+            return Ok(IntactTail { last_seq: None, end_seq: 0, damage: None })
         }
         Err(source) => return Err(JournalError::Io { path: dir.to_path_buf(), source }),
     }
     let (validated, damage) = validate_tolerating_tail_in(storage, dir)?;
     let (first_seq, next_seq) = (validated.first_seq(), validated.next_seq());
-    Ok(IntactTail { last_seq: (next_seq > first_seq).then(|| next_seq - 1), damage })
+    let last_seq = (next_seq > first_seq).then(|| next_seq - 1);
+    Ok(IntactTail { last_seq, end_seq: next_seq.saturating_sub(1), damage })
+}
+
+/// Where the valid records of the segment file at `path` (first seq `first_seq`) end: the
+/// offset after its last valid record, read-only. A torn or damaged record (one being written
+/// by the journal's writer) ends them where it starts. What a state transfer copies of a
+/// segment; the bytes after it are zero in a segment that ends cleanly.
+pub fn segment_data_end(path: &Path, first_seq: u64) -> Result<u64, JournalError> {
+    let storage = FileStorage;
+    let map = storage.map_read(path).map_err(JournalError::io(path))?;
+    let header = segment::check_header(path, &map, first_seq, None)?;
+    Ok(match scan_segment(&map, header, true) {
+        Ok(scan) => scan.end_offset,
+        Err(bad) => bad.offset,
+    })
 }
 
 /// [`validate_in`], except that damage of the last segment's records is returned beside the

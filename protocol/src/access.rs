@@ -22,6 +22,9 @@ impl Role {
                     Err(ErrorCode::Forbidden)
                 }
             }
+            // A state transfer copies the whole ledger: admin only.
+            Message::StateOffer { .. } | Message::StateRead(_) if self == Role::Admin => Ok(()),
+            Message::StateOffer { .. } | Message::StateRead(_) => Err(ErrorCode::Forbidden),
             Message::Hello(_)
             | Message::HelloOk(_)
             | Message::Pong { .. }
@@ -29,6 +32,8 @@ impl Role {
             | Message::Account(_)
             | Message::Tx(_)
             | Message::Exposure(_)
+            | Message::StateFiles(_)
+            | Message::StateChunk(_)
             | Message::Error(_) => Err(ErrorCode::UnexpectedOperation),
         }
     }

@@ -48,7 +48,8 @@ use crate::limits::{
 use crate::tls::{ClientTls, Stream};
 use crate::wire::{
     encode_frame, encode_submit, EncodeError, ErrorCode, ErrorReply, ExposureReply, Frame,
-    FrameBuffer, Hello, Message, Op, RequestId, WireOutcome,
+    FrameBuffer, Hello, Message, Op, RequestId, StateChunk, StateFile, StateFiles, StateRead,
+    WireOutcome,
 };
 
 /// How a [`Client`] connects and waits.
@@ -99,6 +100,10 @@ pub enum Reply {
     Exposure(Option<ExposureReply>),
     /// The answer to a PING.
     Pong,
+    /// The files a state transfer reads (STATE_FILES).
+    StateFiles(StateFiles),
+    /// Bytes of one of them (STATE_CHUNK).
+    StateChunk(StateChunk),
 }
 
 /// Why a client call failed. Secrets never appear here.
@@ -365,9 +370,12 @@ impl Client {
         let request_id = self.send_submit(&commands)?;
         match self.wait_for(request_id)? {
             Reply::Submitted(outcomes) => Ok(outcomes),
-            Reply::Account(_) | Reply::Tx(_) | Reply::Exposure(_) | Reply::Pong => {
-                Err(mismatch(request_id))
-            }
+            Reply::Account(_)
+            | Reply::Tx(_)
+            | Reply::Exposure(_)
+            | Reply::Pong
+            | Reply::StateFiles(_)
+            | Reply::StateChunk(_) => Err(mismatch(request_id)),
         }
     }
 
@@ -380,9 +388,12 @@ impl Client {
         let request_id = self.send_query_exposure(account_no)?;
         match self.wait_for(request_id)? {
             Reply::Exposure(exposure) => Ok(exposure),
-            Reply::Submitted(_) | Reply::Account(_) | Reply::Tx(_) | Reply::Pong => {
-                Err(mismatch(request_id))
-            }
+            Reply::Submitted(_)
+            | Reply::Account(_)
+            | Reply::Tx(_)
+            | Reply::Pong
+            | Reply::StateFiles(_)
+            | Reply::StateChunk(_) => Err(mismatch(request_id)),
         }
     }
 
@@ -391,9 +402,12 @@ impl Client {
         let request_id = self.send_query_account(account_no)?;
         match self.wait_for(request_id)? {
             Reply::Account(account) => Ok(account),
-            Reply::Submitted(_) | Reply::Tx(_) | Reply::Exposure(_) | Reply::Pong => {
-                Err(mismatch(request_id))
-            }
+            Reply::Submitted(_)
+            | Reply::Tx(_)
+            | Reply::Exposure(_)
+            | Reply::Pong
+            | Reply::StateFiles(_)
+            | Reply::StateChunk(_) => Err(mismatch(request_id)),
         }
     }
 
@@ -402,9 +416,12 @@ impl Client {
         let request_id = self.send_query_tx(tx_id)?;
         match self.wait_for(request_id)? {
             Reply::Tx(tx) => Ok(tx),
-            Reply::Submitted(_) | Reply::Account(_) | Reply::Exposure(_) | Reply::Pong => {
-                Err(mismatch(request_id))
-            }
+            Reply::Submitted(_)
+            | Reply::Account(_)
+            | Reply::Exposure(_)
+            | Reply::Pong
+            | Reply::StateFiles(_)
+            | Reply::StateChunk(_) => Err(mismatch(request_id)),
         }
     }
 
@@ -414,9 +431,50 @@ impl Client {
         let request_id = self.send_ping()?;
         match self.wait_for(request_id)? {
             Reply::Pong => Ok(sent.elapsed()),
-            Reply::Submitted(_) | Reply::Account(_) | Reply::Tx(_) | Reply::Exposure(_) => {
-                Err(mismatch(request_id))
-            }
+            Reply::Submitted(_)
+            | Reply::Account(_)
+            | Reply::Tx(_)
+            | Reply::Exposure(_)
+            | Reply::StateFiles(_)
+            | Reply::StateChunk(_) => Err(mismatch(request_id)),
+        }
+    }
+
+    /// Which of the server's files hold its state through `through_seq` (a replica group's
+    /// state transfer, REPLICATION.md; admin only).
+    pub fn state_offer(&mut self, through_seq: u64) -> Result<StateFiles, ClientError> {
+        let request_id = self.send_message(Message::StateOffer { through_seq }, Vec::new())?;
+        match self.wait_for(request_id)? {
+            Reply::StateFiles(files) => Ok(files),
+            Reply::Submitted(_)
+            | Reply::Account(_)
+            | Reply::Tx(_)
+            | Reply::Exposure(_)
+            | Reply::Pong
+            | Reply::StateChunk(_) => Err(mismatch(request_id)),
+        }
+    }
+
+    /// Up to `len_max` bytes of `file` from `offset` (fewer only at its end; admin only).
+    pub fn state_read(
+        &mut self,
+        file: StateFile,
+        offset: u64,
+        len_max: u32,
+    ) -> Result<StateChunk, ClientError> {
+        let read = StateRead { file, offset, len_max };
+        let request_id = self.send_message(Message::StateRead(read), Vec::new())?;
+        match self.wait_for(request_id)? {
+            Reply::StateChunk(chunk) if chunk.file == file && chunk.offset == offset => Ok(chunk),
+            Reply::StateChunk(_) => Err(ClientError::Closed {
+                reason: format!("request {request_id}: STATE_CHUNK of another file or offset"),
+            }),
+            Reply::Submitted(_)
+            | Reply::Account(_)
+            | Reply::Tx(_)
+            | Reply::Exposure(_)
+            | Reply::Pong
+            | Reply::StateFiles(_) => Err(mismatch(request_id)),
         }
     }
 
@@ -638,6 +696,8 @@ impl Client {
                 Reply::Tx(tx)
             }
             (Op::Ping, Message::Pong { payload }) if payload == request_id.0 => Reply::Pong,
+            (Op::StateOffer, Message::StateFiles(files)) => Reply::StateFiles(files),
+            (Op::StateRead, Message::StateChunk(chunk)) => Reply::StateChunk(chunk),
             (op, other) => {
                 let reply_op = other.op();
                 self.in_flight.insert(request_id.0, request);
@@ -819,6 +879,10 @@ fn lost(
         | Op::QueryAccount
         | Op::QueryTx
         | Op::QueryExposure
+        | Op::StateOffer
+        | Op::StateRead
+        | Op::StateFiles
+        | Op::StateChunk
         | Op::HelloOk
         | Op::Pong
         | Op::SubmitReply

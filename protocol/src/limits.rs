@@ -63,6 +63,15 @@ pub const SECRET_SALT_LEN_BYTES: u8 = 16;
 /// HMAC-SHA256 output kept per hashed secret.
 pub const SECRET_MAC_LEN_BYTES: u8 = 32;
 
+/// Most bytes one STATE_CHUNK carries (a state transfer reads files in pieces this large).
+pub const STATE_CHUNK_LEN_BYTES_MAX: u32 = 1024 * 1024;
+/// Bytes of a STATE_CHUNK before its data.
+pub const STATE_CHUNK_HEADER_LEN_BYTES: u32 = 1 + 8 + 8 + 8 + 4;
+/// Most journal segments one STATE_FILES lists.
+pub const STATE_SEGMENTS_MAX: u32 = 4_096;
+/// Bytes of a STATE_FILES before its segments (16 bytes each).
+pub const STATE_FILES_HEADER_LEN_BYTES: u32 = 8 + 8 + 4;
+
 /// Longest message of an ERROR reply, in bytes of UTF-8.
 pub const ERROR_MESSAGE_LEN_BYTES_MAX: u16 = 1_024;
 /// Largest `scale` of an `Amount` on the wire (what `rust_decimal` can carry).
@@ -105,6 +114,9 @@ const _: () = assert!(
         <= BODY_LEN_BYTES_MAX
 );
 const _: () = assert!(4 + ERROR_MESSAGE_LEN_BYTES_MAX as u32 <= BODY_LEN_BYTES_MAX);
+const _: () =
+    assert!(STATE_CHUNK_HEADER_LEN_BYTES + STATE_CHUNK_LEN_BYTES_MAX <= BODY_LEN_BYTES_MAX);
+const _: () = assert!(STATE_FILES_HEADER_LEN_BYTES + 16 * STATE_SEGMENTS_MAX <= BODY_LEN_BYTES_MAX);
 // The wire mirrors the engine's own limits.
 const _: () = assert!(BALANCES_LEN_MAX as usize == engine::limits::TOUCHED_ACCOUNTS_MAX);
 const _: () = assert!(ACCOUNT_NO_LEN_BYTES_MAX as usize == engine::limits::ACCOUNT_NO_LEN_MAX);

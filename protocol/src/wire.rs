@@ -27,8 +27,8 @@ mod rules;
 pub use buffer::{FrameBuffer, FrameError};
 pub use decode::{decode_body, decode_frame, decode_request_body};
 pub use encode::{
-    encode_account_reply, encode_error, encode_exposure_reply, encode_frame, encode_submit,
-    encode_submit_reply, encode_tx_reply,
+    encode_account_reply, encode_error, encode_exposure_reply, encode_frame, encode_state_chunk,
+    encode_state_files, encode_submit, encode_submit_reply, encode_tx_reply,
 };
 pub use rules::{
     account_no_char_allowed, amount_is_canonical, check_account_no, RequestRules,
@@ -68,6 +68,10 @@ pub enum Op {
     QueryTx = 0x05,
     /// One account's unsettled deposits and exposure.
     QueryExposure = 0x06,
+    /// A replica group's state transfer: which files hold the state through a seq.
+    StateOffer = 0x07,
+    /// A replica group's state transfer: bytes of one of the offered files.
+    StateRead = 0x08,
     /// Authenticated: the role and the server's limits.
     HelloOk = 0x81,
     /// Answer to PING.
@@ -80,25 +84,33 @@ pub enum Op {
     Tx = 0x85,
     /// Answer to QUERY_EXPOSURE.
     Exposure = 0x86,
+    /// Answer to STATE_OFFER.
+    StateFiles = 0x87,
+    /// Answer to STATE_READ.
+    StateChunk = 0x88,
     /// A refused request, or a connection-level error (request id 0).
     Error = 0xFF,
 }
 
 impl Op {
     /// Every op.
-    pub const ALL: [Op; 13] = [
+    pub const ALL: [Op; 17] = [
         Op::Hello,
         Op::Ping,
         Op::Submit,
         Op::QueryAccount,
         Op::QueryTx,
         Op::QueryExposure,
+        Op::StateOffer,
+        Op::StateRead,
         Op::HelloOk,
         Op::Pong,
         Op::SubmitReply,
         Op::Account,
         Op::Tx,
         Op::Exposure,
+        Op::StateFiles,
+        Op::StateChunk,
         Op::Error,
     ];
 
@@ -116,12 +128,16 @@ impl Op {
             Op::QueryAccount => "QUERY_ACCOUNT",
             Op::QueryTx => "QUERY_TX",
             Op::QueryExposure => "QUERY_EXPOSURE",
+            Op::StateOffer => "STATE_OFFER",
+            Op::StateRead => "STATE_READ",
             Op::HelloOk => "HELLO_OK",
             Op::Pong => "PONG",
             Op::SubmitReply => "SUBMIT_REPLY",
             Op::Account => "ACCOUNT",
             Op::Tx => "TX",
             Op::Exposure => "EXPOSURE",
+            Op::StateFiles => "STATE_FILES",
+            Op::StateChunk => "STATE_CHUNK",
             Op::Error => "ERROR",
         }
     }
@@ -177,13 +193,17 @@ pub enum ErrorCode {
     /// executed. The message is `primary=HOST:PORT` when the primary is known, else
     /// `primary=unknown`; re-send there with the same `tx_id`s.
     NotPrimary,
+    /// 17: this node cannot serve the state transfer asked for now (it is not in a replica
+    /// group, it has not committed the seq asked for, or a file it offered is gone): nothing
+    /// changed; ask another node, or this one again later.
+    Unavailable,
     /// A code this build does not know (treated like `Internal`: outcome unknown).
     Other(u16),
 }
 
 impl ErrorCode {
     /// Every known code, in numeric order.
-    pub const KNOWN: [ErrorCode; 16] = [
+    pub const KNOWN: [ErrorCode; 17] = [
         ErrorCode::MalformedFrame,
         ErrorCode::UnsupportedVersion,
         ErrorCode::FrameTooLarge,
@@ -200,6 +220,7 @@ impl ErrorCode {
         ErrorCode::ShuttingDown,
         ErrorCode::Internal,
         ErrorCode::NotPrimary,
+        ErrorCode::Unavailable,
     ];
 
     /// The code on the wire.
@@ -221,6 +242,7 @@ impl ErrorCode {
             ErrorCode::ShuttingDown => 14,
             ErrorCode::Internal => 15,
             ErrorCode::NotPrimary => 16,
+            ErrorCode::Unavailable => 17,
             ErrorCode::Other(raw) => raw,
         }
     }
@@ -252,6 +274,7 @@ impl ErrorCode {
             ErrorCode::ShuttingDown => "shutting_down",
             ErrorCode::Internal => "internal",
             ErrorCode::NotPrimary => "not_primary",
+            ErrorCode::Unavailable => "unavailable",
             ErrorCode::Other(_) => "other",
         }
     }
@@ -276,6 +299,7 @@ impl ErrorCode {
             | ErrorCode::Busy
             | ErrorCode::Internal
             | ErrorCode::NotPrimary
+            | ErrorCode::Unavailable
             | ErrorCode::Other(_) => false,
         }
     }
@@ -299,7 +323,8 @@ impl ErrorCode {
             | ErrorCode::Forbidden
             | ErrorCode::Busy
             | ErrorCode::ShuttingDown
-            | ErrorCode::NotPrimary => false,
+            | ErrorCode::NotPrimary
+            | ErrorCode::Unavailable => false,
         }
     }
 }
@@ -456,6 +481,17 @@ pub enum Message {
     QueryExposure(engine::AccountNo),
     /// [`Op::Exposure`]: `None` when there is no such account.
     Exposure(Option<ExposureReply>),
+    /// [`Op::StateOffer`]: the files that hold this ledger's state through `through_seq`.
+    StateOffer {
+        /// The last seq the receiver needs (a committed entry's last seq).
+        through_seq: u64,
+    },
+    /// [`Op::StateRead`].
+    StateRead(StateRead),
+    /// [`Op::StateFiles`].
+    StateFiles(StateFiles),
+    /// [`Op::StateChunk`].
+    StateChunk(StateChunk),
     /// [`Op::Error`].
     Error(ErrorReply),
 }
@@ -476,9 +512,88 @@ impl Message {
             Message::Tx(_) => Op::Tx,
             Message::QueryExposure(_) => Op::QueryExposure,
             Message::Exposure(_) => Op::Exposure,
+            Message::StateOffer { .. } => Op::StateOffer,
+            Message::StateRead(_) => Op::StateRead,
+            Message::StateFiles(_) => Op::StateFiles,
+            Message::StateChunk(_) => Op::StateChunk,
             Message::Error(_) => Op::Error,
         }
     }
+}
+
+/// Which of a node's files a state transfer reads (REPLICATION.md, *State transfer*).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum StateFileKind {
+    /// 1: `snapshots/snap-<id>.snap`, `id` its seq.
+    Snapshot,
+    /// 2: `journal/<id>.seg`, `id` its first seq.
+    Segment,
+}
+
+impl StateFileKind {
+    /// The byte on the wire.
+    pub fn as_u8(self) -> u8 {
+        match self {
+            StateFileKind::Snapshot => 1,
+            StateFileKind::Segment => 2,
+        }
+    }
+
+    /// The kind for a wire byte.
+    pub fn from_u8(raw: u8) -> Option<StateFileKind> {
+        match raw {
+            1 => Some(StateFileKind::Snapshot),
+            2 => Some(StateFileKind::Segment),
+            _ => None,
+        }
+    }
+}
+
+/// One file of a state transfer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct StateFile {
+    /// Snapshot or journal segment.
+    pub kind: StateFileKind,
+    /// The snapshot's seq, the segment's first seq.
+    pub id: u64,
+}
+
+/// STATE_READ: up to `len_max` bytes of `file` from `offset`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StateRead {
+    /// The file (one that STATE_FILES offered).
+    pub file: StateFile,
+    /// The first byte wanted.
+    pub offset: u64,
+    /// At most this many bytes (`1..=STATE_CHUNK_LEN_BYTES_MAX`).
+    pub len_max: u32,
+}
+
+/// STATE_FILES: what holds the node's state through the offer's `through_seq`: a snapshot at
+/// `snapshot_seq <= through_seq` and the journal segments holding every record after it up to
+/// `through_seq`, oldest first, with their lengths now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StateFiles {
+    /// The snapshot's seq (0: the genesis snapshot).
+    pub snapshot_seq: u64,
+    /// The snapshot file's length.
+    pub snapshot_len_bytes: u64,
+    /// `(first_seq, len_bytes)` of each segment, `1..=STATE_SEGMENTS_MAX` of them, first seqs
+    /// rising.
+    pub segments: Vec<(u64, u64)>,
+}
+
+/// STATE_CHUNK: bytes of a file from `offset`; fewer than asked only at the file's end.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StateChunk {
+    /// The file.
+    pub file: StateFile,
+    /// Where `data` starts.
+    pub offset: u64,
+    /// The file's length now.
+    pub file_len_bytes: u64,
+    /// `0..=STATE_CHUNK_LEN_BYTES_MAX` bytes.
+    pub data: Vec<u8>,
 }
 
 /// EXPOSURE: an account's deposits made available but not yet settled by their channel, and

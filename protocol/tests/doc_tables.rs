@@ -121,6 +121,15 @@ fn request(op: Op) -> Option<Message> {
         Op::QueryAccount => Some(Message::QueryAccount(account_no)),
         Op::QueryTx => Some(Message::QueryTx(TxId(1))),
         Op::QueryExposure => Some(Message::QueryExposure(account_no)),
+        Op::StateOffer => Some(Message::StateOffer { through_seq: 1 }),
+        Op::StateRead => Some(Message::StateRead(protocol::wire::StateRead {
+            file: protocol::wire::StateFile {
+                kind: protocol::wire::StateFileKind::Snapshot,
+                id: 0,
+            },
+            offset: 0,
+            len_max: 1,
+        })),
         Op::Hello
         | Op::Submit
         | Op::HelloOk
@@ -129,6 +138,8 @@ fn request(op: Op) -> Option<Message> {
         | Op::Account
         | Op::Tx
         | Op::Exposure
+        | Op::StateFiles
+        | Op::StateChunk
         | Op::Error => None,
     }
 }

@@ -12,6 +12,7 @@ use crate::metrics::ReplicationMetrics;
 use crate::replica::{self, ClusterOptions, Replica};
 use crate::role::Role;
 use crate::store::{self, Genesis};
+use crate::transfer::{self, TransferClient};
 use crate::{keys, position, stage};
 
 /// The engine settings a runtime recovered with (`RecoveryReport::engine_config`).
@@ -57,6 +58,24 @@ pub struct Starter {
     damage: Option<String>,
     /// `(resumed at, position's)` last seqs when the position was moved back.
     rewound: Option<(u64, u64)>,
+    /// How to reach peers for a state transfer (`None`: none is made).
+    transfer_client: Option<TransferClient>,
+    /// What a state transfer at start installed: `(position, snapshot seq)`.
+    transferred: Option<(Head, u64)>,
+}
+
+/// Why one pass of reconciliation did not decide.
+enum Reconcile {
+    /// The log no longer holds what this node must follow from (trimmed past it), or its
+    /// journal cannot be cut where it must: its state must come from a peer.
+    NeedsTransfer(String),
+    Failed(ReplicationError),
+}
+
+impl From<ReplicationError> for Reconcile {
+    fn from(error: ReplicationError) -> Reconcile {
+        Reconcile::Failed(error)
+    }
 }
 
 /// The log's first entry, as reconciliation needs it.
@@ -82,6 +101,11 @@ pub fn prepare(
             options.log_entries_max
         )));
     }
+    // A checkpoint at least every `log_entries_max / 2` entries: the trim keeps the newest one
+    // (a state transfer starts there), so the log stays within `log_entries_max` + 1 entries.
+    let mut options = options;
+    options.checkpoint_every_entries =
+        options.checkpoint_every_entries.clamp(1, (options.log_entries_max / 2).max(1));
     if !(1..=60).contains(&options.lease_ttl_s) {
         return Err(ReplicationError::Options(format!(
             "lease TTL {} s is outside 1..=60",
@@ -110,9 +134,18 @@ pub fn prepare(
         options.checkpoint_every_entries,
     );
     let data_dir = data_dir.to_path_buf();
-    let wiring = replica::Wiring { options, data_dir, store, role, metrics, control };
-    let starter =
-        Starter { wiring, genesis, position: None, cut: None, damage: None, rewound: None };
+    let wiring =
+        replica::Wiring { options, data_dir, store, role, metrics, control, transfers: false };
+    let starter = Starter {
+        wiring,
+        genesis,
+        position: None,
+        cut: None,
+        damage: None,
+        rewound: None,
+        transfer_client: None,
+        transferred: None,
+    };
     Ok((Box::new(stage), starter))
 }
 
@@ -127,15 +160,78 @@ impl Starter {
         self.wiring.metrics.clone()
     }
 
-    /// Before the runtime starts: reads this node's confirmed position (REPLICATION.md, *The
-    /// position file*) and decides, by the recovery decision table, what of the local journal
-    /// can be kept, so that following resumes right after it.
+    /// Lets this node catch up by a state transfer from a peer when the log was trimmed past
+    /// it (REPLICATION.md, *State transfer*), connecting as `client` says.
+    pub fn set_transfer_client(&mut self, client: TransferClient) {
+        self.transfer_client = Some(client);
+        self.wiring.transfers = true;
+    }
+
+    /// What a state transfer at start installed: `(position, snapshot seq)`.
+    pub fn transferred(&self) -> Option<(Head, u64)> {
+        self.transferred
+    }
+
+    /// Before the runtime starts: finishes a state transfer's install that a crash cut short,
+    /// reads this node's confirmed position (REPLICATION.md, *The position file*) and decides,
+    /// by the recovery decision table, what of the local journal can be kept, so that
+    /// following resumes right after it. When the log no longer holds what this node needs,
+    /// its state comes from a peer first (with a transfer client), or it refuses to start.
     pub fn reconcile_local(&mut self) -> Result<Option<Head>, ReplicationError> {
+        let local = |message: String| ReplicationError::Local(message);
+        if let Some(head) = transfer::finish_install(&self.wiring.data_dir).map_err(local)? {
+            eprintln!(
+                "ledgerd: finished installing a state transfer (position: log entry {}, seq {})",
+                head.index, head.last_seq
+            );
+        }
+        let why = match self.reconcile_once() {
+            Ok(position) => return Ok(position),
+            Err(Reconcile::Failed(error)) => return Err(error),
+            Err(Reconcile::NeedsTransfer(why)) => why,
+        };
+        let Some(client) = self.transfer_client.clone() else {
+            return Err(local(format!(
+                "{why}; no state transfer is configured, so re-seed this node from a copy of a stopped \
+                 standby's data directory (README, Catching up by a state transfer, and re-seeding)"
+            )));
+        };
+        eprintln!("ledgerd: {why}: catching up by a state transfer from a peer");
+        let receiver = transfer::Receiver {
+            store: &self.wiring.store,
+            node: &self.wiring.options.node,
+            data_dir: &self.wiring.data_dir,
+            client: &client,
+            genesis: self.genesis,
+        };
+        let installed = receiver.run().map_err(|why| {
+            local(format!(
+                "{why}; re-seed this node from a copy of a stopped standby's data directory (README, \
+                 Re-seeding a replica)"
+            ))
+        })?;
+        eprintln!(
+            "ledgerd: state transfer installed: snapshot at seq {}, journal through seq {} (log entry {})",
+            installed.snapshot_seq, installed.position.last_seq, installed.position.index
+        );
+        self.transferred = Some((installed.position, installed.snapshot_seq));
+        (self.cut, self.damage, self.rewound) = (None, None, None);
+        match self.reconcile_once() {
+            Ok(position) => Ok(position),
+            Err(Reconcile::Failed(error)) => Err(error),
+            Err(Reconcile::NeedsTransfer(why)) => Err(local(format!(
+                "after a state transfer: {why} (the log moved more than --log-entries-max entries during \
+                 the transfer)"
+            ))),
+        }
+    }
+
+    fn reconcile_once(&mut self) -> Result<Option<Head>, Reconcile> {
         let local = |message: String| ReplicationError::Local(message);
         let data_dir = self.wiring.data_dir.clone();
         let position = position::read(&data_dir).map_err(|error| local(error.to_string()))?;
         let tail = local_tail(&data_dir).map_err(local)?;
-        let local_seq = tail.last_seq.unwrap_or(0);
+        let local_seq = tail.end_seq;
         let damage = tail.damage.as_ref().map(|damage| {
             format!(
                 "{} is damaged from offset {} (seq {}: {})",
@@ -145,18 +241,26 @@ impl Starter {
                 damage.reason
             )
         });
+        let oldest = self.wiring.store.oldest_index().map_err(|error| self.etcd_error(&error))?;
         // The log can give back what is cut only if this node follows a log (a position, or
         // a log that has begun); a journal damaged before either is recovery's to refuse.
         let (keep_seq, position) = match position {
+            Some(position) if oldest.is_some_and(|oldest| oldest > position.index + 1) => {
+                return Err(Reconcile::NeedsTransfer(format!(
+                    "this node follows from log entry {}, but the log's oldest entry is {}: it was trimmed past \
+                     this node",
+                    position.index + 1,
+                    oldest.unwrap_or_default()
+                )));
+            }
             Some(position) if local_seq >= position.last_seq => (position.last_seq, Some(position)),
             Some(position) => {
                 // Records the position vouched for are lost or damaged: keep what is intact up
                 // to the last entry boundary in it, and read the rest again from the log.
                 let Some(head) = self.entry_ending_by(local_seq, position.index)? else {
-                    return Err(local(format!(
+                    return Err(Reconcile::NeedsTransfer(format!(
                         "the local journal's intact records end at seq {local_seq}, before the oldest entry \
-                         the log still holds; a state transfer from a peer is not built yet, so start this \
-                         node on an empty data directory{}",
+                         the log still holds{}",
                         damage.as_deref().map(|why| format!(" ({why})")).unwrap_or_default()
                     )));
                 };
@@ -169,28 +273,37 @@ impl Starter {
                 self.rewound = Some((head.last_seq, position.last_seq));
                 (head.last_seq, Some(head))
             }
+            None if oldest.is_some_and(|oldest| oldest > 1) => {
+                return Err(Reconcile::NeedsTransfer(format!(
+                    "this node has no position and the log's first entries are gone (its oldest is entry {})",
+                    oldest.unwrap_or_default()
+                )));
+            }
             None if local_seq == 0 && damage.is_none() => (0, None),
             None => match self.first_entry()? {
                 None if damage.is_some() => {
-                    return Err(local(format!(
+                    return Err(Reconcile::Failed(local(format!(
                         "the local journal is damaged and the group's log has not begun, so nothing can be \
                          read again from it: {}",
                         damage.unwrap_or_default()
-                    )))
+                    ))))
                 }
                 None => (local_seq, None),
                 Some(first) => (first.first_seq - 1, None),
             },
         };
         if local_seq < keep_seq {
-            return Err(local(format!(
-                "the local journal ends at seq {local_seq}, before seq {keep_seq}, which it must hold (the history \
-                 before the log's first entry): a state transfer from a peer is not built yet, so start this \
-                 node on an empty data directory"
+            return Err(Reconcile::NeedsTransfer(format!(
+                "the local journal ends at seq {local_seq}, before seq {keep_seq}, which it must hold (the \
+                 history before the log's first entry)"
             )));
         }
         if local_seq > keep_seq || damage.is_some() {
-            cut_after(&data_dir, keep_seq).map_err(local)?;
+            match cut_after(&data_dir, keep_seq) {
+                Ok(()) => {}
+                Err(Cut::Archived(why)) => return Err(Reconcile::NeedsTransfer(why)),
+                Err(Cut::Failed(why)) => return Err(Reconcile::Failed(local(why))),
+            }
             self.cut = Some((keep_seq + 1, local_seq));
             self.damage = damage;
         }
@@ -303,22 +416,39 @@ fn local_tail(data_dir: &std::path::Path) -> Result<journal::IntactTail, String>
     journal::intact_tail(&dir).map_err(|error| error.to_string())
 }
 
+/// Why the local journal could not be cut.
+enum Cut {
+    /// It must end before its oldest segment (archived): its state must come from a peer.
+    Archived(String),
+    Failed(String),
+}
+
 /// Cuts every record after `keep_seq` from the local journal in `data_dir`, snapshots after it
 /// first (REPLICATION.md, *Recovery decision table*): a crash in between leaves a journal
 /// longer than its newest snapshot, which recovery replays and the next start cuts again.
-fn cut_after(data_dir: &std::path::Path, keep_seq: u64) -> Result<(), String> {
+fn cut_after(data_dir: &std::path::Path, keep_seq: u64) -> Result<(), Cut> {
+    let dir = journal::journal_dir(data_dir);
+    if let Ok(segments) = journal::list_segments(&dir) {
+        if let Some(first) = segments.first().filter(|first| keep_seq + 1 < first.first_seq) {
+            return Err(Cut::Archived(format!(
+                "the local journal must be cut after seq {keep_seq}, but its oldest segment starts at seq {}",
+                first.first_seq
+            )));
+        }
+    }
     let snapshots = journal::snapshot_dir(data_dir);
     journal::snapshot::remove_after(&snapshots, keep_seq).map_err(|error| {
-        format!("remove the snapshots after seq {keep_seq} in {}: {error}", snapshots.display())
+        Cut::Failed(format!(
+            "remove the snapshots after seq {keep_seq} in {}: {error}",
+            snapshots.display()
+        ))
     })?;
-    let dir = journal::journal_dir(data_dir);
     journal::truncate_damaged_after(&dir, keep_seq).map_err(|error| match error {
-        journal::JournalError::TruncateArchived { .. } => format!(
+        journal::JournalError::TruncateArchived { .. } => Cut::Archived(format!(
             "the local journal must be cut after seq {keep_seq}, which is older than its oldest segment \
-             ({error}); a state transfer from a peer is not built yet, so start this node on an empty data \
-             directory"
-        ),
-        error => format!("cut the local journal after seq {keep_seq}: {error}"),
+             ({error})"
+        )),
+        error => Cut::Failed(format!("cut the local journal after seq {keep_seq}: {error}")),
     })?;
     Ok(())
 }

@@ -488,6 +488,12 @@ pub fn push_record(body: &mut Vec<u8>, payload: &[u8]) {
     body.extend_from_slice(payload);
 }
 
+/// Whether the encoded entry `bytes` has the checkpoint flag (header byte 7, bit 0) set,
+/// without decoding it (the append of an entry the stage encoded itself).
+pub(crate) fn flags_checkpoint(bytes: &[u8]) -> bool {
+    bytes.get(7).is_some_and(|flags| flags & FLAG_CHECKPOINT != 0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

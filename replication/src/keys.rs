@@ -63,6 +63,13 @@ impl Keys {
         format!("{}genesis", self.prefix).into_bytes()
     }
 
+    /// The index of the newest log entry that carries a `state_hash` checkpoint (8 bytes,
+    /// little-endian): written by every append of such an entry, in the same transaction;
+    /// where a state transfer's receiver starts (REPLICATION.md, *State transfer*).
+    pub fn checkpoint(&self) -> Vec<u8> {
+        format!("{}checkpoint", self.prefix).into_bytes()
+    }
+
     /// The primary's record, attached to its lease.
     pub fn leader(&self) -> Vec<u8> {
         format!("{}leader", self.prefix).into_bytes()
@@ -104,6 +111,18 @@ impl Keys {
             format!("{}floor/", self.prefix).into_bytes(),
             format!("{}floor0", self.prefix).into_bytes(),
         )
+    }
+
+    /// Replica `node`'s transfer hold (no lease): the log index it follows from once a state
+    /// transfer is installed, `u64` little-endian; kept by the trim past `log_entries_max`
+    /// (REPLICATION.md, *Trimming*) until the node has caught up with the log.
+    pub fn hold(&self, node: &str) -> Vec<u8> {
+        format!("{}hold/{node}", self.prefix).into_bytes()
+    }
+
+    /// The range of every transfer hold: `[start, end)`.
+    pub fn holds(&self) -> (Vec<u8>, Vec<u8>) {
+        (format!("{}hold/", self.prefix).into_bytes(), format!("{}hold0", self.prefix).into_bytes())
     }
 
     /// The range of every replica record: `[start, end)`.

@@ -34,6 +34,8 @@ pub mod role;
 mod stage;
 pub mod status;
 pub mod store;
+#[cfg(feature = "driver")]
+mod transfer;
 
 pub use chain::{Chain, ChainError};
 #[cfg(feature = "driver")]
@@ -46,3 +48,5 @@ pub use metrics::ReplicationMetrics;
 pub use replica::{ClusterOptions, Replica, LOG_ENTRIES_MAX_DEFAULT};
 pub use role::{Role, RoleState};
 pub use store::Genesis;
+#[cfg(feature = "driver")]
+pub use transfer::TransferClient;

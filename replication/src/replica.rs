@@ -101,6 +101,9 @@ pub(crate) struct Wiring {
     pub role: Arc<Role>,
     pub metrics: Arc<ReplicationMetrics>,
     pub control: Sender<Control>,
+    /// Whether this node catches up by a state transfer when the trim passes it (it then
+    /// restarts to make one) rather than stopping for good.
+    pub transfers: bool,
 }
 
 impl Replica {
@@ -264,6 +267,11 @@ impl Follow {
         // The floor first, so no trim passes what this node is about to read.
         self.write_floor();
         let mut revision = self.catch_up(stop)?;
+        // Caught up: a transfer hold of this node's (REPLICATION.md, *Trimming*) is no longer
+        // needed; its floor protects what it follows from now.
+        if let Err(error) = self.wiring.store.delete_hold(&self.wiring.options.node) {
+            eprintln!("ledgerd: could not remove this node's transfer hold: {}", error.message());
+        }
         self.wiring.role.set_standby();
         // Bounded per pass: one watch wait; the loop ends on stop, promotion or failure.
         while !stop.load(Ordering::Acquire) {
@@ -389,11 +397,20 @@ impl Follow {
         if index <= needed {
             return Ok(());
         }
-        Err(format!(
+        let why = format!(
             "this node needs log entry {needed}, but the log's oldest entry is {index}: it was trimmed \
-             past this node (more than --log-entries-max behind, or a new node that joined after a trim); \
-             a state transfer is not built yet: re-seed this node from a copy of a stopped standby's data \
-             directory (README, Re-seeding a replica)"
+             past this node (more than --log-entries-max behind, or a new node that joined after a trim)"
+        );
+        if self.wiring.transfers {
+            // A restart catches up by a state transfer from a peer.
+            self.wiring
+                .role
+                .depose(format!("{why}; starting again to catch up by a state transfer"));
+            return Err(why);
+        }
+        Err(format!(
+            "{why}; no state transfer is configured: re-seed this node from a copy of a stopped standby's \
+             data directory (README, Catching up by a state transfer, and re-seeding)"
         ))
     }
 
@@ -585,9 +602,28 @@ impl Follow {
                 Err(_) => return,
             }
         }
+        // The newest checkpoint entry stays: a state transfer starts there.
+        let checkpoint = match self.wiring.store.checkpoint() {
+            Ok(checkpoint) => checkpoint.unwrap_or(head.index),
+            Err(_) => return,
+        };
+        // A node installing a state transfer holds what it follows from, up to another
+        // `log_entries_max` entries.
+        let holds = match self.wiring.store.holds() {
+            Ok(holds) => holds,
+            Err(_) => return,
+        };
+        let entries_max = self.wiring.options.log_entries_max;
+        let hold = holds.iter().map(|(_, index)| *index).min().unwrap_or(head.index);
+        let hold = hold.max(head.index.saturating_sub(2 * entries_max));
         let floor = floors.iter().map(|(_, index)| *index).min().unwrap_or(head.index);
-        let bound = head.index.saturating_sub(self.wiring.options.log_entries_max);
-        let below = floor.saturating_sub(TRIM_MARGIN_ENTRIES).max(bound).min(head.index);
+        let bound = head.index.saturating_sub(entries_max);
+        let below = floor
+            .saturating_sub(TRIM_MARGIN_ENTRIES)
+            .max(bound)
+            .min(head.index)
+            .min(checkpoint)
+            .min(hold);
         if below > self.trimmed_below {
             if below > floor {
                 let passed: Vec<String> = floors
@@ -648,6 +684,17 @@ impl Follow {
                             entry.last_seq(),
                             entry.epoch
                         ));
+                    }
+                    // A checkpoint there checks the recovered state at once (after a state
+                    // transfer, the state a peer's files gave).
+                    if let Some(expected) = entry.state_hash {
+                        if self.handle.durable_seq() == position.last_seq {
+                            self.compare_state(&entry, expected)?;
+                            eprintln!(
+                                "ledgerd: the state at seq {} matches the checkpoint of log entry {}",
+                                position.last_seq, entry.index
+                            );
+                        }
                     }
                     return Ok(());
                 }

@@ -320,6 +320,13 @@ impl Store {
             .then(Op::put(self.keys.entry(new.index), entry.to_vec(), 0))
             .then(Op::put(head_key.clone(), new.encode().to_vec(), 0))
             .otherwise(Op::get(head_key));
+        // An entry with a checkpoint is the newest one: the trim keeps it, a state transfer
+        // starts there (REPLICATION.md, *State transfer*).
+        let txn = if crate::entry::flags_checkpoint(entry) {
+            txn.then(Op::put(self.keys.checkpoint(), new.index.to_le_bytes().to_vec(), 0))
+        } else {
+            txn
+        };
         let txn = match genesis {
             Some(genesis) => txn
                 .when(Compare::version(self.keys.genesis(), Cmp::Equal, 0))
@@ -382,6 +389,20 @@ impl Store {
             .then(Op::delete(self.keys.leader()));
         self.client.txn(txn)?;
         Ok(())
+    }
+
+    /// The index of the newest entry that carries a checkpoint (`None`: none was appended
+    /// since the key exists).
+    pub fn checkpoint(&self) -> Result<Option<u64>, StoreError> {
+        match self.client.get(&self.keys.checkpoint())? {
+            None => Ok(None),
+            Some(kv) => epoch_of(&kv.value).map(Some).map_err(|_| {
+                StoreError::Failed(format!(
+                    "the checkpoint key holds {} bytes, not 8",
+                    kv.value.len()
+                ))
+            }),
+        }
     }
 
     /// The ledger's genesis settings, once its first entry exists.
@@ -463,17 +484,46 @@ impl Store {
     /// Every node's trimming floor, by node id, and the revision they were read at; a value
     /// that is not 8 bytes is refused.
     pub fn floors(&self) -> Result<(Vec<(String, u64)>, i64), StoreError> {
-        let (start, end) = self.keys.floors();
+        self.indexes(self.keys.floors(), "trimming floor")
+    }
+
+    /// Sets `node`'s transfer hold (REPLICATION.md, *Trimming*).
+    pub(crate) fn put_hold(&self, node: &str, index: u64) -> Result<(), StoreError> {
+        self.client.put(&self.keys.hold(node), &index.to_le_bytes(), 0)?;
+        Ok(())
+    }
+
+    /// Removes `node`'s transfer hold, if any.
+    pub(crate) fn delete_hold(&self, node: &str) -> Result<(), StoreError> {
+        let key = self.keys.hold(node);
+        let mut end = key.clone();
+        end.push(0);
+        self.client.delete_range(&key, &end)?;
+        Ok(())
+    }
+
+    /// Every node's transfer hold, by node id.
+    pub fn holds(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        Ok(self.indexes(self.keys.holds(), "transfer hold")?.0)
+    }
+
+    /// The `u64` values under a range of per-node keys, by node id, and the revision read at.
+    fn indexes(
+        &self,
+        (start, end): (Vec<u8>, Vec<u8>),
+        what: &str,
+    ) -> Result<(Vec<(String, u64)>, i64), StoreError> {
         let result = self.client.range(&start, &end, 0)?;
-        let mut floors = Vec::with_capacity(result.kvs.len());
+        let mut values = Vec::with_capacity(result.kvs.len());
         for kv in result.kvs {
             let node = String::from_utf8_lossy(&kv.key[start.len()..]).into_owned();
-            let index: [u8; 8] = kv.value.as_slice().try_into().map_err(|_| {
-                StoreError::Failed(format!("the trimming floor of {node} is not 8 bytes"))
-            })?;
-            floors.push((node, u64::from_le_bytes(index)));
+            let index: [u8; 8] =
+                kv.value.as_slice().try_into().map_err(|_| {
+                    StoreError::Failed(format!("the {what} of {node} is not 8 bytes"))
+                })?;
+            values.push((node, u64::from_le_bytes(index)));
         }
-        Ok((floors, result.header.revision))
+        Ok((values, result.header.revision))
     }
 
     /// The oldest entry's index the log still holds (`None`: no entry).

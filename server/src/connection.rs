@@ -26,14 +26,15 @@ use protocol::access::{admit, forbidden_message};
 use protocol::auth::{Credentials, Role};
 use protocol::limits::{BATCH_LEN_MAX, READ_CHUNK_LEN_BYTES};
 use protocol::wire::{
-    encode_account_reply, encode_error, encode_exposure_reply, encode_frame, encode_submit_reply,
-    encode_tx_reply, ErrorCode, ExposureReply, Frame, FrameBuffer, HelloOk, Message, RequestId,
-    RequestRules,
+    encode_account_reply, encode_error, encode_exposure_reply, encode_frame, encode_state_chunk,
+    encode_state_files, encode_submit_reply, encode_tx_reply, ErrorCode, ExposureReply, Frame,
+    FrameBuffer, HelloOk, Message, RequestId, RequestRules,
 };
 
 use super::doorbell::ConnectionNotify;
 use super::metrics::Metrics;
 use super::tls::{ServerTls, TlsSession};
+use super::transfer::StateSource;
 
 /// Bytes queued for the socket beyond which a connection takes no more replies and reads no
 /// more requests (until the client reads). One reply may take it past this, by at most one
@@ -68,6 +69,8 @@ pub(crate) struct Context {
     pub replica_role: Option<Arc<replication::Role>>,
     /// TLS on every connection (`None`: plain TCP).
     pub tls: Option<ServerTls>,
+    /// This node's files for a state transfer (`None`: a single node, which refuses one).
+    pub state_source: Option<StateSource>,
 }
 
 /// A request for the runtime. One refused by a full input ring is kept and tried again until
@@ -544,12 +547,55 @@ impl Connection {
             Message::QueryTx(tx_id) => {
                 self.submit(RuntimeRequest::Query { request_id, query: Query::Tx(tx_id) }, metrics);
             }
+            Message::StateOffer { through_seq } => {
+                let Some(source) = &context.state_source else {
+                    let message = "not a member of a replica group";
+                    return self.error(request_id, ErrorCode::Unavailable, message, false, metrics);
+                };
+                match source.offer(through_seq) {
+                    Ok(files) => {
+                        // Cannot fail: `offer` lists 1..=STATE_SEGMENTS_MAX rising segments.
+                        let _ = encode_state_files(request_id, &files, &mut self.out);
+                    }
+                    Err(why) => {
+                        self.error(request_id, ErrorCode::Unavailable, &why, false, metrics)
+                    }
+                }
+            }
+            Message::StateRead(read) => {
+                let Some(source) = &context.state_source else {
+                    let message = "not a member of a replica group";
+                    return self.error(request_id, ErrorCode::Unavailable, message, false, metrics);
+                };
+                match source.read(&read) {
+                    Ok((file_len_bytes, data)) => {
+                        let (file, offset) = (read.file, read.offset);
+                        let encoded = encode_state_chunk(
+                            request_id,
+                            file,
+                            offset,
+                            file_len_bytes,
+                            &data,
+                            &mut self.out,
+                        );
+                        if let Err(error) = encoded {
+                            let message = error.to_string();
+                            self.error(request_id, ErrorCode::Internal, &message, false, metrics);
+                        }
+                    }
+                    Err(why) => {
+                        self.error(request_id, ErrorCode::Unavailable, &why, false, metrics)
+                    }
+                }
+            }
             Message::HelloOk(_)
             | Message::Pong { .. }
             | Message::SubmitReply(_)
             | Message::Account(_)
             | Message::Tx(_)
             | Message::Exposure(_)
+            | Message::StateFiles(_)
+            | Message::StateChunk(_)
             | Message::Error(_) => {
                 // `next_request` refuses reply ops before their body; kept for exhaustiveness.
                 let (code, message) = (ErrorCode::UnexpectedOperation, "a reply op from a client");

@@ -22,6 +22,7 @@ pub mod metrics;
 #[cfg(test)]
 mod tests;
 pub mod tls;
+mod transfer;
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -66,6 +67,9 @@ pub struct ServerOptions {
     pub replication_metrics: Option<Arc<replication::ReplicationMetrics>>,
     /// TLS on the client listener (`None`: plain TCP). The metrics endpoint stays plain HTTP.
     pub tls: Option<ServerTls>,
+    /// The data directory, whose snapshot and journal files a peer may copy by a state
+    /// transfer (STATE_OFFER, STATE_READ; admin only, and only with `replica_role`).
+    pub data_dir: Option<std::path::PathBuf>,
 }
 
 /// A running server.
@@ -120,6 +124,12 @@ impl Server {
             write_timeout: Duration::from_millis(options.write_timeout_ms),
             replica_role: options.replica_role.clone(),
             tls: options.tls.clone(),
+            state_source: match (&options.replica_role, &options.data_dir) {
+                (Some(role), Some(data_dir)) => {
+                    Some(transfer::StateSource { data_dir: data_dir.clone(), role: role.clone() })
+                }
+                _ => None,
+            },
         };
         let event_loop =
             EventLoop::new(poll, listener, handle, context, doorbell.clone(), stop.clone());

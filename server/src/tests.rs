@@ -70,6 +70,7 @@ fn a_full_input_ring_holds_requests_back_without_refusing_any() {
         replica_role: None,
         replication_metrics: None,
         tls: None,
+        data_dir: None,
     };
     let server = Server::start(server_options, credentials, runtime.handle()).expect("server");
     let setup = vec![

@@ -11,14 +11,15 @@ use engine::{
 use super::rules::{check_account_no, check_entry, EntryRefusal, RequestRules};
 use super::{
     DecodeError, ErrorCode, ErrorReply, ExposureReply, Frame, FrameHeader, Hello, HelloOk, Message,
-    Op, RequestId, WireOutcome,
+    Op, RequestId, StateChunk, StateFile, StateFileKind, StateFiles, StateRead, WireOutcome,
 };
 use crate::auth::{is_valid_client_id, is_valid_secret, Role, Secret};
 use crate::limits::{
     ACCOUNT_REPLY_HEADER_LEN_BYTES, BALANCES_LEN_MAX, BATCH_LEN_MAX, BODY_LEN_BYTES_MAX,
     COMMAND_BODY_LEN_BYTES_MAX, ERROR_MESSAGE_LEN_BYTES_MAX, HEADER_LEN_BYTES, IN_FLIGHT_MAX,
-    MAGIC, OUTCOME_HEADER_LEN_BYTES, PROTOCOL_VERSION, SUBMIT_ENTRY_HEADER_LEN_BYTES,
-    TX_HISTORY_LEN_MAX, TX_REPLY_HEADER_LEN_BYTES,
+    MAGIC, OUTCOME_HEADER_LEN_BYTES, PROTOCOL_VERSION, STATE_CHUNK_LEN_BYTES_MAX,
+    STATE_SEGMENTS_MAX, SUBMIT_ENTRY_HEADER_LEN_BYTES, TX_HISTORY_LEN_MAX,
+    TX_REPLY_HEADER_LEN_BYTES,
 };
 
 /// The `tx_state` byte of an outcome or TX reply that has no lifecycle state.
@@ -178,6 +179,10 @@ fn decode_message(op: Op, body: &[u8], batch_len_max: u32) -> Result<Message, De
         Op::Tx => Message::Tx(tx(&mut cursor)?),
         Op::QueryExposure => Message::QueryExposure(request_account_no(&mut cursor)?),
         Op::Exposure => Message::Exposure(exposure(&mut cursor)?),
+        Op::StateOffer => Message::StateOffer { through_seq: state_offer(&mut cursor)? },
+        Op::StateRead => Message::StateRead(state_read(&mut cursor)?),
+        Op::StateFiles => Message::StateFiles(state_files(&mut cursor)?),
+        Op::StateChunk => Message::StateChunk(state_chunk(&mut cursor)?),
         Op::Error => Message::Error(error(&mut cursor)?),
     };
     cursor.finish()?;
@@ -570,6 +575,72 @@ fn optional_account_no(cursor: &mut Cursor<'_>, len: u8) -> Result<Option<Accoun
         index: None,
         reason: key_words(error),
     })
+}
+
+fn state_offer(cursor: &mut Cursor<'_>) -> Result<u64, DecodeError> {
+    let through_seq = cursor.u64()?;
+    if through_seq == 0 {
+        return Err(cursor.invalid("through_seq", through_seq));
+    }
+    Ok(through_seq)
+}
+
+fn state_file(cursor: &mut Cursor<'_>) -> Result<StateFile, DecodeError> {
+    let raw = cursor.u8()?;
+    let kind = StateFileKind::from_u8(raw).ok_or_else(|| cursor.invalid("file kind", raw))?;
+    let id = cursor.u64()?;
+    if kind == StateFileKind::Segment && id == 0 {
+        return Err(cursor.invalid("segment first_seq", id));
+    }
+    Ok(StateFile { kind, id })
+}
+
+fn state_read(cursor: &mut Cursor<'_>) -> Result<StateRead, DecodeError> {
+    let file = state_file(cursor)?;
+    let offset = cursor.u64()?;
+    let len_max = cursor.u32()?;
+    if !(1..=STATE_CHUNK_LEN_BYTES_MAX).contains(&len_max) {
+        return Err(cursor.invalid("len_max", len_max));
+    }
+    Ok(StateRead { file, offset, len_max })
+}
+
+fn state_files(cursor: &mut Cursor<'_>) -> Result<StateFiles, DecodeError> {
+    let snapshot_seq = cursor.u64()?;
+    let snapshot_len_bytes = cursor.u64()?;
+    let count = cursor.u32()?;
+    if !(1..=STATE_SEGMENTS_MAX).contains(&count) {
+        return Err(cursor.invalid("segment count", count));
+    }
+    if cursor.remaining() < count as usize * 16 {
+        return Err(DecodeError::Truncated { op: cursor.op });
+    }
+    let mut segments: Vec<(u64, u64)> = Vec::with_capacity(count as usize);
+    for _ in 0..count {
+        let (first_seq, len_bytes) = (cursor.u64()?, cursor.u64()?);
+        let rising = segments.last().is_none_or(|(previous, _)| first_seq > *previous);
+        if first_seq == 0 || !rising {
+            return Err(cursor.invalid("segment first_seq", first_seq));
+        }
+        segments.push((first_seq, len_bytes));
+    }
+    Ok(StateFiles { snapshot_seq, snapshot_len_bytes, segments })
+}
+
+fn state_chunk(cursor: &mut Cursor<'_>) -> Result<StateChunk, DecodeError> {
+    let file = state_file(cursor)?;
+    let offset = cursor.u64()?;
+    let file_len_bytes = cursor.u64()?;
+    let data_len = cursor.u32()?;
+    if data_len > STATE_CHUNK_LEN_BYTES_MAX {
+        return Err(cursor.invalid("data_len", data_len));
+    }
+    let fits = offset.checked_add(u64::from(data_len)).is_some_and(|end| end <= file_len_bytes);
+    if !fits {
+        return Err(cursor.invalid("offset", offset));
+    }
+    let data = cursor.bytes(data_len as usize)?.to_vec();
+    Ok(StateChunk { file, offset, file_len_bytes, data })
 }
 
 fn error(cursor: &mut Cursor<'_>) -> Result<ErrorReply, DecodeError> {

@@ -7,11 +7,15 @@ use engine::{AccountView, BalanceView, CommandBody, Outcome, ResultCode, TxId, T
 
 use super::decode::TX_STATE_NONE;
 use super::rules::{canonical_body, check_account_no, check_entry, EntryRefusal};
-use super::{EncodeError, ErrorCode, ExposureReply, Message, Op, RequestId};
+use super::{
+    EncodeError, ErrorCode, ExposureReply, Message, Op, RequestId, StateFile, StateFileKind,
+    StateFiles,
+};
 use crate::auth::{is_valid_client_id, is_valid_secret};
 use crate::limits::{
     BATCH_LEN_MAX, BODY_LEN_BYTES_MAX, COMMAND_BODY_LEN_BYTES_MAX, ERROR_MESSAGE_LEN_BYTES_MAX,
-    HEADER_LEN_BYTES, IN_FLIGHT_MAX, MAGIC, PROTOCOL_VERSION, TX_HISTORY_LEN_MAX,
+    HEADER_LEN_BYTES, IN_FLIGHT_MAX, MAGIC, PROTOCOL_VERSION, STATE_CHUNK_LEN_BYTES_MAX,
+    STATE_SEGMENTS_MAX, TX_HISTORY_LEN_MAX,
 };
 
 /// Appends the frame of `message` with `request_id` to `out`.
@@ -38,6 +42,18 @@ pub fn encode_frame(
         Message::Error(error) => {
             encode_error(request_id, error.code, &error.message, out);
             Ok(())
+        }
+        Message::StateFiles(files) => encode_state_files(request_id, files, out),
+        Message::StateChunk(chunk) => encode_state_chunk(
+            request_id,
+            chunk.file,
+            chunk.offset,
+            chunk.file_len_bytes,
+            &chunk.data,
+            out,
+        ),
+        Message::StateOffer { .. } | Message::StateRead(_) => {
+            framed(request_id, message.op(), out, |out| state_request_body(message, out))
         }
         Message::Hello(_)
         | Message::HelloOk(_)
@@ -95,9 +111,97 @@ fn small_body(message: &Message, out: &mut Vec<u8>) -> Result<(), EncodeError> {
         | Message::Account(_)
         | Message::Tx(_)
         | Message::Exposure(_)
+        | Message::StateOffer { .. }
+        | Message::StateRead(_)
+        | Message::StateFiles(_)
+        | Message::StateChunk(_)
         | Message::Error(_) => unreachable!("encoded by their own functions"),
     }
     Ok(())
+}
+
+/// The bodies of STATE_OFFER and STATE_READ.
+fn state_request_body(message: &Message, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    match message {
+        Message::StateOffer { through_seq } => {
+            if *through_seq == 0 {
+                return Err(EncodeError::Invalid { what: "STATE_OFFER through_seq 0" });
+            }
+            out.extend_from_slice(&through_seq.to_le_bytes());
+        }
+        Message::StateRead(read) => {
+            if !(1..=STATE_CHUNK_LEN_BYTES_MAX).contains(&read.len_max) {
+                return Err(EncodeError::Invalid { what: "STATE_READ len_max: 1..=1048576" });
+            }
+            put_state_file(out, read.file)?;
+            out.extend_from_slice(&read.offset.to_le_bytes());
+            out.extend_from_slice(&read.len_max.to_le_bytes());
+        }
+        _ => unreachable!("only the state transfer's requests"),
+    }
+    Ok(())
+}
+
+fn put_state_file(out: &mut Vec<u8>, file: StateFile) -> Result<(), EncodeError> {
+    if file.kind == StateFileKind::Segment && file.id == 0 {
+        return Err(EncodeError::Invalid { what: "a segment's first seq is at least 1" });
+    }
+    out.push(file.kind.as_u8());
+    out.extend_from_slice(&file.id.to_le_bytes());
+    Ok(())
+}
+
+/// Appends a STATE_FILES frame: 1 to `STATE_SEGMENTS_MAX` segments, first seqs (≥ 1) rising.
+pub fn encode_state_files(
+    request_id: RequestId,
+    files: &StateFiles,
+    out: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
+    let count = files.segments.len();
+    if count == 0 || count > STATE_SEGMENTS_MAX as usize {
+        return Err(EncodeError::Invalid { what: "STATE_FILES: 1..=4096 segments" });
+    }
+    let rising = files.segments.windows(2).all(|pair| pair[0].0 < pair[1].0);
+    if !rising || files.segments[0].0 == 0 {
+        return Err(EncodeError::Invalid { what: "STATE_FILES: segment first seqs ≥ 1, rising" });
+    }
+    framed(request_id, Op::StateFiles, out, |out| {
+        out.extend_from_slice(&files.snapshot_seq.to_le_bytes());
+        out.extend_from_slice(&files.snapshot_len_bytes.to_le_bytes());
+        out.extend_from_slice(&(count as u32).to_le_bytes());
+        for (first_seq, len_bytes) in &files.segments {
+            out.extend_from_slice(&first_seq.to_le_bytes());
+            out.extend_from_slice(&len_bytes.to_le_bytes());
+        }
+        Ok(())
+    })
+}
+
+/// Appends a STATE_CHUNK frame carrying `data`, the bytes of `file` from `offset` (the server's
+/// path: the data is copied once, straight into the frame).
+pub fn encode_state_chunk(
+    request_id: RequestId,
+    file: StateFile,
+    offset: u64,
+    file_len_bytes: u64,
+    data: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
+    if data.len() > STATE_CHUNK_LEN_BYTES_MAX as usize {
+        return Err(EncodeError::Invalid { what: "STATE_CHUNK data above 1048576 bytes" });
+    }
+    let fits = offset.checked_add(data.len() as u64).is_some_and(|end| end <= file_len_bytes);
+    if !fits {
+        return Err(EncodeError::Invalid { what: "STATE_CHUNK data beyond the file's length" });
+    }
+    framed(request_id, Op::StateChunk, out, |out| {
+        put_state_file(out, file)?;
+        out.extend_from_slice(&offset.to_le_bytes());
+        out.extend_from_slice(&file_len_bytes.to_le_bytes());
+        out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        out.extend_from_slice(data);
+        Ok(())
+    })
 }
 
 /// Appends a SUBMIT frame (the client's fast path: no `Message` needed). Amounts are written in

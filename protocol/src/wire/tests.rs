@@ -385,7 +385,7 @@ fn body_errors_are_answered_with_their_code() {
     error_utf8[5] = 0xFF;
 
     let cases: Vec<(Vec<u8>, ErrorCode)> = vec![
-        (frame_with_body(0x07, 1, &[]), ErrorCode::UnknownOperation),
+        (frame_with_body(0x09, 1, &[]), ErrorCode::UnknownOperation),
         (frame_with_body(0x80, 1, &[]), ErrorCode::UnknownOperation),
         (submit_body(0, &[]), ErrorCode::MalformedBody),
         (submit_body(BATCH_LEN_MAX + 1, &[]), ErrorCode::BatchTooLarge),
@@ -454,11 +454,11 @@ fn frame_buffer_splits_a_stream_fed_byte_by_byte() {
 #[test]
 fn frame_buffer_skips_a_bad_body_and_stops_at_a_bad_header() {
     let mut buffer = FrameBuffer::new();
-    buffer.extend_from_slice(&frame_with_body(0x07, 41, &[1, 2, 3]));
+    buffer.extend_from_slice(&frame_with_body(0x09, 41, &[1, 2, 3]));
     buffer.extend_from_slice(&golden("ping"));
     let error = buffer.next_frame().expect_err("unknown op");
     assert_eq!(error.request_id, RequestId(41));
-    assert_eq!(error.error, DecodeError::UnknownOperation { op: 7 });
+    assert_eq!(error.error, DecodeError::UnknownOperation { op: 9 });
     assert!(matches!(buffer.next_frame(), Ok(Some(Frame { request_id: RequestId(6), .. }))));
 
     buffer.extend_from_slice(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
@@ -909,12 +909,12 @@ fn a_server_checks_a_request_in_the_documented_order() {
         ),
         (frame_with_body(Op::Error as u8, 0, &error_body), ANONYMOUS, (MalformedFrame, true, 0)),
         // Before HELLO: anything but HELLO and PING, known or not, whatever the body.
-        (frame_with_body(0x07, 3, &[]), ANONYMOUS, (NotAuthenticated, true, 3)),
+        (frame_with_body(0x09, 3, &[]), ANONYMOUS, (NotAuthenticated, true, 3)),
         (frame_with_body(Op::QueryTx as u8, 3, &[1]), ANONYMOUS, (NotAuthenticated, true, 3)),
         (frame_with_body(Op::Pong as u8, 3, &[]), ANONYMOUS, (NotAuthenticated, true, 3)),
         (frame_with_body(Op::Ping as u8, 3, &[0; 9]), ANONYMOUS, (MalformedBody, false, 3)),
         // Then the op: unknown, a reply op whatever its body, HELLO again.
-        (frame_with_body(0x07, 4, &[]), AUTHENTICATED, (UnknownOperation, false, 4)),
+        (frame_with_body(0x09, 4, &[]), AUTHENTICATED, (UnknownOperation, false, 4)),
         (
             frame_with_body(Op::Pong as u8, 4, &[1, 2]),
             AUTHENTICATED,
@@ -1047,4 +1047,100 @@ fn error_messages_are_words_not_rust_debug_text() {
         let debug_text = ["{", "}", "::", "[", "Some(", "None"];
         assert!(!debug_text.iter().any(|text| message.contains(text)), "{message:?}");
     }
+}
+
+/// The state transfer's four messages: each round-trips, every truncation is refused, and
+/// what the decoder refuses the encoder refuses too.
+#[test]
+fn state_transfer_messages_round_trip_and_refuse_bad_fields() {
+    let snapshot = StateFile { kind: StateFileKind::Snapshot, id: 0 };
+    let segment = StateFile { kind: StateFileKind::Segment, id: 4_711 };
+    let messages = [
+        Message::StateOffer { through_seq: 9_000 },
+        Message::StateRead(StateRead { file: segment, offset: 64, len_max: 1 << 20 }),
+        Message::StateFiles(StateFiles {
+            snapshot_seq: 4_710,
+            snapshot_len_bytes: 1_234,
+            segments: vec![(1, 268_435_456), (4_711, 96)],
+        }),
+        Message::StateChunk(StateChunk {
+            file: snapshot,
+            offset: 10,
+            file_len_bytes: 13,
+            data: vec![1, 2, 3],
+        }),
+    ];
+    for message in messages {
+        let frame = Frame { request_id: RequestId(5), message };
+        let bytes = encode(&frame);
+        assert_eq!(decode_frame(&bytes), Ok(frame.clone()), "{:?}", frame.message.op());
+        for len in HEADER_LEN_BYTES as usize..bytes.len() {
+            let short = frame_with_body(bytes[5], 5, &bytes[HEADER_LEN_BYTES as usize..len]);
+            assert!(decode_frame(&short).is_err(), "{:?} body[..{len}]", frame.message.op());
+        }
+    }
+    let refused = |message: Message| {
+        let mut out = Vec::new();
+        assert!(encode_frame(RequestId(5), &message, &mut out).is_err(), "{message:?}");
+        assert!(out.is_empty(), "a refused encoding leaves nothing");
+    };
+    refused(Message::StateOffer { through_seq: 0 });
+    refused(Message::StateRead(StateRead { file: segment, offset: 0, len_max: 0 }));
+    refused(Message::StateRead(StateRead { file: segment, offset: 0, len_max: (1 << 20) + 1 }));
+    let segment_zero = StateFile { kind: StateFileKind::Segment, id: 0 };
+    refused(Message::StateRead(StateRead { file: segment_zero, offset: 0, len_max: 1 }));
+    let files = |segments: Vec<(u64, u64)>| {
+        Message::StateFiles(StateFiles { snapshot_seq: 0, snapshot_len_bytes: 0, segments })
+    };
+    refused(files(vec![]));
+    refused(files(vec![(5, 1), (5, 1)]));
+    refused(files(vec![(0, 1)]));
+    let chunk = |offset: u64, file_len_bytes: u64| {
+        Message::StateChunk(StateChunk { file: snapshot, offset, file_len_bytes, data: vec![0; 4] })
+    };
+    refused(chunk(10, 13));
+    refused(chunk(u64::MAX, u64::MAX));
+    // The decoder's side of the same rules, on hand-made bodies.
+    let cases: Vec<(u8, Vec<u8>)> = vec![
+        (Op::StateOffer as u8, 0u64.to_le_bytes().to_vec()),
+        (Op::StateRead as u8, [vec![3], 1u64.to_le_bytes().to_vec(), vec![0; 12]].concat()),
+        (
+            Op::StateRead as u8,
+            [vec![2], 0u64.to_le_bytes().to_vec(), vec![0; 8], 1u32.to_le_bytes().to_vec()]
+                .concat(),
+        ),
+        (
+            Op::StateFiles as u8,
+            [
+                vec![0; 16],
+                2u32.to_le_bytes().to_vec(),
+                [9u64, 1, 9, 1].map(u64::to_le_bytes).concat(),
+            ]
+            .concat(),
+        ),
+        (
+            Op::StateChunk as u8,
+            [
+                vec![1],
+                vec![0; 8],
+                1u64.to_le_bytes().to_vec(),
+                1u64.to_le_bytes().to_vec(),
+                1u32.to_le_bytes().to_vec(),
+                vec![7],
+            ]
+            .concat(),
+        ),
+    ];
+    for (op, body) in cases {
+        check_refused(&frame_with_body(op, 5, &body), ErrorCode::MalformedBody);
+    }
+}
+
+/// A STATE_FILES announcing more segments than it carries is refused before allocating.
+#[test]
+fn state_files_counts_are_checked_against_the_body() {
+    let body = [vec![0; 16], u32::MAX.to_le_bytes().to_vec()].concat();
+    check_refused(&frame_with_body(Op::StateFiles as u8, 5, &body), ErrorCode::MalformedBody);
+    let body = [vec![0; 16], 4_096u32.to_le_bytes().to_vec(), vec![1; 16]].concat();
+    check_refused(&frame_with_body(Op::StateFiles as u8, 5, &body), ErrorCode::MalformedBody);
 }

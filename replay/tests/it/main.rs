@@ -393,6 +393,7 @@ fn a_served_ledger_verifies_and_reconciles_against_the_running_server() {
         replica_role: None,
         replication_metrics: None,
         tls: None,
+        data_dir: None,
     };
     let credentials = Credentials::load(&credentials_path).expect("credentials");
     let server = Server::start(server_options, credentials, runtime.handle()).expect("serve");

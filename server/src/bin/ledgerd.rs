@@ -39,7 +39,9 @@ struct Args {
     sync: Option<SyncArg>,
     /// A config file of `key = value` lines (data_dir, listen, metrics_listen, sync,
     /// credentials, tls_cert, tls_key, tls_client_ca, insecure, batch_delay_us, batch_len_max, pin_core, snapshot_every_records, tx_retained, channel
-    /// (repeatable), net_window_ms); flags win (channels add up).
+    /// (repeatable), net_window_ms, cluster, ledger, node, advertise, lease_ttl_s,
+    /// log_entries_max, transfer_credentials, transfer_tls_ca, transfer_tls_server_name); flags
+    /// win (channels add up).
     #[arg(long)]
     config: Option<PathBuf>,
     /// Serve clients over TLS with this certificate chain (PEM, leaf first; with --tls-key).
@@ -99,9 +101,23 @@ struct Args {
     #[arg(long)]
     lease_ttl_s: Option<i64>,
     /// The most log entries etcd keeps behind the head (with --cluster): a replica further
-    /// behind must be re-seeded. Default: 1024 (entries are at most 1 MiB)
+    /// behind catches up by a state transfer from a peer. Default: 1024 (entries are at most
+    /// 1 MiB)
     #[arg(long)]
     log_entries_max: Option<u64>,
+    /// The client credentials file this node uses to copy a peer's state when the log was
+    /// trimmed past it (with --cluster; its admin entry, which the peers' stores must know).
+    /// Default: DATA_DIR/admin.credentials
+    #[arg(long)]
+    transfer_credentials: Option<PathBuf>,
+    /// The CA that signed the peers' server certificates, for a state transfer from peers
+    /// that serve TLS (with --cluster). Default: plain TCP
+    #[arg(long)]
+    transfer_tls_ca: Option<PathBuf>,
+    /// The name the peers' certificates carry (with --transfer-tls-ca). Default: the
+    /// peer's IP address
+    #[arg(long, requires = "transfer_tls_ca")]
+    transfer_tls_server_name: Option<String>,
 }
 
 /// `NAME=ADDR` of `--channel`.
@@ -191,6 +207,10 @@ struct Cluster {
     advertise: Option<String>,
     lease_ttl_s: i64,
     log_entries_max: u64,
+    /// `None`: DATA_DIR/admin.credentials.
+    transfer_credentials: Option<PathBuf>,
+    transfer_tls_ca: Option<PathBuf>,
+    transfer_tls_server_name: Option<String>,
 }
 
 /// The raw replica-group settings, from the config file and the flags.
@@ -202,13 +222,20 @@ struct ClusterArgs {
     advertise: Option<String>,
     lease_ttl_s: Option<i64>,
     log_entries_max: Option<u64>,
+    transfer_credentials: Option<PathBuf>,
+    transfer_tls_ca: Option<PathBuf>,
+    transfer_tls_server_name: Option<String>,
 }
 
 impl ClusterArgs {
     fn resolve(self) -> Result<Option<Cluster>> {
         let Some(cluster) = self.cluster else {
-            if self.node.is_some() || self.ledger.is_some() || self.advertise.is_some() {
-                bail!("--node, --ledger and --advertise need --cluster ETCD_ENDPOINTS");
+            let transfer = self.transfer_credentials.is_some() || self.transfer_tls_ca.is_some();
+            if self.node.is_some() || self.ledger.is_some() || self.advertise.is_some() || transfer
+            {
+                bail!(
+                    "--node, --ledger, --advertise and --transfer-* need --cluster ETCD_ENDPOINTS"
+                );
             }
             return Ok(None);
         };
@@ -225,6 +252,9 @@ impl ClusterArgs {
             advertise: self.advertise,
             lease_ttl_s: self.lease_ttl_s.unwrap_or(2),
             log_entries_max: self.log_entries_max.unwrap_or(replication::LOG_ENTRIES_MAX_DEFAULT),
+            transfer_credentials: self.transfer_credentials,
+            transfer_tls_ca: self.transfer_tls_ca,
+            transfer_tls_server_name: self.transfer_tls_server_name,
         }))
     }
 }
@@ -335,6 +365,11 @@ fn settings(args: Args) -> Result<Settings> {
                 "log_entries_max" => {
                     cluster.log_entries_max = Some(value.parse().with_context(context)?)
                 }
+                "transfer_credentials" => {
+                    cluster.transfer_credentials = Some(PathBuf::from(&value))
+                }
+                "transfer_tls_ca" => cluster.transfer_tls_ca = Some(PathBuf::from(&value)),
+                "transfer_tls_server_name" => cluster.transfer_tls_server_name = Some(value),
                 _ => bail!("{}: unknown key {key:?}", path.display()),
             }
         }
@@ -388,8 +423,36 @@ fn settings(args: Args) -> Result<Settings> {
     cluster.advertise = args.advertise.or(cluster.advertise);
     cluster.lease_ttl_s = args.lease_ttl_s.or(cluster.lease_ttl_s);
     cluster.log_entries_max = args.log_entries_max.or(cluster.log_entries_max);
+    cluster.transfer_credentials = args.transfer_credentials.or(cluster.transfer_credentials);
+    cluster.transfer_tls_ca = args.transfer_tls_ca.or(cluster.transfer_tls_ca);
+    cluster.transfer_tls_server_name =
+        args.transfer_tls_server_name.or(cluster.transfer_tls_server_name);
     settings.cluster = cluster.resolve()?;
     Ok(settings)
+}
+
+/// How this node connects to a peer for a state transfer.
+fn transfer_client(cluster: &Cluster, data_dir: &Path) -> Result<replication::TransferClient> {
+    let tls = match &cluster.transfer_tls_ca {
+        None => None,
+        Some(ca) => Some(
+            protocol::tls::ClientTls::from_files(
+                ca,
+                None,
+                cluster.transfer_tls_server_name.as_deref(),
+            )
+            .with_context(|| format!("--transfer-tls-ca {}", ca.display()))?,
+        ),
+    };
+    let options = protocol::client::ClientOptions {
+        connect_timeout_ms: 5_000,
+        request_timeout_ms: 30_000,
+        in_flight_max: 1,
+        tls,
+    };
+    let credentials =
+        cluster.transfer_credentials.clone().unwrap_or_else(|| data_dir.join("admin.credentials"));
+    Ok(replication::TransferClient { credentials, options })
 }
 
 /// How one start of the server ended.
@@ -507,10 +570,18 @@ fn serve(
             cluster_options.log_entries_max = cluster.log_entries_max;
             let (stage, mut starter) = replication::prepare(cluster_options, &settings.data_dir)
                 .context("join the replica group")?;
+            starter.set_transfer_client(transfer_client(cluster, &settings.data_dir)?);
             if let Some(position) = starter.reconcile_local().context("replication position")? {
                 println!(
                     "replication position: entry {} (epoch {}, seq {})",
                     position.index, position.epoch, position.last_seq
+                );
+            }
+            if let Some((position, snapshot_seq)) = starter.transferred() {
+                println!(
+                    "replication: state transferred from a peer: snapshot at seq {snapshot_seq}, journal through \
+                     seq {} (log entry {})",
+                    position.last_seq, position.index
                 );
             }
             if let Some(why) = starter.damage() {
@@ -556,6 +627,7 @@ fn serve(
         replica_role: starter.as_ref().map(replication::Starter::role),
         replication_metrics: starter.as_ref().map(replication::Starter::metrics),
         tls: tls.cloned(),
+        data_dir: Some(settings.data_dir.clone()),
     };
     let tls_note = server_options.tls.as_ref().map(|tls| {
         if tls.verifies_clients() {

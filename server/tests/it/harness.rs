@@ -87,19 +87,7 @@ impl Ledgerd {
     }
 
     fn spawn(dir: Arc<tempfile::TempDir>, extra: &[&str]) -> Ledgerd {
-        let data = dir.path().join("data");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ledgerd"))
-            .arg("--data-dir")
-            .arg(&data)
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--metrics-listen",
-                "127.0.0.1:0",
-                "--pin-core",
-                "none",
-            ])
-            .args(extra)
+        let mut child = ledgerd_command(&dir, extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -134,6 +122,36 @@ impl Ledgerd {
         let dir = previous.dir.clone();
         drop(previous);
         Ledgerd::spawn(dir, extra)
+    }
+
+    /// Runs `ledgerd` on the same data directory with `extra` flags, expecting it to fail
+    /// before it serves: its exit status and output. The returned handle (no process) keeps
+    /// the data directory for a restart.
+    pub fn restart_failing(previous: Ledgerd, extra: &[&str]) -> (Ledgerd, ExitStatus, String) {
+        let (dir, addr, metrics_addr) =
+            (previous.dir.clone(), previous.addr, previous.metrics_addr);
+        drop(previous);
+        let output = Command::new(env!("CARGO_BIN_EXE_ledgerd"))
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--metrics-listen",
+                "127.0.0.1:0",
+                "--pin-core",
+                "none",
+            ])
+            .args(extra)
+            .output()
+            .expect("run ledgerd");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let lines = Arc::new(Mutex::new(text.lines().map(String::from).collect()));
+        (Ledgerd { child: None, addr, metrics_addr, dir, lines }, output.status, text)
     }
 
     /// Restarts the server that `sigterm` stopped.
@@ -243,6 +261,17 @@ impl Ledgerd {
         stream.read_to_string(&mut text).expect("response");
         text
     }
+}
+
+/// `ledgerd` on `dir`'s data directory, on ports the kernel picks, with `extra` flags.
+fn ledgerd_command(dir: &tempfile::TempDir, extra: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ledgerd"));
+    command
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--pin-core", "none"])
+        .args(extra);
+    command
 }
 
 static LAST_STOPPED: Mutex<Option<Arc<tempfile::TempDir>>> = Mutex::new(None);

@@ -847,3 +847,29 @@ fn exposure_of_an_unsettled_deposit_through_the_cli() {
     let (code, _, _) = cli(&server, &["exposure", "nobody"]);
     assert_eq!(code, 1);
 }
+
+/// The state transfer's requests are for an admin of a replica group's node: another role is
+/// forbidden, and a single node has nothing to offer (`unavailable`); the connection goes on.
+#[test]
+fn a_single_node_refuses_a_state_transfer() {
+    let server = Ledgerd::start_fresh(&[]);
+    for client_id in ["reader", "writer"] {
+        match client(&server, client_id).state_offer(1) {
+            Err(ClientError::Refused { code: ErrorCode::Forbidden, .. }) => {}
+            other => panic!("{client_id}: expected forbidden, got {other:?}"),
+        }
+    }
+    let mut admin = client(&server, "admin");
+    match admin.state_offer(1) {
+        Err(ClientError::Refused { code: ErrorCode::Unavailable, message, .. }) => {
+            assert!(message.contains("not a member of a replica group"), "{message}")
+        }
+        other => panic!("expected unavailable, got {other:?}"),
+    }
+    let file = protocol::wire::StateFile { kind: protocol::wire::StateFileKind::Snapshot, id: 0 };
+    assert!(matches!(
+        admin.state_read(file, 0, 1024),
+        Err(ClientError::Refused { code: ErrorCode::Unavailable, .. })
+    ));
+    admin.ping().expect("the connection goes on");
+}
