@@ -38,14 +38,14 @@ export enum ErrorCode {
   MalformedFrame = 1, UnsupportedVersion = 2, FrameTooLarge = 3, UnknownOperation = 4,
   UnexpectedOperation = 5, MalformedBody = 6, BadAccountNo = 7, MalformedAmount = 8,
   BatchTooLarge = 9, NotAuthenticated = 10, AuthFailed = 11, Forbidden = 12, Busy = 13,
-  ShuttingDown = 14, Internal = 15
+  ShuttingDown = 14, Internal = 15, NotPrimary = 16, Unavailable = 17
 }
 
 const ERROR_NAMES = [
   "", "malformed_frame", "unsupported_version", "frame_too_large", "unknown_operation",
   "unexpected_operation", "malformed_body", "bad_account_no", "malformed_amount",
   "batch_too_large", "not_authenticated", "auth_failed", "forbidden", "busy", "shutting_down",
-  "internal",
+  "internal", "not_primary", "unavailable",
 ];
 
 /** `forbidden` for 12, `error code 99` for a code this client does not know. */

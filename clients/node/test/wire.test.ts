@@ -132,3 +132,12 @@ test("submit entries are checked before anything is sent", () => {
   assert.throws(() => submitBody(many, 2), /1..=2 commands/);
   assert.throws(() => submitBody([[1, { type: "Transfer", from: "a", to: "b", amount: 0.5 as unknown as string }]], 10), /command 0: amounts/);
 });
+
+test("error codes are PROTOCOL.md's", async () => {
+  const { errorCodeName } = await import("../src/wire.js");
+  const table = PROTOCOL_MD.slice(PROTOCOL_MD.indexOf("## Error codes"), PROTOCOL_MD.indexOf("## Roles"));
+  const rows = [...table.matchAll(/^\| (\d+) \| `([a-z_]+)` \|/gm)].map((m) => [Number(m[1]), m[2]]);
+  assert.ok(rows.length >= 17);
+  for (const [code, name] of rows) assert.equal(errorCodeName(code as number), name);
+  assert.equal(errorCodeName(rows.length + 1), `error code ${rows.length + 1}`);
+});

@@ -199,3 +199,15 @@ def test_credentials_file_entry_choice(tmp_path: Path) -> None:
     store.chmod(0o600)
     with pytest.raises(InvalidRequest, match="a hash, not a secret"):
         load_credentials(store)
+
+
+def test_error_codes_are_protocol_md_s() -> None:
+    from ledger_client.wire import ErrorCode, error_code_name
+
+    text = PROTOCOL_MD.read_text()
+    table = text[text.index("## Error codes") : text.index("## Roles")]
+    rows = re.findall(r"^\| (\d+) \| `([a-z_]+)` \|", table, re.MULTILINE)
+    assert [(int(code), name) for code, name in rows] == [
+        (int(code), code.name.lower()) for code in ErrorCode
+    ]
+    assert error_code_name(99) == "error code 99"

@@ -79,6 +79,8 @@ class ErrorCode(enum.IntEnum):
     BUSY = 13
     SHUTTING_DOWN = 14
     INTERNAL = 15
+    NOT_PRIMARY = 16
+    UNAVAILABLE = 17
 
 
 def error_code(raw: int) -> int:
