@@ -40,7 +40,8 @@ struct Args {
     /// A config file of `key = value` lines (data_dir, listen, metrics_listen, sync,
     /// credentials, tls_cert, tls_key, tls_client_ca, insecure, batch_delay_us, batch_len_max, pin_core, snapshot_every_records, tx_retained, channel
     /// (repeatable), net_window_ms, cluster, ledger, node, advertise, lease_ttl_s,
-    /// log_entries_max, transfer_credentials, transfer_tls_ca, transfer_tls_server_name); flags
+    /// log_entries_max, transfer_credentials, transfer_tls_ca, transfer_tls_server_name,
+    /// transfer_tls_cert, transfer_tls_key); flags
     /// win (channels add up).
     #[arg(long)]
     config: Option<PathBuf>,
@@ -118,6 +119,14 @@ struct Args {
     /// peer's IP address
     #[arg(long, requires = "transfer_tls_ca")]
     transfer_tls_server_name: Option<String>,
+    /// The client certificate chain this node presents to peers that require one (mutual
+    /// TLS; with --transfer-tls-ca and --transfer-tls-key). Its subject CN must be the id of
+    /// the admin entry in --transfer-credentials
+    #[arg(long, requires_all = ["transfer_tls_ca", "transfer_tls_key"])]
+    transfer_tls_cert: Option<PathBuf>,
+    /// The key of --transfer-tls-cert
+    #[arg(long, requires = "transfer_tls_cert")]
+    transfer_tls_key: Option<PathBuf>,
 }
 
 /// `NAME=ADDR` of `--channel`.
@@ -211,6 +220,8 @@ struct Cluster {
     transfer_credentials: Option<PathBuf>,
     transfer_tls_ca: Option<PathBuf>,
     transfer_tls_server_name: Option<String>,
+    /// `(certificate chain, key)` for peers that require mutual TLS.
+    transfer_tls_client: Option<(PathBuf, PathBuf)>,
 }
 
 /// The raw replica-group settings, from the config file and the flags.
@@ -225,6 +236,8 @@ struct ClusterArgs {
     transfer_credentials: Option<PathBuf>,
     transfer_tls_ca: Option<PathBuf>,
     transfer_tls_server_name: Option<String>,
+    transfer_tls_cert: Option<PathBuf>,
+    transfer_tls_key: Option<PathBuf>,
 }
 
 impl ClusterArgs {
@@ -255,6 +268,11 @@ impl ClusterArgs {
             transfer_credentials: self.transfer_credentials,
             transfer_tls_ca: self.transfer_tls_ca,
             transfer_tls_server_name: self.transfer_tls_server_name,
+            transfer_tls_client: match (self.transfer_tls_cert, self.transfer_tls_key) {
+                (None, None) => None,
+                (Some(cert), Some(key)) => Some((cert, key)),
+                _ => bail!("transfer_tls_cert and transfer_tls_key go together"),
+            },
         }))
     }
 }
@@ -370,6 +388,8 @@ fn settings(args: Args) -> Result<Settings> {
                 }
                 "transfer_tls_ca" => cluster.transfer_tls_ca = Some(PathBuf::from(&value)),
                 "transfer_tls_server_name" => cluster.transfer_tls_server_name = Some(value),
+                "transfer_tls_cert" => cluster.transfer_tls_cert = Some(PathBuf::from(&value)),
+                "transfer_tls_key" => cluster.transfer_tls_key = Some(PathBuf::from(&value)),
                 _ => bail!("{}: unknown key {key:?}", path.display()),
             }
         }
@@ -427,6 +447,8 @@ fn settings(args: Args) -> Result<Settings> {
     cluster.transfer_tls_ca = args.transfer_tls_ca.or(cluster.transfer_tls_ca);
     cluster.transfer_tls_server_name =
         args.transfer_tls_server_name.or(cluster.transfer_tls_server_name);
+    cluster.transfer_tls_cert = args.transfer_tls_cert.or(cluster.transfer_tls_cert);
+    cluster.transfer_tls_key = args.transfer_tls_key.or(cluster.transfer_tls_key);
     settings.cluster = cluster.resolve()?;
     Ok(settings)
 }
@@ -438,7 +460,10 @@ fn transfer_client(cluster: &Cluster, data_dir: &Path) -> Result<replication::Tr
         Some(ca) => Some(
             protocol::tls::ClientTls::from_files(
                 ca,
-                None,
+                cluster
+                    .transfer_tls_client
+                    .as_ref()
+                    .map(|(cert, key)| (cert.as_path(), key.as_path())),
                 cluster.transfer_tls_server_name.as_deref(),
             )
             .with_context(|| format!("--transfer-tls-ca {}", ca.display()))?,

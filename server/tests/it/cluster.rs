@@ -752,6 +752,56 @@ fn a_replica_passed_by_the_trim_catches_up_by_a_state_transfer() {
     drop(etcd);
 }
 
+/// A group whose nodes serve mutual TLS only: a node that joins after the trim copies a peer's
+/// state over TLS, presenting the admin's client certificate (`--transfer-tls-*`).
+#[test]
+fn a_state_transfer_runs_over_mutual_tls() {
+    let pki = crate::tls::Pki::new("group CA");
+    let etcd_dir = tempfile::tempdir().expect("temp dir");
+    let etcd = etcd::local::LocalCluster::start(3, etcd_dir.path()).expect("start 3 etcd members");
+    let endpoints = etcd.endpoints().join(",");
+    let args = |node: &str| {
+        let mut args = node_args(&endpoints, node);
+        args.extend(["--log-entries-max".to_owned(), "4".to_owned()]);
+        args.extend(pki.server_flags(true));
+        args
+    };
+    let a = Ledgerd::start_fresh(&args_of(&args("a")));
+    wait_for_role(&a, "primary", 20);
+    let b = Ledgerd::start_fresh(&args_of(&args("b")));
+    wait_for_role(&b, "standby", 20);
+    let admin_cert = pki.client("admin");
+    let mut admin =
+        crate::tls::connect(&a, "admin", pki.options(Some(&admin_cert))).expect("mutual TLS");
+    setup(&mut admin);
+    // One request per round, one round per entry: far more entries than the log keeps.
+    for n in 0..40u128 {
+        let body = CommandBody::Transfer {
+            from: key(&user(0)),
+            to: key(&user(1)),
+            amount: Amount { mantissa: 1, scale: 2 },
+        };
+        let outcome = admin.submit(vec![(TxId(1_000 + n), body)]).expect("submit");
+        assert_eq!(outcome[0].result, ResultCode::Ok);
+    }
+    wait_until(Duration::from_secs(10), || {
+        oldest_log_index(&etcd.endpoints()).is_some_and(|oldest| oldest > 1)
+    });
+    let mut late = args("c");
+    let (cert, key_file) = (admin_cert.0.display().to_string(), admin_cert.1.display().to_string());
+    let ca = pki.path("ca.pem").display().to_string();
+    late.extend(
+        ["--transfer-tls-ca", &ca, "--transfer-tls-cert", &cert, "--transfer-tls-key", &key_file]
+            .map(str::to_owned),
+    );
+    let c = Ledgerd::start_fresh(&args_of(&late));
+    wait_for_role(&c, "standby", 60);
+    assert!(c.output().contains("state transfer installed"), "{}", c.output());
+    assert!(c.output().contains("matches the checkpoint of log entry"), "{}", c.output());
+    converge(vec![a, b, c]);
+    drop(etcd);
+}
+
 fn args_of(args: &[String]) -> Vec<&str> {
     args.iter().map(String::as_str).collect()
 }

@@ -19,7 +19,7 @@ use crate::harness::{credentials, key, options, Ledgerd};
 use crate::{cli_with, deposit, open, setup_accounts, transfer};
 
 /// A CA and certificates it signed, as PEM files in a temporary directory.
-struct Pki {
+pub(crate) struct Pki {
     dir: tempfile::TempDir,
     ca: rcgen::Certificate,
     ca_key: KeyPair,
@@ -27,7 +27,7 @@ struct Pki {
 
 impl Pki {
     /// A new CA named `name`, with a server certificate for 127.0.0.1 and localhost.
-    fn new(name: &str) -> Pki {
+    pub(crate) fn new(name: &str) -> Pki {
         let dir = tempfile::tempdir().expect("temp dir");
         let ca_key = KeyPair::generate().expect("key");
         let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
@@ -63,19 +63,19 @@ impl Pki {
     }
 
     /// A client certificate whose subject CN is `client_id`, as `client-ID.pem`/`.key`.
-    fn client(&self, client_id: &str) -> (PathBuf, PathBuf) {
+    pub(crate) fn client(&self, client_id: &str) -> (PathBuf, PathBuf) {
         let name = format!("client-{client_id}");
         self.sign(&name, Some(client_id), &[], ExtendedKeyUsagePurpose::ClientAuth);
         (self.path(&format!("{name}.pem")), self.path(&format!("{name}.key")))
     }
 
-    fn path(&self, name: &str) -> PathBuf {
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
 
     /// `ledgerd`'s flags for this CA's server certificate (and, with `mutual`, client
     /// certificates from it).
-    fn server_flags(&self, mutual: bool) -> Vec<String> {
+    pub(crate) fn server_flags(&self, mutual: bool) -> Vec<String> {
         let mut flags = vec![
             "--tls-cert".to_string(),
             self.path("server.pem").display().to_string(),
@@ -90,7 +90,7 @@ impl Pki {
     }
 
     /// Client options trusting this CA, presenting `client_cert` if given.
-    fn options(&self, client_cert: Option<&(PathBuf, PathBuf)>) -> ClientOptions {
+    pub(crate) fn options(&self, client_cert: Option<&(PathBuf, PathBuf)>) -> ClientOptions {
         let client_cert = client_cert.map(|(cert, key)| (cert.as_path(), key.as_path()));
         let tls = ClientTls::from_files(&self.path("ca.pem"), client_cert, None).expect("tls");
         ClientOptions { tls: Some(tls), ..options() }
@@ -102,7 +102,7 @@ fn start(pki: &Pki, mutual: bool) -> Ledgerd {
     Ledgerd::start_fresh(&flags.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
-fn connect(
+pub(crate) fn connect(
     server: &Ledgerd,
     client_id: &str,
     options: ClientOptions,
