@@ -108,6 +108,7 @@ pub fn prepare(
         metrics.clone(),
         control_rx,
         options.checkpoint_every_entries,
+        options.compress_entries,
     );
     let data_dir = data_dir.to_path_buf();
     let wiring = replica::Wiring { options, data_dir, store, role, metrics, control };

@@ -102,6 +102,20 @@ struct Args {
     /// behind must be re-seeded. Default: 1024 (entries are at most 1 MiB)
     #[arg(long)]
     log_entries_max: Option<u64>,
+    /// How this node, as the primary, stores log entry bodies in etcd (with --cluster): `lz4`
+    /// (entry version 2) or `none` (version 1, which nodes built before version 2 read).
+    /// Default: lz4
+    #[arg(long, value_parser = entry_compression)]
+    entry_compression: Option<bool>,
+}
+
+/// `--entry-compression`: whether bodies are compressed.
+fn entry_compression(text: &str) -> std::result::Result<bool, String> {
+    match text {
+        "lz4" => Ok(true),
+        "none" => Ok(false),
+        _ => Err(format!("{text:?} is neither lz4 nor none")),
+    }
 }
 
 /// `NAME=ADDR` of `--channel`.
@@ -191,6 +205,7 @@ struct Cluster {
     advertise: Option<String>,
     lease_ttl_s: i64,
     log_entries_max: u64,
+    compress_entries: bool,
 }
 
 /// The raw replica-group settings, from the config file and the flags.
@@ -202,6 +217,7 @@ struct ClusterArgs {
     advertise: Option<String>,
     lease_ttl_s: Option<i64>,
     log_entries_max: Option<u64>,
+    compress_entries: Option<bool>,
 }
 
 impl ClusterArgs {
@@ -225,6 +241,7 @@ impl ClusterArgs {
             advertise: self.advertise,
             lease_ttl_s: self.lease_ttl_s.unwrap_or(2),
             log_entries_max: self.log_entries_max.unwrap_or(replication::LOG_ENTRIES_MAX_DEFAULT),
+            compress_entries: self.compress_entries.unwrap_or(true),
         }))
     }
 }
@@ -335,6 +352,10 @@ fn settings(args: Args) -> Result<Settings> {
                 "log_entries_max" => {
                     cluster.log_entries_max = Some(value.parse().with_context(context)?)
                 }
+                "entry_compression" => {
+                    let parsed = entry_compression(&value).map_err(anyhow::Error::msg);
+                    cluster.compress_entries = Some(parsed.with_context(context)?);
+                }
                 _ => bail!("{}: unknown key {key:?}", path.display()),
             }
         }
@@ -388,6 +409,7 @@ fn settings(args: Args) -> Result<Settings> {
     cluster.advertise = args.advertise.or(cluster.advertise);
     cluster.lease_ttl_s = args.lease_ttl_s.or(cluster.lease_ttl_s);
     cluster.log_entries_max = args.log_entries_max.or(cluster.log_entries_max);
+    cluster.compress_entries = args.entry_compression.or(cluster.compress_entries);
     settings.cluster = cluster.resolve()?;
     Ok(settings)
 }
@@ -505,6 +527,7 @@ fn serve(
             );
             cluster_options.lease_ttl_s = cluster.lease_ttl_s;
             cluster_options.log_entries_max = cluster.log_entries_max;
+            cluster_options.compress_entries = cluster.compress_entries;
             let (stage, mut starter) = replication::prepare(cluster_options, &settings.data_dir)
                 .context("join the replica group")?;
             if let Some(position) = starter.reconcile_local().context("replication position")? {
