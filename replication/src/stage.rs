@@ -54,6 +54,9 @@ pub struct Stage {
     entry: Vec<u8>,
     /// `Some`: bodies are compressed (entry version 2); `None`: version 1, as every build reads.
     compressor: Option<Compressor>,
+    /// The head of the last entry appended, not yet published to the role (and so to the
+    /// position file): the round's local flush may still be running ([`DurableStage::settled`]).
+    appended_head: Option<Head>,
 }
 
 impl Stage {
@@ -78,6 +81,7 @@ impl Stage {
                 lz4_flex::block::get_maximum_output_size(ENTRY_BODY_LEN_BYTES_MAX) + 128,
             ),
             compressor: compress_entries.then(Compressor::default),
+            appended_head: None,
         }
     }
 
@@ -148,7 +152,9 @@ impl Stage {
         }
         self.metrics.record_append(started.elapsed(), self.entry.len());
         primary.head = head;
-        self.role.set_log_head(head);
+        // Published once the local flush is done too (`settled`): the position file, written
+        // from the role's head, never runs ahead of this node's journal.
+        self.appended_head = Some(head);
         Ok(())
     }
 }
@@ -245,6 +251,12 @@ impl DurableStage for Stage {
         }
         assert_eq!(first_seq, round.last_seq + 1, "every record of the round was appended");
         Ok(())
+    }
+
+    fn settled(&mut self, round: &Round<'_>) {
+        let head = self.appended_head.take().expect("a settled round was appended");
+        assert_eq!(head.last_seq, round.last_seq, "the round's last entry");
+        self.role.set_log_head(head);
     }
 }
 
