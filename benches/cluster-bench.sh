@@ -8,6 +8,9 @@
 #
 #   benches/cluster-bench.sh [TARGET_DIR] [SECONDS] [STANDBYS]
 #
+# CLUSTER_NODE_ARGS (environment): more ledgerd flags for the group's nodes, e.g.
+# "--entry-compression none" to measure uncompressed entries with the same build.
+#
 # TARGET_DIR holds a release build: cargo build --release -p server --bin ledgerd -p benches
 # --bin ledger-bench (default: target). Everything lives in a temporary directory removed on
 # exit; every process started here is killed on exit.
@@ -115,14 +118,17 @@ bench() {
 }
 
 start_etcd
-start_node a --cluster "$ENDPOINTS" --ledger bench --node a
+# Word splitting of CLUSTER_NODE_ARGS is wanted: it holds flags.
+# shellcheck disable=SC2086
+start_node a --cluster "$ENDPOINTS" --ledger bench --node a ${CLUSTER_NODE_ARGS:-}
 PRIMARY_PID=$NODE_PID PRIMARY_PORT=$NODE_PORT PRIMARY_METRICS=$NODE_METRICS
 until role_is "$PRIMARY_METRICS" primary; do kill -0 "$PRIMARY_PID" || exit 1; sleep 0.1; done
 WATCH=("${ETCD_PIDS[@]}")
 WATCH_NAMES="etcd1 etcd2 etcd3"
 GROUP_ADDRS=""
 for n in $(seq 1 "$STANDBYS"); do
-    start_node "s$n" --cluster "$ENDPOINTS" --ledger bench --node "s$n"
+    # shellcheck disable=SC2086
+    start_node "s$n" --cluster "$ENDPOINTS" --ledger bench --node "s$n" ${CLUSTER_NODE_ARGS:-}
     until role_is "$NODE_METRICS" standby; do kill -0 "$NODE_PID" || exit 1; sleep 0.1; done
     WATCH+=("$NODE_PID")
     WATCH_NAMES+=" standby$n"

@@ -132,6 +132,7 @@ pub fn prepare(
         metrics.clone(),
         control_rx,
         options.checkpoint_every_entries,
+        options.compress_entries,
     );
     let data_dir = data_dir.to_path_buf();
     let wiring =

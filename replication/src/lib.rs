@@ -11,6 +11,7 @@
 //!   transaction before its replies are released.
 //! - `replica`: the thread that catches up, follows, claims and promotes; and the lease thread.
 //! - [`role`]: what this node is right now, for the server (`not_primary`) and the metrics.
+//! - [`fuzz`]: the checks of the entry decoder's fuzz target.
 //!
 //! Wiring, in a binary: [`prepare`] (connects to etcd) → `Runtime::start_in(.., vec![stage])`
 //! → [`Starter::start`] with the runtime's handle.
@@ -24,6 +25,7 @@ pub mod chain;
 #[cfg(feature = "driver")]
 mod driver;
 pub mod entry;
+pub mod fuzz;
 pub mod keys;
 pub mod metrics;
 pub mod position;

@@ -62,6 +62,9 @@ pub struct ClusterOptions {
     /// The most entries the log keeps behind its head: a replica further behind (down for
     /// long) is passed by the trim and must be re-seeded (REPLICATION.md, *Trimming*).
     pub log_entries_max: u64,
+    /// Whether this node, as the primary, stores entry bodies compressed (version 2,
+    /// REPLICATION.md, *Entry*). Off: version 1, which replicas built before version 2 read.
+    pub compress_entries: bool,
 }
 
 impl ClusterOptions {
@@ -81,6 +84,7 @@ impl ClusterOptions {
             checkpoint_every_entries: 256,
             request_timeout_ms: 2_000,
             log_entries_max: LOG_ENTRIES_MAX_DEFAULT,
+            compress_entries: true,
         }
     }
 }
@@ -431,48 +435,45 @@ impl Follow {
             ));
         }
         let checkpoint = self.chain.accept(&entry).map_err(|error| error.to_string())?;
+        let head = entry.head();
         match entry.kind {
             EntryKind::EpochStart => {
                 self.wiring.role.set_epoch_seen(entry.epoch);
                 let expected = checkpoint.ok_or("an epoch start without its checkpoint")?;
-                self.compare_state(&entry, expected)?;
+                self.compare_state(&head, expected)?;
             }
             EntryKind::Records => {
-                let first_seq = entry.first_seq;
+                let (first_seq, record_count) = (entry.first_seq, entry.record_count);
+                // A decompressed body moves into the runtime as it is (no copy).
+                let records = entry.into_body();
                 let replicated = self
                     .handle
-                    .replicate(
-                        first_seq,
-                        entry.body().to_vec(),
-                        entry.record_count,
-                        checkpoint.is_some(),
-                    )
+                    .replicate(first_seq, records, record_count, checkpoint.is_some())
                     .map_err(|error| {
                         format!("journal entry {index} (seqs {first_seq}..): {error}")
                     })?;
-                if replicated.last_seq != entry.last_seq() {
+                if replicated.last_seq != head.last_seq {
                     return Err(format!(
                         "entry {index} journaled up to seq {}, not {}",
-                        replicated.last_seq,
-                        entry.last_seq()
+                        replicated.last_seq, head.last_seq
                     ));
                 }
                 if let (Some(expected), Some(actual)) = (checkpoint, replicated.state_hash) {
                     if expected != actual {
-                        return Err(divergence(&entry, expected, actual));
+                        return Err(divergence(&head, expected, actual));
                     }
                 }
             }
         }
         self.wiring.metrics.record_applied();
-        self.wiring.role.set_log_head(entry.head());
+        self.wiring.role.set_log_head(head);
         Ok(())
     }
 
-    fn compare_state(&self, entry: &Entry<'_>, expected: u128) -> Result<(), String> {
+    fn compare_state(&self, head: &Head, expected: u128) -> Result<(), String> {
         let actual = state_hash(&self.handle)?;
         if actual != expected {
-            return Err(divergence(entry, expected, actual));
+            return Err(divergence(head, expected, actual));
         }
         Ok(())
     }
@@ -689,7 +690,7 @@ impl Follow {
                     // transfer, the state a peer's files gave).
                     if let Some(expected) = entry.state_hash {
                         if self.handle.durable_seq() == position.last_seq {
-                            self.compare_state(&entry, expected)?;
+                            self.compare_state(&entry.head(), expected)?;
                             eprintln!(
                                 "ledgerd: the state at seq {} matches the checkpoint of log entry {}",
                                 position.last_seq, entry.index
@@ -778,11 +779,10 @@ impl Follow {
     }
 }
 
-fn divergence(entry: &Entry<'_>, expected: u128, actual: u128) -> String {
+fn divergence(head: &Head, expected: u128, actual: u128) -> String {
     format!(
         "state diverged at seq {} (entry {}): the log's checkpoint is {expected:032x}, this replica's state_hash is {actual:032x}",
-        entry.last_seq(),
-        entry.index
+        head.last_seq, head.index
     )
 }
 

@@ -15,7 +15,10 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Receiver;
 use runtime::{DurableStage, Round};
 
-use crate::entry::{encode_records, EntryMeta, Head, ENTRY_BODY_LEN_BYTES_MAX};
+use crate::entry::{
+    encode_records, encode_records_compressed, Compressor, EntryMeta, Head,
+    ENTRY_BODY_LEN_BYTES_MAX,
+};
 use crate::metrics::ReplicationMetrics;
 use crate::role::{Role, RoleState};
 use crate::store::{Appended, Store, StoreError};
@@ -49,6 +52,11 @@ pub struct Stage {
     checkpoint_every_entries: u64,
     entries_since_checkpoint: u64,
     entry: Vec<u8>,
+    /// `Some`: bodies are compressed (entry version 2); `None`: version 1, as every build reads.
+    compressor: Option<Compressor>,
+    /// The head of the last entry appended, not yet published to the role (and so to the
+    /// position file): the round's local flush may still be running ([`DurableStage::settled`]).
+    appended_head: Option<Head>,
 }
 
 impl Stage {
@@ -58,6 +66,7 @@ impl Stage {
         metrics: Arc<ReplicationMetrics>,
         control: Receiver<Control>,
         checkpoint_every_entries: u64,
+        compress_entries: bool,
     ) -> Stage {
         Stage {
             store,
@@ -67,7 +76,12 @@ impl Stage {
             primary: None,
             checkpoint_every_entries: checkpoint_every_entries.max(1),
             entries_since_checkpoint: 0,
-            entry: Vec::with_capacity(ENTRY_BODY_LEN_BYTES_MAX + 128),
+            // The header, and the worst case of a compressed body (LZ4's bound).
+            entry: Vec::with_capacity(
+                lz4_flex::block::get_maximum_output_size(ENTRY_BODY_LEN_BYTES_MAX) + 128,
+            ),
+            compressor: compress_entries.then(Compressor::default),
+            appended_head: None,
         }
     }
 
@@ -97,7 +111,12 @@ impl Stage {
         };
         assert_eq!(first_seq, prev.last_seq + 1, "entries continue the log");
         self.entry.clear();
-        let head = encode_records(&mut self.entry, meta, count, body);
+        let head = match self.compressor.as_mut() {
+            Some(compressor) => {
+                encode_records_compressed(&mut self.entry, meta, count, body, compressor)
+            }
+            None => encode_records(&mut self.entry, meta, count, body),
+        };
         let started = Instant::now();
         // Bounded by the role: every pass either returns or waits for etcd, and a stopped
         // role (lease lost, shut down) ends it.
@@ -133,7 +152,9 @@ impl Stage {
         }
         self.metrics.record_append(started.elapsed(), self.entry.len());
         primary.head = head;
-        self.role.set_log_head(head);
+        // Published once the local flush is done too (`settled`): the position file, written
+        // from the role's head, never runs ahead of this node's journal.
+        self.appended_head = Some(head);
         Ok(())
     }
 }
@@ -230,6 +251,12 @@ impl DurableStage for Stage {
         }
         assert_eq!(first_seq, round.last_seq + 1, "every record of the round was appended");
         Ok(())
+    }
+
+    fn settled(&mut self, round: &Round<'_>) {
+        let head = self.appended_head.take().expect("a settled round was appended");
+        assert_eq!(head.last_seq, round.last_seq, "the round's last entry");
+        self.role.set_log_head(head);
     }
 }
 

@@ -2,7 +2,9 @@
 //! spec cannot drift from the code: every field's offset and size, contiguous, covering the
 //! header exactly; and a field changed at its documented offset is what the decoder sees.
 
-use replication::entry::{encode_records, push_record, Entry, EntryMeta, Head};
+use replication::entry::{
+    encode_records, encode_records_compressed, push_record, Compressor, Entry, EntryMeta, Head,
+};
 use replication::{ENTRY_HEADER_LEN_BYTES, HEAD_LEN_BYTES};
 
 /// `(offset, size, field)` rows of the table under `heading`.
@@ -68,6 +70,35 @@ fn the_entry_table_is_the_encoder_s_layout() {
     assert_eq!(field("state_hash"), 8);
     assert_eq!(field("entry_hash"), entry.entry_hash);
     assert_eq!(&bytes[ENTRY_HEADER_LEN_BYTES..], &body[..]);
+}
+
+#[test]
+fn the_compressed_body_table_is_the_encoder_s_layout() {
+    let rows = table("**Compressed body**");
+    assert_eq!(rows, vec![(0, 4, "raw_len".to_owned())], "raw_len, then the block");
+    let header = table("## Entry");
+    let at = |name: &str| {
+        header.iter().find(|(_, _, f)| f == name).map(|(o, _, _)| *o).expect("documented field")
+    };
+    let mut body = Vec::new();
+    for i in 0u32..200 {
+        push_record(&mut body, format!("transfer {} from acct-1 to acct-2", i % 7).as_bytes());
+    }
+    let meta = EntryMeta { index: 3, epoch: 1, first_seq: 10, prev_hash: 7, state_hash: None };
+    let mut bytes = Vec::new();
+    encode_records_compressed(&mut bytes, meta, 200, &body, &mut Compressor::default());
+    let u16_at = |offset: usize| u16::from_le_bytes([bytes[offset], bytes[offset + 1]]);
+    let u32_at = |offset: usize| {
+        u32::from_le_bytes([bytes[offset], bytes[offset + 1], bytes[offset + 2], bytes[offset + 3]])
+    };
+    assert_eq!(u16_at(at("version")), 2);
+    assert_eq!(bytes[at("flags")], 0b10, "bit 1: compressed; no checkpoint");
+    assert_eq!(u32_at(at("body_len")) as usize, bytes.len() - ENTRY_HEADER_LEN_BYTES);
+    assert_eq!(u32_at(ENTRY_HEADER_LEN_BYTES + rows[0].0) as usize, body.len());
+    let block = &bytes[ENTRY_HEADER_LEN_BYTES + 4..];
+    assert!(block.len() < body.len() / 2, "compressed");
+    let entry = Entry::decode(&bytes).expect("decodes");
+    assert_eq!(entry.body(), &body[..]);
 }
 
 #[test]

@@ -1,7 +1,9 @@
 //! The durable point: when a round's replies may be released. A round is durable once it has
-//! passed every stage, in order: first the local flush (the journal's sync of the round's
-//! records, always there), then each [`DurableStage`] given to `Runtime::start_in` (none in
-//! production today; replication adds "appended to the replicated log in etcd").
+//! passed every stage: the local flush (the journal's sync of the round's records, always
+//! there) and, at the same time on a helper thread, each [`DurableStage`] given to
+//! `Runtime::start_in`, in order (none in production today; replication adds "appended to the
+//! replicated log in etcd"). Once both are done, each stage is told so
+//! ([`DurableStage::settled`]), then the replies are released.
 //!
 //! Stages run where the local flush runs (inline on the writer, or on the flusher thread while
 //! the writer executes the next round), once per round with records, in seq order, never two
@@ -57,6 +59,15 @@ pub trait DurableStage: Send + 'static {
     /// records that came from another replica ([`crate::Handle::replicate`]) pass no stage:
     /// they are durable where they came from already.
     fn make_durable(&mut self, round: &Round<'_>) -> Result<(), Box<dyn Error + Send + Sync>>;
+
+    /// Called once the round is durable everywhere — the local flush and every stage succeeded
+    /// — before its replies are released. `make_durable` runs while the local flush may still
+    /// be in progress, so what may only follow the local flush (a replica's position, which
+    /// must never run ahead of its own journal) goes here. Never called for a round that
+    /// failed.
+    fn settled(&mut self, round: &Round<'_>) {
+        let _ = round;
+    }
 }
 
 /// The stages after the local flush, run in order.
@@ -107,5 +118,12 @@ impl Stages {
             }
         }
         Ok(())
+    }
+
+    /// Tells every stage the round is durable everywhere ([`DurableStage::settled`]).
+    pub(crate) fn settled(&mut self, round: &Round<'_>) {
+        for stage in &mut self.stages {
+            stage.settled(round);
+        }
     }
 }

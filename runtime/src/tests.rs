@@ -1057,6 +1057,8 @@ proptest! {
 struct Gate {
     rounds: mpsc::Sender<(u64, u64, usize)>,
     verdicts: std::sync::Mutex<mpsc::Receiver<Result<(), String>>>,
+    /// The last seq of every round `settled` was called for.
+    settled: mpsc::Sender<u64>,
 }
 
 impl DurableStage for Gate {
@@ -1076,6 +1078,10 @@ impl DurableStage for Gate {
         let verdict = self.verdicts.lock().expect("not poisoned").recv();
         Ok(verdict.unwrap_or(Err("the test is gone".to_owned()))?)
     }
+
+    fn settled(&mut self, round: &Round<'_>) {
+        let _ = self.settled.send(round.last_seq);
+    }
 }
 
 #[test]
@@ -1083,7 +1089,12 @@ fn replies_wait_for_every_durability_stage_and_a_failed_stage_fails_the_runtime(
     let temp = tempfile::tempdir().expect("temp dir");
     let (rounds_tx, rounds) = mpsc::channel();
     let (verdicts, verdicts_rx) = mpsc::channel();
-    let gate = Gate { rounds: rounds_tx, verdicts: std::sync::Mutex::new(verdicts_rx) };
+    let (settled_tx, settled) = mpsc::channel();
+    let gate = Gate {
+        rounds: rounds_tx,
+        verdicts: std::sync::Mutex::new(verdicts_rx),
+        settled: settled_tx,
+    };
     let stages: Vec<Box<dyn DurableStage>> = vec![Box::new(gate)];
     let (runtime, _) =
         Runtime::start_in(journal::FileStorage, temp.path(), options(), stages).expect("start");
@@ -1110,6 +1121,8 @@ fn replies_wait_for_every_durability_stage_and_a_failed_stage_fails_the_runtime(
     let reply = replies.recv().expect("reply");
     assert!(reply.result.is_ok(), "{reply:?}");
     assert_eq!(handle.durable_seq(), last_seq);
+    // Settled before the reply was released (the local flush and the stage both done).
+    assert_eq!(settled.try_recv(), Ok(last_seq));
 
     // The stage fails the next round: nothing is acknowledged any more.
     producer.submit(2, workload.transfers(3)).expect("submit");
@@ -1122,6 +1135,7 @@ fn replies_wait_for_every_durability_stage_and_a_failed_stage_fails_the_runtime(
     assert_eq!(handle.durable_seq(), last_seq);
     assert!(matches!(handle.execute(workload.transfers(1)), Err(RequestError::Fatal { .. })));
     assert!(matches!(runtime.shutdown(), Err(RuntimeError::Fatal(_))));
+    assert!(settled.try_recv().is_err(), "a failed round is never settled");
 }
 
 #[test]

@@ -183,15 +183,13 @@ struct Durable<S: Storage> {
 }
 
 impl<S: Storage> Durable<S> {
-    /// The local flush, then (if it succeeded) every stage: the sync's result for
+    /// The local flush and every stage, at the same time (the flush on a helper thread: a
+    /// replicated log's append need not wait for the local fsync, the round is released only
+    /// after both), then the stages' `settled` if both succeeded: the sync's result for
     /// `Journal::end_flush`, and the stages' (their fatal message).
     fn run(&mut self) -> (io::Result<()>, Result<(), String>) {
-        let synced = self.job.sync();
-        if synced.is_err() {
-            return (synced, Ok(()));
-        }
         if self.stages.is_empty() || self.replicated {
-            return (synced, Ok(()));
+            return (self.job.sync(), Ok(()));
         }
         let round = Round {
             first_seq: self.first_seq,
@@ -199,7 +197,26 @@ impl<S: Storage> Durable<S> {
             payloads: &self.payloads,
             state_hash: self.state_hash,
         };
-        let staged = self.stages.run(&round);
+        let (job, stages) = (&mut self.job, &mut self.stages);
+        let (synced, staged) = std::thread::scope(|scope| {
+            let sync = std::thread::Builder::new()
+                .name("journal-sync".to_owned())
+                .spawn_scoped(scope, || job.sync());
+            let Ok(sync) = sync else {
+                // No thread to be had: the flush first, then the stages, as one thread does.
+                let synced = job.sync();
+                return match synced {
+                    Ok(()) => (Ok(()), stages.run(&round)),
+                    Err(error) => (Err(error), Ok(())),
+                };
+            };
+            let staged = stages.run(&round);
+            let synced = sync.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (synced, staged)
+        });
+        if synced.is_ok() && staged.is_ok() {
+            self.stages.settled(&round);
+        }
         (synced, staged)
     }
 }

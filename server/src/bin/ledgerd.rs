@@ -127,6 +127,20 @@ struct Args {
     /// The key of --transfer-tls-cert
     #[arg(long, requires = "transfer_tls_cert")]
     transfer_tls_key: Option<PathBuf>,
+    /// How this node, as the primary, stores log entry bodies in etcd (with --cluster): `lz4`
+    /// (entry version 2) or `none` (version 1, which nodes built before version 2 read).
+    /// Default: lz4
+    #[arg(long, value_parser = entry_compression)]
+    entry_compression: Option<bool>,
+}
+
+/// `--entry-compression`: whether bodies are compressed.
+fn entry_compression(text: &str) -> std::result::Result<bool, String> {
+    match text {
+        "lz4" => Ok(true),
+        "none" => Ok(false),
+        _ => Err(format!("{text:?} is neither lz4 nor none")),
+    }
 }
 
 /// `NAME=ADDR` of `--channel`.
@@ -222,6 +236,7 @@ struct Cluster {
     transfer_tls_server_name: Option<String>,
     /// `(certificate chain, key)` for peers that require mutual TLS.
     transfer_tls_client: Option<(PathBuf, PathBuf)>,
+    compress_entries: bool,
 }
 
 /// The raw replica-group settings, from the config file and the flags.
@@ -238,6 +253,7 @@ struct ClusterArgs {
     transfer_tls_server_name: Option<String>,
     transfer_tls_cert: Option<PathBuf>,
     transfer_tls_key: Option<PathBuf>,
+    compress_entries: Option<bool>,
 }
 
 impl ClusterArgs {
@@ -273,6 +289,7 @@ impl ClusterArgs {
                 (Some(cert), Some(key)) => Some((cert, key)),
                 _ => bail!("transfer_tls_cert and transfer_tls_key go together"),
             },
+            compress_entries: self.compress_entries.unwrap_or(true),
         }))
     }
 }
@@ -390,6 +407,10 @@ fn settings(args: Args) -> Result<Settings> {
                 "transfer_tls_server_name" => cluster.transfer_tls_server_name = Some(value),
                 "transfer_tls_cert" => cluster.transfer_tls_cert = Some(PathBuf::from(&value)),
                 "transfer_tls_key" => cluster.transfer_tls_key = Some(PathBuf::from(&value)),
+                "entry_compression" => {
+                    let parsed = entry_compression(&value).map_err(anyhow::Error::msg);
+                    cluster.compress_entries = Some(parsed.with_context(context)?);
+                }
                 _ => bail!("{}: unknown key {key:?}", path.display()),
             }
         }
@@ -449,6 +470,7 @@ fn settings(args: Args) -> Result<Settings> {
         args.transfer_tls_server_name.or(cluster.transfer_tls_server_name);
     cluster.transfer_tls_cert = args.transfer_tls_cert.or(cluster.transfer_tls_cert);
     cluster.transfer_tls_key = args.transfer_tls_key.or(cluster.transfer_tls_key);
+    cluster.compress_entries = args.entry_compression.or(cluster.compress_entries);
     settings.cluster = cluster.resolve()?;
     Ok(settings)
 }
@@ -593,6 +615,7 @@ fn serve(
             );
             cluster_options.lease_ttl_s = cluster.lease_ttl_s;
             cluster_options.log_entries_max = cluster.log_entries_max;
+            cluster_options.compress_entries = cluster.compress_entries;
             let (stage, mut starter) = replication::prepare(cluster_options, &settings.data_dir)
                 .context("join the replica group")?;
             starter.set_transfer_client(transfer_client(cluster, &settings.data_dir)?);
