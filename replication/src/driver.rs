@@ -208,7 +208,7 @@ impl Starter {
         let installed = receiver.run().map_err(|why| {
             local(format!(
                 "{why}; re-seed this node from a copy of a stopped standby's data directory (README, \
-                 Re-seeding a replica)"
+                 Catching up by a state transfer, and re-seeding)"
             ))
         })?;
         eprintln!(

@@ -101,17 +101,16 @@ impl Receiver<'_> {
             // The hold first, so that the trim keeps what this node will follow from while it
             // copies, recovers and catches up (the replica thread removes it then).
             self.store
-                .put_hold(self.node, checkpoint.head.index)
+                .put_hold(self.node, checkpoint.index)
                 .map_err(|error| format!("set this node's transfer hold: {}", error.message()))?;
             self.store
-                .put_floor(self.node, checkpoint.head.index)
+                .put_floor(self.node, checkpoint.index)
                 .map_err(|error| format!("set this node's floor: {}", error.message()))?;
             // Still there once held (a trim may have passed it in between)?
             match self.store.oldest_index() {
-                Ok(Some(oldest)) if oldest <= checkpoint.head.index => {}
+                Ok(Some(oldest)) if oldest <= checkpoint.index => {}
                 Ok(_) => {
-                    last_error =
-                        format!("log entry {} was trimmed meanwhile", checkpoint.head.index);
+                    last_error = format!("log entry {} was trimmed meanwhile", checkpoint.index);
                     continue;
                 }
                 Err(error) => {
@@ -133,7 +132,7 @@ impl Receiver<'_> {
             for (peer, addr) in peers {
                 eprintln!(
                     "ledgerd: state transfer from {peer} ({addr}) through log entry {} (seq {})",
-                    checkpoint.head.index, checkpoint.head.last_seq
+                    checkpoint.index, checkpoint.last_seq
                 );
                 match self.copy_from(&addr, &credentials, &checkpoint) {
                     Ok(installed) => return Ok(installed),
@@ -147,8 +146,9 @@ impl Receiver<'_> {
         Err(format!("the state transfer failed after {ROUNDS_MAX} rounds over the peers; last: {last_error}"))
     }
 
-    /// The newest checkpoint entry, read from the log.
-    fn checkpoint(&self) -> Result<Checkpoint, String> {
+    /// The head of the log's newest checkpoint entry (its `state_hash` is checked once the
+    /// runtime has recovered the copy).
+    fn checkpoint(&self) -> Result<Head, String> {
         let etcd = |error: crate::store::StoreError| format!("etcd: {}", error.message());
         let index = self.store.checkpoint().map_err(etcd)?.ok_or(
             "the log records no checkpoint entry yet (its primary appends one every few entries)",
@@ -161,7 +161,7 @@ impl Receiver<'_> {
         if entry.state_hash.is_none() {
             return Err(format!("log entry {found} carries no checkpoint"));
         }
-        Ok(Checkpoint { head: entry.head() })
+        Ok(entry.head())
     }
 
     /// The other nodes of the group, standbys first: `(node, client address)`.
@@ -177,9 +177,9 @@ impl Receiver<'_> {
         &self,
         addr: &str,
         credentials: &ClientCredentials,
-        checkpoint: &Checkpoint,
+        checkpoint: &Head,
     ) -> Result<Installed, String> {
-        let through_seq = checkpoint.head.last_seq;
+        let through_seq = checkpoint.last_seq;
         let staging = self.data_dir.join(STAGING_DIR);
         remove_dir_if_present(&staging)?;
         let (journal_dir, snapshot_dir) =
@@ -192,17 +192,14 @@ impl Receiver<'_> {
             .map_err(|error| format!("connect: {error}"))?;
         // A peer that has not applied the checkpoint entry yet says `unavailable`: it is a few
         // entries behind the log at most, so ask it again shortly.
-        let mut attempts = 0;
+        let mut attempts = 1;
         let files = loop {
             match client.state_offer(through_seq) {
                 Ok(files) => break files,
-                Err(ClientError::Refused { code: ErrorCode::Unavailable, message, .. })
+                Err(ClientError::Refused { code: ErrorCode::Unavailable, .. })
                     if attempts < OFFER_ATTEMPTS_MAX =>
                 {
                     attempts += 1;
-                    if attempts == OFFER_ATTEMPTS_MAX {
-                        return Err(format!("STATE_OFFER: unavailable: {message}"));
-                    }
                     std::thread::sleep(OFFER_PAUSE);
                 }
                 Err(error) => return Err(format!("STATE_OFFER: {error}")),
@@ -245,10 +242,10 @@ impl Receiver<'_> {
         journal::truncate_damaged_after(&journal_dir, through_seq)
             .map_err(|error| format!("cut the copied journal after seq {through_seq}: {error}"))?;
         let complete = staging.join(COMPLETE_FILE);
-        write_synced(&complete, &checkpoint.head.encode())?;
+        write_synced(&complete, &checkpoint.encode())?;
         sync_dir(&staging)?;
         finish_install(self.data_dir)?;
-        Ok(Installed { position: checkpoint.head, snapshot_seq: files.snapshot_seq })
+        Ok(Installed { position: *checkpoint, snapshot_seq: files.snapshot_seq })
     }
 
     /// The copied snapshot verifies (its container's checksums), decodes, and has the group's
@@ -271,12 +268,6 @@ impl Receiver<'_> {
         }
         Ok(())
     }
-}
-
-/// The log's newest checkpoint entry (its `state_hash` is checked once the runtime has
-/// recovered the copy).
-struct Checkpoint {
-    head: Head,
 }
 
 /// Finishes an install that a verified download began (`transfer/COMPLETE` present): the
